@@ -1,0 +1,166 @@
+// The MPI facade: the only module (with h5's MPI-IO setup) that calls MPI.
+// A Comm is move-only; every member that talks to other ranks says "collective".
+// Every MPI return code is checked and turned into a CommError.
+#pragma once
+#include <mpi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "mfrec/error.hpp"
+
+namespace mfrec {
+
+template <class T>
+MPI_Datatype mpi_type() {
+  if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
+  else if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
+  else if constexpr (std::is_same_v<T, std::int8_t>) return MPI_INT8_T;
+  else if constexpr (std::is_same_v<T, std::uint8_t>) return MPI_UINT8_T;
+  else if constexpr (std::is_same_v<T, char>) return MPI_CHAR;
+  else if constexpr (std::is_same_v<T, std::int16_t>) return MPI_INT16_T;
+  else if constexpr (std::is_same_v<T, std::int32_t>) return MPI_INT32_T;
+  else if constexpr (std::is_same_v<T, std::uint32_t>) return MPI_UINT32_T;
+  else if constexpr (std::is_same_v<T, std::int64_t>) return MPI_INT64_T;
+  else if constexpr (std::is_same_v<T, std::uint64_t>) return MPI_UINT64_T;
+  else static_assert(sizeof(T) == 0, "no MPI datatype for this type");
+}
+
+void check_mpi(int code, const char* what);
+
+class Comm {
+ public:
+  // The world communicator (not owned: never freed).
+  static Comm world();
+  Comm(Comm&& other) noexcept;
+  Comm& operator=(Comm&& other) noexcept;
+  Comm(const Comm&) = delete;
+  Comm& operator=(const Comm&) = delete;
+  ~Comm();
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  bool is_root() const { return rank_ == 0; }
+  MPI_Comm native() const { return comm_; }
+
+  // Collective: ranks with the same color form a new communicator, ordered by key.
+  Comm split(int color, int key) const;
+  // Collective: the ranks on the same node (shared memory).
+  Comm split_shared() const;
+  void barrier() const;  // collective
+
+  // Collective: element-wise sum / max / min, in place over n values.
+  template <class T> void allreduce_sum(T* data, std::size_t n) const { allreduce(data, n, MPI_SUM); }
+  template <class T> void allreduce_max(T* data, std::size_t n) const { allreduce(data, n, MPI_MAX); }
+  template <class T> void allreduce_min(T* data, std::size_t n) const { allreduce(data, n, MPI_MIN); }
+  template <class T> T sum(T v) const { allreduce_sum(&v, 1); return v; }
+  template <class T> T max(T v) const { allreduce_max(&v, 1); return v; }
+  template <class T> T min(T v) const { allreduce_min(&v, 1); return v; }
+  // Collective: true on every rank when `flag` is true on any rank.
+  bool any(bool flag) const { return max<int>(flag ? 1 : 0) != 0; }
+  // Collective: the sum of v over ranks below this one (0 on rank 0).
+  template <class T> T exscan_sum(T v) const;
+
+  template <class T> void bcast(T* data, std::size_t n, int root = 0) const {
+    check_mpi(MPI_Bcast(data, checked_count(n), mpi_type<T>(), root, comm_), "MPI_Bcast");
+  }
+  std::string bcast(const std::string& s, int root = 0) const;  // collective
+
+  // Collective: every rank's `n_local` counts (index = rank).
+  std::vector<std::int64_t> allgather_counts(std::int64_t n_local) const;
+  // Collective: concatenate every rank's rows (each `width` values wide) in rank order into
+  // `out`, which must hold sum(rows) * width values. Counts travel as rows (a contiguous
+  // datatype), so totals beyond 2^31 values work.
+  template <class T>
+  void allgatherv_rows(const T* local, std::int64_t rows_local, const std::vector<std::int64_t>& rows,
+                       std::int64_t width, T* out) const;
+  // Collective: send send_counts[r] values (consecutive in `send`) to each rank r; returns the
+  // values received, in rank order.
+  template <class T>
+  std::vector<T> alltoallv(const std::vector<T>& send, const std::vector<std::int64_t>& send_counts) const;
+
+  static double wtime() { return MPI_Wtime(); }
+
+ private:
+  Comm(MPI_Comm comm, bool owned);
+  template <class T> void allreduce(T* data, std::size_t n, MPI_Op op) const {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, checked_count(n), mpi_type<T>(), op, comm_), "MPI_Allreduce");
+  }
+  static int checked_count(std::size_t n);
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  bool owned_ = false;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+// Process-wide MPI set-up and the error policy of every program's main:
+//   int main(int argc, char** argv) { return mfrec::run_program("mfrec_x", argc, argv, body); }
+// Errors: a ConfigError (raised the same way on every rank) prints one line from rank 0 and
+// exits 2 after MPI_Finalize; any other exception prints one line from the rank that saw it
+// and calls MPI_Abort, so no rank is left waiting in a collective.
+template <class F>
+int run_program(const char* name, int argc, char** argv, F&& body);
+int run_program_impl(const char* name, int argc, char** argv, int (*body)(void*, Comm&), void* ctx);
+
+template <class F>
+int run_program(const char* name, int argc, char** argv, F&& body) {
+  auto thunk = [](void* ctx, Comm& comm) -> int { return (*static_cast<F*>(ctx))(comm); };
+  return run_program_impl(name, argc, argv, thunk, &body);
+}
+
+// ---- template definitions -------------------------------------------------------------------
+
+template <class T>
+T Comm::exscan_sum(T v) const {
+  T out{};
+  check_mpi(MPI_Exscan(&v, &out, 1, mpi_type<T>(), MPI_SUM, comm_), "MPI_Exscan");
+  return rank_ == 0 ? T{} : out;
+}
+
+template <class T>
+void Comm::allgatherv_rows(const T* local, std::int64_t rows_local, const std::vector<std::int64_t>& rows,
+                           std::int64_t width, T* out) const {
+  MPI_Datatype row_type;
+  check_mpi(MPI_Type_contiguous(checked_count(static_cast<std::size_t>(width)), mpi_type<T>(), &row_type),
+            "MPI_Type_contiguous");
+  check_mpi(MPI_Type_commit(&row_type), "MPI_Type_commit");
+  std::vector<int> counts(size_), displs(size_);
+  std::int64_t offset = 0;
+  for (int r = 0; r < size_; ++r) {
+    counts[r] = checked_count(static_cast<std::size_t>(rows[r]));
+    displs[r] = checked_count(static_cast<std::size_t>(offset));
+    offset += rows[r];
+  }
+  int rc = MPI_Allgatherv(rows_local > 0 ? local : out, checked_count(static_cast<std::size_t>(rows_local)),
+                          row_type, out, counts.data(), displs.data(), row_type, comm_);
+  MPI_Type_free(&row_type);
+  check_mpi(rc, "MPI_Allgatherv");
+}
+
+template <class T>
+std::vector<T> Comm::alltoallv(const std::vector<T>& send, const std::vector<std::int64_t>& send_counts) const {
+  std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
+  std::int64_t off = 0;
+  for (int r = 0; r < size_; ++r) {
+    sc[r] = checked_count(static_cast<std::size_t>(send_counts[r]));
+    sd[r] = checked_count(static_cast<std::size_t>(off));
+    off += send_counts[r];
+  }
+  check_mpi(MPI_Alltoall(sc.data(), 1, MPI_INT, rc.data(), 1, MPI_INT, comm_), "MPI_Alltoall");
+  std::int64_t total = 0;
+  for (int r = 0; r < size_; ++r) {
+    rd[r] = checked_count(static_cast<std::size_t>(total));
+    total += rc[r];
+  }
+  std::vector<T> recv(static_cast<std::size_t>(total));
+  check_mpi(MPI_Alltoallv(send.data(), sc.data(), sd.data(), mpi_type<T>(), recv.data(), rc.data(), rd.data(),
+                          mpi_type<T>(), comm_),
+            "MPI_Alltoallv");
+  return recv;
+}
+
+}  // namespace mfrec

@@ -1,0 +1,82 @@
+// Ranking metrics for implicit-feedback recommendation: AP@K (standard and the seed's
+// variant), precision@K, recall@K, NDCG@K, exact per-user AUC, and the popularity baseline.
+// Definitions: docs/metrics.md. Pure code (std + Eigen + OpenMP); the distributed layer
+// allreduces MetricSums (plain sums) over ranks and then calls mean().
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "mfrec/types.hpp"
+
+namespace mfrec {
+
+// Sums over evaluated users; divide by n_users (mean()) for the reported means.
+struct MetricSums {
+  double map = 0;        // sum of AP@K, divisor min(K, |relevant|) (Spark, `implicit`)
+  double map_seed = 0;   // sum of the seed's AP@K, divisor = number of hits in the top K
+  double precision = 0;  // sum of hits / K
+  double recall = 0;     // sum of hits / |relevant|
+  double ndcg = 0;       // sum of NDCG@K (binary gain)
+  double auc = 0;        // sum of exact per-user AUC
+  Index n_users = 0;     // users with >= 1 test item that were evaluated
+
+  MetricSums& operator+=(const MetricSums& o);
+  // Every field divided by n_users (n_users kept); all fields 0 when n_users == 0.
+  MetricSums mean() const;
+};
+
+// ---- Pure per-user metrics -------------------------------------------------------------
+// `ranked`: the recommended list, best first (only its first k entries are used; an item
+// repeated in it counts at its first position only). `relevant`: the user's test items, in any
+// order (duplicates ignored). k >= 1, else ConfigError. All return 0 when `relevant` is empty.
+double average_precision_at_k(const std::vector<std::int32_t>& ranked,
+                              const std::vector<std::int32_t>& relevant, int k);
+double average_precision_seed(const std::vector<std::int32_t>& ranked,
+                              const std::vector<std::int32_t>& relevant, int k);
+double precision_at_k(const std::vector<std::int32_t>& ranked,
+                      const std::vector<std::int32_t>& relevant, int k);
+double recall_at_k(const std::vector<std::int32_t>& ranked,
+                   const std::vector<std::int32_t>& relevant, int k);
+double ndcg_at_k(const std::vector<std::int32_t>& ranked,
+                 const std::vector<std::int32_t>& relevant, int k);
+
+// Exact AUC of one user from the full score vector: over all pairs (positive = a distinct test
+// item, negative = an item in neither train nor test), the fraction where the positive scores
+// higher; ties count 1/2; NaN scores rank as -inf. 0.5 when there is no positive or no
+// negative. Item indices outside [0, n_items) raise InputError.
+double auc_exact(const Real* scores, Index n_items, const std::int32_t* train_items,
+                 Index n_train, const std::int32_t* test_items, Index n_test);
+
+// The top-k item indices by score, best first, leaving out `exclude` (any order, duplicates
+// allowed). Ties go to the smaller item index; NaN scores rank as -inf. `out` gets
+// min(k, number of candidates) items. k >= 1, else ConfigError; bad indices: InputError.
+void top_k_excluding(const Real* scores, Index n_items, const std::int32_t* exclude,
+                     Index n_exclude, int k, std::vector<std::int32_t>& out);
+
+// ---- Block evaluation ------------------------------------------------------------------
+// Evaluates the users of a block of rows. X_local: these users' factors (one row per local
+// row); Y: all item factors; train/test: the same users' rows (same row_begin and n_rows,
+// n_cols == Y.rows()). Users with no test item are skipped. Training items (the sparsity
+// pattern of `train`) are excluded from the top K and from the AUC negatives. Scores are
+// computed by a GEMM per block of 32 users; blocks run in parallel over `threads` (>= 1)
+// OpenMP threads. The sums are summed in row order: they do not depend on `threads`.
+// Shape mismatches and bad indices: InputError; k < 1 or threads < 1: ConfigError.
+MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                         const CsrBlock& test, int k, int threads);
+
+// The same evaluation with one score vector for every user (the popularity baseline:
+// item_scores = popularity_scores(counts)). item_scores.size() must equal train.n_cols.
+MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const CsrBlock& train,
+                                 const CsrBlock& test, int k, int threads);
+
+// ---- Popularity ------------------------------------------------------------------------
+// Per item, the number of distinct users (rows of this block) with a non-zero entry; the
+// caller allreduces (sums) the vectors over ranks. Indices outside [0, n_items): InputError.
+std::vector<Index> item_user_counts(const CsrBlock& train, Index n_items);
+// Item indices by descending count, ties by ascending item index.
+std::vector<std::int32_t> popularity_ranking(const std::vector<Index>& counts);
+// The counts as scores for evaluate_fixed_scores (exact up to 2^24 users per item; together
+// with the index tie-break of top_k_excluding this ranks items exactly as popularity_ranking).
+std::vector<Real> popularity_scores(const std::vector<Index>& counts);
+
+}  // namespace mfrec

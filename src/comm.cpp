@@ -1,0 +1,118 @@
+#include "mfrec/comm.hpp"
+
+#include <climits>
+#include <cstdio>
+#include <exception>
+#include <utility>
+
+namespace mfrec {
+
+void check_mpi(int code, const char* what) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  throw CommError(std::string(what) + " failed: " + std::string(text, static_cast<std::size_t>(len)));
+}
+
+int Comm::checked_count(std::size_t n) {
+  if (n > static_cast<std::size_t>(INT_MAX))
+    throw CommError("message of " + std::to_string(n) + " elements exceeds MPI's int count");
+  return static_cast<int>(n);
+}
+
+Comm::Comm(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+  check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+  check_mpi(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+}
+
+Comm Comm::world() { return Comm(MPI_COMM_WORLD, false); }
+
+Comm::Comm(Comm&& other) noexcept
+    : comm_(std::exchange(other.comm_, MPI_COMM_NULL)), owned_(std::exchange(other.owned_, false)),
+      rank_(other.rank_), size_(other.size_) {}
+
+Comm& Comm::operator=(Comm&& other) noexcept {
+  if (this != &other) {
+    if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    comm_ = std::exchange(other.comm_, MPI_COMM_NULL);
+    owned_ = std::exchange(other.owned_, false);
+    rank_ = other.rank_;
+    size_ = other.size_;
+  }
+  return *this;
+}
+
+Comm::~Comm() {
+  // Freeing is local, never a collective wait; MPI may already be finalised on the error path.
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (owned_ && comm_ != MPI_COMM_NULL && !finalized) MPI_Comm_free(&comm_);
+}
+
+Comm Comm::split(int color, int key) const {
+  MPI_Comm out;
+  check_mpi(MPI_Comm_split(comm_, color, key, &out), "MPI_Comm_split");
+  check_mpi(MPI_Comm_set_errhandler(out, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  return Comm(out, true);
+}
+
+Comm Comm::split_shared() const {
+  MPI_Comm out;
+  check_mpi(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &out), "MPI_Comm_split_type");
+  check_mpi(MPI_Comm_set_errhandler(out, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  return Comm(out, true);
+}
+
+void Comm::barrier() const { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+std::string Comm::bcast(const std::string& s, int root) const {
+  std::int64_t n = static_cast<std::int64_t>(s.size());
+  bcast(&n, 1, root);
+  std::string out = rank_ == root ? s : std::string(static_cast<std::size_t>(n), '\0');
+  if (n > 0) bcast(out.data(), out.size(), root);
+  return out;
+}
+
+std::vector<std::int64_t> Comm::allgather_counts(std::int64_t n_local) const {
+  std::vector<std::int64_t> out(static_cast<std::size_t>(size_));
+  check_mpi(MPI_Allgather(&n_local, 1, MPI_INT64_T, out.data(), 1, MPI_INT64_T, comm_), "MPI_Allgather");
+  return out;
+}
+
+int run_program_impl(const char* name, int argc, char** argv, int (*body)(void*, Comm&), void* ctx) {
+  int provided = 0;
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    std::fprintf(stderr, "%s: error: MPI_Init_thread failed\n", name);
+    return 1;
+  }
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  int status = 0;
+  try {
+    Comm world = Comm::world();
+    status = body(ctx, world);
+  } catch (const ConfigError& e) {
+    if (rank == 0) std::fprintf(stderr, "%s: error: %s\n", name, e.what());
+    MPI_Finalize();
+    return 2;
+  } catch (const std::exception& e) {
+    if (size > 1)
+      std::fprintf(stderr, "%s: error (rank %d): %s\n", name, rank, e.what());
+    else
+      std::fprintf(stderr, "%s: error: %s\n", name, e.what());
+    std::fflush(stderr);
+    if (size == 1) {  // nobody to wake: a clean exit, without Open MPI's abort banner
+      MPI_Finalize();
+      return 1;
+    }
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+  }
+  MPI_Finalize();
+  return status;
+}
+
+}  // namespace mfrec

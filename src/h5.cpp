@@ -1,0 +1,436 @@
+#include "mfrec/h5.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <utility>
+
+#include "mfrec/comm.hpp"
+
+namespace mfrec::h5 {
+namespace {
+
+// HDF5's error stack as text: the innermost messages, joined.
+herr_t walk_cb(unsigned n, const H5E_error2_t* err, void* data) {
+  auto* out = static_cast<std::string*>(data);
+  if (n < 3 && err->desc && *err->desc) {
+    if (!out->empty()) *out += "; ";
+    *out += err->desc;
+  }
+  return 0;
+}
+
+std::string error_stack() {
+  std::string out;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &out);
+  H5Eclear2(H5E_DEFAULT);
+  return out;
+}
+
+struct Silence {  // HDF5 prints its error stack by default; we turn it into exceptions instead
+  Silence() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+};
+const Silence silence;
+
+Handle make_plist(hid_t cls) {
+  hid_t id = H5Pcreate(cls);
+  if (id < 0) throw IoError("H5Pcreate failed: " + error_stack());
+  return Handle(id, H5Pclose);
+}
+
+std::string parent_of(const std::string& name) {
+  auto pos = name.find_last_of('/');
+  if (pos == std::string::npos || pos == 0) return "/";
+  return name.substr(0, pos);
+}
+
+TypeClass class_of(hid_t type) {
+  switch (H5Tget_class(type)) {
+    case H5T_INTEGER: return TypeClass::kInteger;
+    case H5T_FLOAT: return TypeClass::kFloat;
+    case H5T_STRING: return TypeClass::kString;
+    default: return TypeClass::kOther;
+  }
+}
+
+const char* class_name(TypeClass c) {
+  switch (c) {
+    case TypeClass::kInteger: return "integer";
+    case TypeClass::kFloat: return "float";
+    case TypeClass::kString: return "string";
+    default: return "other";
+  }
+}
+
+}  // namespace
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    reset();
+    id_ = o.id_;
+    closer_ = o.closer_;
+    o.id_ = H5I_INVALID_HID;
+  }
+  return *this;
+}
+
+void Handle::reset() noexcept {
+  if (id_ >= 0 && closer_) closer_(id_);
+  id_ = H5I_INVALID_HID;
+}
+
+File::File(std::string path, hid_t id, const Comm* comm)
+    : path_(std::move(path)), open_path_(path_), file_(id, H5Fclose), comm_(comm) {}
+
+File::File(File&& o) noexcept
+    : path_(std::move(o.path_)), open_path_(std::move(o.open_path_)), file_(std::move(o.file_)),
+      comm_(o.comm_), atomic_(std::exchange(o.atomic_, false)) {}
+
+File& File::operator=(File&& o) noexcept {
+  if (this != &o) {
+    file_.reset();
+    path_ = std::move(o.path_);
+    open_path_ = std::move(o.open_path_);
+    file_ = std::move(o.file_);
+    comm_ = o.comm_;
+    atomic_ = std::exchange(o.atomic_, false);
+  }
+  return *this;
+}
+
+File::~File() {
+  // While an exception unwinds, a parallel close (collective) could wait forever for ranks
+  // that are elsewhere; leave the handle to process exit (MPI_Abort follows) instead.
+  if (comm_ && std::uncaught_exceptions() > 0) {
+    file_.release();
+  } else {
+    file_.reset();
+  }
+  if (atomic_) std::remove(open_path_.c_str());  // never committed: no half-written output
+}
+
+void File::fail(const std::string& what, const std::string& object) const {
+  std::string stack = error_stack();
+  throw IoError(path_ + (object.empty() ? "" : ": " + object) + ": " + what + (stack.empty() ? "" : " (" + stack + ")"));
+}
+
+static hid_t open_or_create(const std::string& path, const Comm* comm, bool create, bool writable) {
+  Handle fapl = make_plist(H5P_FILE_ACCESS);
+  if (comm) {
+    if (H5Pset_fapl_mpio(fapl.get(), comm->native(), MPI_INFO_NULL) < 0)
+      throw IoError(path + ": H5Pset_fapl_mpio failed: " + error_stack());
+    H5Pset_all_coll_metadata_ops(fapl.get(), true);
+    H5Pset_coll_metadata_write(fapl.get(), true);
+  }
+  hid_t id = create ? H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get())
+                    : H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.get());
+  return id;
+}
+
+File File::create(const std::string& path, const Comm* comm) {
+  hid_t id = open_or_create(path, comm, true, true);
+  if (id < 0) throw IoError(path + ": cannot create HDF5 file (" + error_stack() + ")");
+  return File(path, id, comm);
+}
+
+File File::open(const std::string& path, const Comm* comm, bool writable) {
+  hid_t id = open_or_create(path, comm, false, writable);
+  if (id < 0) {
+    error_stack();
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) throw InputError(path + ": cannot open: " + std::strerror(errno));
+    std::fclose(f);
+    throw InputError(path + ": not an HDF5 file (or it is damaged)");
+  }
+  return File(path, id, comm);
+}
+
+File File::create_atomic(const std::string& path, const Comm* comm) {
+  const std::string tmp = path + ".partial";
+  hid_t id = open_or_create(tmp, comm, true, true);
+  if (id < 0) throw IoError(tmp + ": cannot create HDF5 file (" + error_stack() + ")");
+  File f(path, id, comm);
+  f.open_path_ = tmp;
+  f.atomic_ = true;
+  return f;
+}
+
+void File::close() {
+  if (file_.get() >= 0 && H5Fclose(file_.release()) < 0) fail("close failed", "");
+}
+
+void File::commit() {
+  close();
+  if (!atomic_) return;
+  if (comm_) comm_->barrier();
+  if (!comm_ || comm_->is_root()) {
+    if (std::rename(open_path_.c_str(), path_.c_str()) != 0)
+      throw IoError(path_ + ": cannot rename " + open_path_ + ": " + std::strerror(errno));
+  }
+  atomic_ = false;
+  if (comm_) comm_->barrier();
+}
+
+bool File::exists(const std::string& name) const {
+  if (name == "/" || name.empty()) return true;
+  // Check each component so a missing parent is "absent", not an error.
+  std::size_t pos = 0;
+  while (true) {
+    pos = name.find('/', pos + 1);
+    std::string prefix = name.substr(0, pos);
+    htri_t r = H5Lexists(file_.get(), prefix.c_str(), H5P_DEFAULT);
+    if (r <= 0) {
+      error_stack();
+      return false;
+    }
+    if (pos == std::string::npos) return true;
+  }
+}
+
+void File::create_group(const std::string& name) {
+  if (exists(name)) return;
+  Handle lcpl = make_plist(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl.get(), 1);
+  hid_t g = H5Gcreate2(file_.get(), name.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) fail("cannot create group", name);
+  H5Gclose(g);
+}
+
+std::vector<std::string> File::list(const std::string& group) const {
+  std::vector<std::string> out;
+  auto cb = [](hid_t, const char* n, const H5L_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->emplace_back(n);
+    return 0;
+  };
+  if (H5Literate_by_name(file_.get(), group.c_str(), H5_INDEX_NAME, H5_ITER_INC, nullptr, cb, &out,
+                          H5P_DEFAULT) < 0)
+    fail("cannot list group", group);
+  return out;
+}
+
+void File::create_dataset_impl(const std::string& name, hid_t type, const Dims& dims, const DatasetOptions& opt) {
+  create_group(parent_of(name));
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  if (space.get() < 0) fail("cannot create dataspace", name);
+  Handle dcpl = make_plist(H5P_DATASET_CREATE);
+  if (opt.chunk_rows > 0 && !dims.empty() && dims[0] > 0) {
+    Dims chunk = dims;
+    chunk[0] = std::min<hsize_t>(opt.chunk_rows, dims[0]);
+    H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data());
+    if (opt.deflate > 0) H5Pset_deflate(dcpl.get(), static_cast<unsigned>(opt.deflate));
+  }
+  H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
+  hid_t d = H5Dcreate2(file_.get(), name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT);
+  if (d < 0) fail("cannot create dataset", name);
+  H5Dclose(d);
+}
+
+void File::create_string_dataset(const std::string& name, hsize_t n, std::size_t width, const DatasetOptions& opt) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), std::max<std::size_t>(width, 1));
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  create_dataset_impl(name, type.get(), {n}, opt);
+}
+
+Handle File::open_dataset(const std::string& name) const {
+  if (!exists(name)) throw InputError(path_ + ": missing dataset " + name);
+  hid_t d = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
+  if (d < 0) fail("cannot open dataset", name);
+  return Handle(d, H5Dclose);
+}
+
+Dims File::shape(const std::string& name) const {
+  Handle d = open_dataset(name);
+  Handle space(H5Dget_space(d.get()), H5Sclose);
+  int nd = H5Sget_simple_extent_ndims(space.get());
+  if (nd < 0) fail("cannot read shape", name);
+  Dims dims(static_cast<std::size_t>(nd));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  return dims;
+}
+
+void File::check_class(const std::string& name, TypeClass cls) const {
+  Handle d = open_dataset(name);
+  Handle type(H5Dget_type(d.get()), H5Tclose);
+  TypeClass have = class_of(type.get());
+  if (have != cls)
+    throw InputError(path_ + ": dataset " + name + " has type " + class_name(have) + ", expected " +
+                     class_name(cls));
+}
+
+Dims File::require(const std::string& name, TypeClass cls, int rank, hsize_t width) const {
+  check_class(name, cls);
+  Dims d = shape(name);
+  if (static_cast<int>(d.size()) != rank)
+    throw InputError(path_ + ": dataset " + name + " has " + std::to_string(d.size()) + " dimensions, expected " +
+                     std::to_string(rank));
+  if (width > 0 && (d.size() < 2 || d[1] != width))
+    throw InputError(path_ + ": dataset " + name + " has " + std::to_string(d.size() < 2 ? 1 : d[1]) +
+                     " columns, expected " + std::to_string(width));
+  return d;
+}
+
+hsize_t File::root_or_none(hsize_t n) const { return (!comm_ || comm_->is_root()) ? n : 0; }
+
+void File::io_rows(const std::string& name, hid_t mem_type, hsize_t row_begin, hsize_t n_rows, void* data,
+                   bool write) {
+  Handle d = open_dataset(name);
+  Handle fspace(H5Dget_space(d.get()), H5Sclose);
+  int nd = H5Sget_simple_extent_ndims(fspace.get());
+  Dims dims(static_cast<std::size_t>(std::max(nd, 0)));
+  H5Sget_simple_extent_dims(fspace.get(), dims.data(), nullptr);
+  if (nd == 0) dims = {1};  // a scalar: one "row"
+  if (row_begin + n_rows > dims[0])
+    throw InputError(path_ + ": dataset " + name + ": rows [" + std::to_string(row_begin) + ", " +
+                     std::to_string(row_begin + n_rows) + ") out of range (" + std::to_string(dims[0]) + " rows)");
+  Dims start(dims.size(), 0), count = dims;
+  start[0] = row_begin;
+  count[0] = n_rows;
+  Handle mspace(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
+  if (nd > 0) {
+    if (n_rows == 0) {
+      H5Sselect_none(fspace.get());
+      H5Sselect_none(mspace.get());
+    } else if (H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0) {
+      fail("cannot select rows", name);
+    }
+  }
+  Handle dxpl = make_plist(H5P_DATASET_XFER);
+  if (comm_) H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE);
+  herr_t rc = write ? H5Dwrite(d.get(), mem_type, mspace.get(), fspace.get(), dxpl.get(), data)
+                    : H5Dread(d.get(), mem_type, mspace.get(), fspace.get(), dxpl.get(), data);
+  if (rc < 0) fail(write ? "write failed" : "read failed", name);
+}
+
+void File::write_string_rows(const std::string& name, hsize_t row_begin, const std::vector<std::string>& rows) {
+  Handle d = open_dataset(name);
+  Handle type(H5Dget_type(d.get()), H5Tclose);
+  std::size_t width = H5Tget_size(type.get());
+  std::vector<char> buf(rows.size() * width, '\0');
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].size() > width)
+      throw InputError(path_ + ": dataset " + name + ": string '" + rows[i] + "' longer than " + std::to_string(width));
+    std::memcpy(buf.data() + i * width, rows[i].data(), rows[i].size());
+  }
+  io_rows(name, type.get(), row_begin, rows.size(), buf.data(), true);
+}
+
+std::vector<std::string> File::read_string_rows(const std::string& name, hsize_t row_begin, hsize_t n_rows) const {
+  check_class(name, TypeClass::kString);
+  Handle d = open_dataset(name);
+  Handle type(H5Dget_type(d.get()), H5Tclose);
+  if (H5Tis_variable_str(type.get()) > 0)
+    throw InputError(path_ + ": dataset " + name + " holds variable-length strings; mfrec writes fixed-length");
+  std::size_t width = H5Tget_size(type.get());
+  std::vector<char> buf(n_rows * width + 1, '\0');
+  const_cast<File*>(this)->io_rows(name, type.get(), row_begin, n_rows, buf.data(), false);
+  std::vector<std::string> out(n_rows);
+  for (hsize_t i = 0; i < n_rows; ++i) {
+    const char* s = buf.data() + i * width;
+    out[i].assign(s, strnlen(s, width));
+  }
+  return out;
+}
+
+std::vector<std::string> File::read_strings(const std::string& name) const {
+  Dims d = shape(name);
+  return read_string_rows(name, 0, d.empty() ? 1 : d[0]);
+}
+
+void File::write_strings(const std::string& name, const std::vector<std::string>& v, const DatasetOptions& opt) {
+  std::size_t width = 1;
+  for (const auto& s : v) width = std::max(width, s.size());
+  create_string_dataset(name, v.size(), width, opt);
+  if (!comm_ || comm_->is_root()) {
+    write_string_rows(name, 0, v);
+  } else {
+    write_string_rows(name, 0, {});
+  }
+}
+
+// ---- attributes -----------------------------------------------------------------------------
+
+static void write_attr(hid_t file, const std::string& path, const std::string& obj, const std::string& key,
+                       hid_t type, const void* value) {
+  if (H5Aexists_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT) > 0)
+    H5Adelete_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT);
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  hid_t a = H5Acreate_by_name(file, obj.c_str(), key.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0) throw IoError(path + ": " + obj + ": cannot create attribute " + key + " (" + error_stack() + ")");
+  Handle attr(a, H5Aclose);
+  if (H5Awrite(attr.get(), type, value) < 0)
+    throw IoError(path + ": " + obj + ": cannot write attribute " + key + " (" + error_stack() + ")");
+}
+
+void File::set_attr(const std::string& obj, const std::string& key, double v) {
+  write_attr(file_.get(), path_, obj, key, H5T_NATIVE_DOUBLE, &v);
+}
+void File::set_attr(const std::string& obj, const std::string& key, std::int64_t v) {
+  write_attr(file_.get(), path_, obj, key, H5T_NATIVE_INT64, &v);
+}
+void File::set_attr(const std::string& obj, const std::string& key, const std::string& v) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), std::max<std::size_t>(v.size(), 1));
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  std::string buf = v.empty() ? std::string(1, '\0') : v;
+  write_attr(file_.get(), path_, obj, key, type.get(), buf.data());
+}
+
+bool File::has_attr(const std::string& obj, const std::string& key) const {
+  if (!exists(obj)) return false;
+  htri_t r = H5Aexists_by_name(file_.get(), obj.c_str(), key.c_str(), H5P_DEFAULT);
+  if (r < 0) error_stack();
+  return r > 0;
+}
+
+static Handle open_attr(hid_t file, const std::string& path, const std::string& obj, const std::string& key) {
+  hid_t a = H5Aopen_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0) {
+    error_stack();
+    throw InputError(path + ": " + obj + ": missing attribute " + key);
+  }
+  return Handle(a, H5Aclose);
+}
+
+double File::attr_double(const std::string& obj, const std::string& key) const {
+  Handle a = open_attr(file_.get(), path_, obj, key);
+  double v = 0;
+  if (H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0) fail("cannot read attribute " + key, obj);
+  return v;
+}
+
+std::int64_t File::attr_int(const std::string& obj, const std::string& key) const {
+  Handle a = open_attr(file_.get(), path_, obj, key);
+  std::int64_t v = 0;
+  if (H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0) fail("cannot read attribute " + key, obj);
+  return v;
+}
+
+std::string File::attr_string(const std::string& obj, const std::string& key) const {
+  Handle a = open_attr(file_.get(), path_, obj, key);
+  Handle type(H5Aget_type(a.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_STRING) throw InputError(path_ + ": " + obj + ": attribute " + key + " is not a string");
+  if (H5Tis_variable_str(type.get()) > 0) {
+    char* s = nullptr;
+    if (H5Aread(a.get(), type.get(), &s) < 0) fail("cannot read attribute " + key, obj);
+    std::string out = s ? s : "";
+    H5free_memory(s);
+    return out;
+  }
+  std::size_t n = H5Tget_size(type.get());
+  std::string buf(n, '\0');
+  if (H5Aread(a.get(), type.get(), buf.data()) < 0) fail("cannot read attribute " + key, obj);
+  buf.resize(strnlen(buf.c_str(), n));
+  return buf;
+}
+
+std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+}  // namespace mfrec::h5
