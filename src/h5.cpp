@@ -220,6 +220,7 @@ void File::create_dataset_impl(const std::string& name, hid_t type, const Dims& 
     if (opt.deflate > 0) H5Pset_deflate(dcpl.get(), static_cast<unsigned>(opt.deflate));
   }
   H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
+  H5Pset_obj_track_times(dcpl.get(), false);  // no modification times: same data, same bytes
   hid_t d = H5Dcreate2(file_.get(), name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT);
   if (d < 0) fail("cannot create dataset", name);
   H5Dclose(d);
@@ -280,6 +281,7 @@ void File::io_rows(const std::string& name, hid_t mem_type, hsize_t row_begin, h
   Dims dims(static_cast<std::size_t>(std::max(nd, 0)));
   H5Sget_simple_extent_dims(fspace.get(), dims.data(), nullptr);
   if (nd == 0) dims = {1};  // a scalar: one "row"
+  if (dims[0] == 0 && n_rows == 0 && row_begin == 0) return;  // an empty dataset: same on every rank
   if (row_begin + n_rows > dims[0])
     throw InputError(path_ + ": dataset " + name + ": rows [" + std::to_string(row_begin) + ", " +
                      std::to_string(row_begin + n_rows) + ") out of range (" + std::to_string(dims[0]) + " rows)");

@@ -1,0 +1,34 @@
+// Distributed evaluation on the held-out test matrix: each rank scores its own users against
+// all item factors; the per-user metric sums are reduced over ranks.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mfrec/comm.hpp"
+#include "mfrec/metrics.hpp"
+#include "mfrec/trainer.hpp"
+
+namespace mfrec {
+
+struct Evaluation {
+  int k = 20;
+  MetricSums model;     // the ALS model alone, every user with test items
+  MetricSums system;    // as the seed ran it: users without training history get the popular list
+  MetricSums baseline;  // the most-popular-items list for everybody
+  Index cold_users = 0;  // evaluated users with no training non-zeros
+};
+
+// Items' popularity: the number of distinct training users per item, over all ranks. Collective.
+std::vector<Index> popularity_counts(const Comm& comm, const TrainData& data);
+
+// Collective: `test` holds this rank's user rows of /matrix/test (same rows as data.users);
+// X_local the same users' factors, Y all item factors. Returns means over evaluated users.
+Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& test, const FactorMatrix& X_local,
+                    const FactorMatrix& Y, const std::vector<Index>& popularity, int k, int threads);
+
+// The metrics as name -> value, with the report's keys (map_at_k, map_at_k_seed, precision_at_k,
+// recall_at_k, ndcg_at_k, auc, users).
+std::map<std::string, double> metric_map(const MetricSums& mean);
+
+}  // namespace mfrec

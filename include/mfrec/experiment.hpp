@@ -1,0 +1,49 @@
+// One training run ("grid point") from start to its evaluations: train for the largest
+// requested iteration count, evaluating on the test matrix at each requested count on the way.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mfrec/evaluation.hpp"
+#include "mfrec/trainer.hpp"
+
+namespace mfrec {
+
+struct RunOptions {
+  TrainConfig train;
+  std::vector<int> eval_at;  // iteration counts to evaluate at (sorted, unique; the last = iterations)
+  int k = 20;
+  int loss_every = 0;        // 0: never
+  bool progress = true;      // per-iteration progress on rank 0
+  std::string label;         // prefix for progress lines
+};
+
+struct RunResult {
+  std::vector<int> eval_at;
+  std::vector<Evaluation> evaluations;  // one per eval_at
+  std::vector<std::pair<int, double>> losses;  // (iteration, loss)
+  double seconds = 0;                   // wall time of the whole run (max over ranks)
+  double seconds_per_iteration = 0;     // training only, mean over iterations
+  std::map<std::string, PhaseTimer::Stat> phases;  // over the run's ranks
+  int ranks = 1, threads = 1;
+};
+
+// The data one group of ranks trains on: its partition of the training matrix, its users' test
+// rows and the popularity counts.
+struct GroupData {
+  TrainData train;
+  CsrBlock test;
+  std::vector<Index> popularity;
+  std::vector<std::string> user_ids_local;
+  std::uint64_t fingerprint = 0;
+};
+// Collective over comm.
+GroupData load_group_data(const h5::File& f, const Comm& comm);
+
+// Collective over comm. `trainer_out`, when given, receives the trained factors.
+RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& opt,
+                    std::unique_ptr<Trainer>* trainer_out = nullptr);
+
+}  // namespace mfrec

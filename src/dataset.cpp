@@ -1,0 +1,164 @@
+#include "mfrec/dataset.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+
+#include "mfrec/comm.hpp"
+#include "mfrec/error.hpp"
+
+namespace mfrec::dataset {
+
+int event_type_code(const std::string& name) {
+  auto lower = [](std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  const std::string n = lower(name);
+  for (int i = 0; i < kNumEventTypes; ++i)
+    if (lower(kEventTypes[i]) == n) return i;
+  return -1;
+}
+
+void ItemTable::resize(std::size_t n) {
+  for (auto* v : {&id, &name, &category, &style, &description, &gender_affinity}) v->resize(n);
+  price.resize(n);
+}
+
+void write_items(h5::File& f, const ItemTable& items) {
+  f.write_strings("/items/id", items.id);
+  f.write_strings("/items/name", items.name);
+  f.write_strings("/items/category", items.category);
+  f.write_strings("/items/style", items.style);
+  f.write_strings("/items/description", items.description);
+  f.write_strings("/items/gender_affinity", items.gender_affinity);
+  f.write_vector("/items/price", items.price);
+}
+
+ItemTable read_items(const h5::File& f) {
+  ItemTable t;
+  f.require("/items/id", h5::TypeClass::kString, 1);
+  t.id = f.read_strings("/items/id");
+  auto opt = [&](const char* name, std::vector<std::string>& out) {
+    if (f.exists(name)) out = f.read_strings(name);
+    out.resize(t.id.size());
+  };
+  opt("/items/name", t.name);
+  opt("/items/category", t.category);
+  opt("/items/style", t.style);
+  opt("/items/description", t.description);
+  opt("/items/gender_affinity", t.gender_affinity);
+  if (f.exists("/items/price")) {
+    f.require<float>("/items/price", 1);
+    t.price = f.read_all<float>("/items/price");
+  }
+  t.price.resize(t.id.size(), 0.0f);
+  return t;
+}
+
+MatrixInfo matrix_info(const h5::File& f, const std::string& group) {
+  if (!f.exists(group)) throw InputError(f.path() + ": missing matrix " + group + " (run mfrec_prep on the data set first)");
+  auto ip = f.require<std::int64_t>(group + "/indptr", 1);
+  auto ix = f.require<std::int32_t>(group + "/indices", 1);
+  auto dt = f.require<float>(group + "/data", 1);
+  MatrixInfo m;
+  m.n_rows = static_cast<Index>(ip[0]) - 1;
+  m.nnz = static_cast<Index>(ix[0]);
+  m.n_cols = f.attr_int(group, "n_cols");
+  if (m.n_rows < 0) throw InputError(f.path() + ": dataset " + group + "/indptr is empty");
+  if (dt[0] != ix[0])
+    throw InputError(f.path() + ": dataset " + group + "/data has " + std::to_string(dt[0]) + " values but " +
+                     group + "/indices has " + std::to_string(ix[0]));
+  if (f.has_attr(group, "n_rows") && f.attr_int(group, "n_rows") != m.n_rows)
+    throw InputError(f.path() + ": " + group + ": attribute n_rows does not match indptr's length");
+  return m;
+}
+
+std::vector<std::int64_t> read_indptr(const h5::File& f, const std::string& group) {
+  MatrixInfo m = matrix_info(f, group);
+  auto indptr = f.read_all<std::int64_t>(group + "/indptr");
+  if (indptr.front() != 0 || indptr.back() != m.nnz)
+    throw InputError(f.path() + ": dataset " + group + "/indptr must run from 0 to nnz (" + std::to_string(m.nnz) + ")");
+  for (std::size_t i = 1; i < indptr.size(); ++i)
+    if (indptr[i] < indptr[i - 1])
+      throw InputError(f.path() + ": dataset " + group + "/indptr decreases at row " + std::to_string(i - 1));
+  return indptr;
+}
+
+CsrBlock read_csr_rows(const h5::File& f, const std::string& group, Index row_begin, Index row_end) {
+  MatrixInfo m = matrix_info(f, group);
+  CsrBlock b;
+  b.n_rows_global = m.n_rows;
+  b.n_cols = m.n_cols;
+  b.row_begin = row_begin;
+  const Index n = row_end - row_begin;
+  std::vector<std::int64_t> ptr(static_cast<std::size_t>(n) + 1);
+  f.read_rows(group + "/indptr", static_cast<hsize_t>(row_begin), static_cast<hsize_t>(n + 1), ptr.data());
+  const std::int64_t first = ptr.front(), count = ptr.back() - first;
+  if (count < 0) throw InputError(f.path() + ": dataset " + group + "/indptr decreases");
+  b.indptr.resize(ptr.size());
+  for (std::size_t i = 0; i < ptr.size(); ++i) {
+    b.indptr[i] = ptr[i] - first;
+    if (i > 0 && b.indptr[i] < b.indptr[i - 1])
+      throw InputError(f.path() + ": dataset " + group + "/indptr decreases at row " + std::to_string(row_begin + Index(i) - 1));
+  }
+  b.indices.resize(static_cast<std::size_t>(count));
+  b.data.resize(static_cast<std::size_t>(count));
+  f.read_rows(group + "/indices", static_cast<hsize_t>(first), static_cast<hsize_t>(count), b.indices.data());
+  f.read_rows(group + "/data", static_cast<hsize_t>(first), static_cast<hsize_t>(count), b.data.data());
+  for (std::int64_t k = 0; k < count; ++k) {
+    if (b.indices[k] < 0 || b.indices[k] >= m.n_cols)
+      throw InputError(f.path() + ": dataset " + group + "/indices[" + std::to_string(first + k) + "] = " +
+                       std::to_string(b.indices[k]) + " is outside [0, " + std::to_string(m.n_cols) + ")");
+    if (!std::isfinite(b.data[k]) || b.data[k] < 0)
+      throw InputError(f.path() + ": dataset " + group + "/data[" + std::to_string(first + k) + "] = " +
+                       std::to_string(b.data[k]) + " is not a finite non-negative confidence");
+  }
+  return b;
+}
+
+void write_csr(h5::File& f, const std::string& group, const CsrBlock& local, const Comm& comm) {
+  const std::int64_t rows_before = comm.exscan_sum<std::int64_t>(local.n_rows());
+  const std::int64_t nnz_before = comm.exscan_sum<std::int64_t>(local.nnz());
+  const std::int64_t n_rows = comm.sum<std::int64_t>(local.n_rows());
+  const std::int64_t nnz = comm.sum<std::int64_t>(local.nnz());
+  if (rows_before != local.row_begin) throw Error("write_csr: blocks are not consecutive in rank order");
+  h5::DatasetOptions opt{1 << 20, 0};
+  f.create_dataset<std::int64_t>(group + "/indptr", {static_cast<hsize_t>(n_rows + 1)}, opt);
+  f.create_dataset<std::int32_t>(group + "/indices", {static_cast<hsize_t>(nnz)}, opt);
+  f.create_dataset<float>(group + "/data", {static_cast<hsize_t>(nnz)}, opt);
+  // Each rank writes its rows' pointers shifted by the non-zeros before it; the last rank
+  // also writes the closing entry.
+  const bool last = comm.rank() == comm.size() - 1;
+  std::vector<std::int64_t> ptr(local.indptr.begin(), local.indptr.end() - (last ? 0 : 1));
+  for (auto& p : ptr) p += nnz_before;
+  f.write_rows(group + "/indptr", static_cast<hsize_t>(rows_before), ptr.size(), ptr.data());
+  f.write_rows(group + "/indices", static_cast<hsize_t>(nnz_before), local.indices.size(), local.indices.data());
+  f.write_rows(group + "/data", static_cast<hsize_t>(nnz_before), local.data.size(), local.data.data());
+  f.set_attr(group, "n_rows", n_rows);
+  f.set_attr(group, "n_cols", static_cast<std::int64_t>(local.n_cols));
+  f.set_attr(group, "nnz", nnz);
+}
+
+std::uint64_t fingerprint(const CsrBlock& local, const Comm& comm) {
+  // A sum (mod 2^64) of a mixed hash of every (row, column, value): order-free, so it does not
+  // depend on how the rows were partitioned over ranks.
+  auto mix = [](std::uint64_t x) {  // splitmix64's finaliser
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  };
+  std::uint64_t h = 0;
+  for (Index r = 0; r < local.n_rows(); ++r)
+    for (std::int64_t k = local.indptr[r]; k < local.indptr[r + 1]; ++k) {
+      std::uint32_t bits;
+      std::memcpy(&bits, &local.data[k], sizeof bits);
+      h += mix(mix(static_cast<std::uint64_t>(local.row_begin + r)) ^ mix(static_cast<std::uint64_t>(local.indices[k]) << 32 | bits));
+    }
+  h = comm.sum<std::uint64_t>(h);
+  return mix(h ^ static_cast<std::uint64_t>(local.n_rows_global) * 31 ^ static_cast<std::uint64_t>(local.n_cols));
+}
+
+}  // namespace mfrec::dataset

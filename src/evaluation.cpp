@@ -1,0 +1,78 @@
+#include "mfrec/evaluation.hpp"
+
+namespace mfrec {
+
+std::vector<Index> popularity_counts(const Comm& comm, const TrainData& data) {
+  std::vector<Index> counts = item_user_counts(data.users, data.n_items);
+  comm.allreduce_sum(counts.data(), counts.size());
+  return counts;
+}
+
+namespace {
+
+// The test rows of users with (warm = true) or without (warm = false) training non-zeros.
+CsrBlock select_rows(const CsrBlock& test, const CsrBlock& train, bool warm) {
+  CsrBlock out;
+  out.n_rows_global = test.n_rows_global;
+  out.n_cols = test.n_cols;
+  out.row_begin = test.row_begin;
+  out.indptr.assign(1, 0);
+  for (Index r = 0; r < test.n_rows(); ++r) {
+    const bool has_train = train.indptr[r + 1] > train.indptr[r];
+    if (has_train == warm) {
+      out.indices.insert(out.indices.end(), test.indices.begin() + test.indptr[r], test.indices.begin() + test.indptr[r + 1]);
+      out.data.insert(out.data.end(), test.data.begin() + test.indptr[r], test.data.begin() + test.indptr[r + 1]);
+    }
+    out.indptr.push_back(static_cast<std::int64_t>(out.indices.size()));
+  }
+  return out;
+}
+
+MetricSums reduce(const Comm& comm, MetricSums s) {
+  double v[6] = {s.map, s.map_seed, s.precision, s.recall, s.ndcg, s.auc};
+  comm.allreduce_sum(v, 6);
+  Index n = comm.sum(s.n_users);
+  MetricSums out;
+  out.map = v[0];
+  out.map_seed = v[1];
+  out.precision = v[2];
+  out.recall = v[3];
+  out.ndcg = v[4];
+  out.auc = v[5];
+  out.n_users = n;
+  return out;
+}
+
+}  // namespace
+
+Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& test, const FactorMatrix& X_local,
+                    const FactorMatrix& Y, const std::vector<Index>& popularity, int k, int threads) {
+  if (test.row_begin != data.users.row_begin || test.n_rows() != data.users.n_rows())
+    throw Error("evaluate: test rows do not match the training rows");
+  const std::vector<Real> pop = popularity_scores(popularity);
+  const CsrBlock cold = select_rows(test, data.users, false);
+  const CsrBlock warm = select_rows(test, data.users, true);
+  Evaluation e;
+  e.k = k;
+  MetricSums model_warm = evaluate_rows(X_local, Y, data.users, warm, k, threads);
+  MetricSums model_cold = evaluate_rows(X_local, Y, data.users, cold, k, threads);
+  MetricSums pop_cold = evaluate_fixed_scores(pop, data.users, cold, k, threads);
+  MetricSums pop_warm = evaluate_fixed_scores(pop, data.users, warm, k, threads);
+  MetricSums model = model_warm, system = model_warm, baseline = pop_warm;
+  model += model_cold;
+  system += pop_cold;
+  baseline += pop_cold;
+  e.model = reduce(comm, model).mean();
+  e.system = reduce(comm, system).mean();
+  e.baseline = reduce(comm, baseline).mean();
+  e.cold_users = comm.sum(pop_cold.n_users);
+  return e;
+}
+
+std::map<std::string, double> metric_map(const MetricSums& m) {
+  return {{"map_at_k", m.map},         {"map_at_k_seed", m.map_seed}, {"precision_at_k", m.precision},
+          {"recall_at_k", m.recall},   {"ndcg_at_k", m.ndcg},         {"auc", m.auc},
+          {"users", static_cast<double>(m.n_users)}};
+}
+
+}  // namespace mfrec

@@ -1,0 +1,148 @@
+#include "mfrec/trainer.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "mfrec/dataset.hpp"
+#include "mfrec/error.hpp"
+
+namespace mfrec {
+
+TrainData load_train_data(const h5::File& f, const Comm& comm) {
+  TrainData d;
+  auto mu = dataset::matrix_info(f, "/matrix/train");
+  auto mi = dataset::matrix_info(f, "/matrix/train_by_item");
+  if (mu.n_rows != mi.n_cols || mu.n_cols != mi.n_rows || mu.nnz != mi.nnz)
+    throw InputError(f.path() + ": /matrix/train (" + std::to_string(mu.n_rows) + " x " + std::to_string(mu.n_cols) +
+                     ", " + std::to_string(mu.nnz) + " non-zeros) and /matrix/train_by_item (" +
+                     std::to_string(mi.n_rows) + " x " + std::to_string(mi.n_cols) + ", " + std::to_string(mi.nnz) +
+                     " non-zeros) are not transposes");
+  d.n_users = mu.n_rows;
+  d.n_items = mu.n_cols;
+  d.nnz = mu.nnz;
+  // Cost of a row: its non-zeros plus a fixed share for the dense f x f work every row does.
+  d.user_bounds = partition_by_nnz(dataset::read_indptr(f, "/matrix/train"), comm.size(), 8.0);
+  d.item_bounds = partition_by_nnz(dataset::read_indptr(f, "/matrix/train_by_item"), comm.size(), 8.0);
+  const int r = comm.rank();
+  d.users = dataset::read_csr_rows(f, "/matrix/train", d.user_bounds[r], d.user_bounds[r + 1]);
+  d.items = dataset::read_csr_rows(f, "/matrix/train_by_item", d.item_bounds[r], d.item_bounds[r + 1]);
+  return d;
+}
+
+void init_factor_row(std::uint64_t seed, int side, Index row, Real scale, Real* out, int f) {
+  auto mix = [](std::uint64_t x) {  // splitmix64
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  };
+  std::uint64_t state = mix(mix(seed) ^ mix(static_cast<std::uint64_t>(side) << 56 ^ static_cast<std::uint64_t>(row)));
+  for (int k = 0; k < f; ++k) {
+    state = mix(state);
+    out[k] = scale * static_cast<Real>(static_cast<double>(state >> 11) * 0x1.0p-53);
+  }
+}
+
+int default_threads(const Comm& comm) {
+  Comm node = comm.split_shared();
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores <= 0) cores = 1;
+  return std::max(1, cores / node.size());
+}
+
+Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg)
+    : comm_(comm), data_(data), cfg_(cfg) {
+  Eigen::setNbThreads(cfg_.threads);  // Eigen's own products (the Gram matrix) use the rank's threads
+  const int f = cfg_.als.factors;
+  X_.resize(data.n_users, f);
+  Y_.resize(data.n_items, f);
+  // Every rank initialises every row the same way: the result is independent of the partition.
+#pragma omp parallel for num_threads(cfg_.threads) schedule(static)
+  for (Index u = 0; u < data.n_users; ++u) init_factor_row(cfg_.seed, 0, u, cfg_.init_scale, X_.row(u).data(), f);
+#pragma omp parallel for num_threads(cfg_.threads) schedule(static)
+  for (Index i = 0; i < data.n_items; ++i) init_factor_row(cfg_.seed, 1, i, cfg_.init_scale, Y_.row(i).data(), f);
+}
+
+DenseMatrix Trainer::gram(const FactorMatrix& M, const Bounds& bounds) {
+  // YtY in double end to end: each rank multiplies its own rows in double and the allreduce adds
+  // the partial sums in double. Partitions then differ only by double rounding (~1e-16 relative),
+  // which the final cast to float absorbs, so the factors do not depend on the rank count.
+  // (Float products would differ by ~1e-7 with the chunking, and CG amplifies that.)
+  const int f = cfg_.als.factors;
+  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(f, f);
+  {
+    auto t = timer_.scope("gram");
+    constexpr Index kChunk = 4096;
+    const Index b = bounds[comm_.rank()], e = bounds[comm_.rank() + 1];
+    Eigen::MatrixXd chunk;
+    for (Index r = b; r < e; r += kChunk) {
+      chunk = M.middleRows(r, std::min(kChunk, e - r)).cast<double>();
+      G.selfadjointView<Eigen::Lower>().rankUpdate(chunk.transpose());
+    }
+    G.triangularView<Eigen::StrictlyUpper>() = G.transpose();
+  }
+  {
+    auto t = timer_.scope("allreduce");
+    comm_.allreduce_sum(G.data(), static_cast<std::size_t>(G.size()));
+  }
+  return G.cast<Real>();
+}
+
+void Trainer::half_step(const CsrBlock& R, const Bounds& bounds, const FactorMatrix& other, const Bounds& other_bounds,
+                        FactorMatrix& mine) {
+  const int f = cfg_.als.factors;
+  DenseMatrix G = gram(other, other_bounds);
+  const Index begin = bounds[comm_.rank()], n = bounds[comm_.rank() + 1] - begin;
+  FactorMatrix local = mine.middleRows(begin, n);
+  {
+    auto t = timer_.scope("solve");
+    solve_rows(R, other, G, cfg_.als, local, cfg_.threads);
+  }
+  {
+    auto t = timer_.scope("allgather");
+    std::vector<std::int64_t> rows = part_sizes(bounds);
+    comm_.allgatherv_rows(local.data(), n, rows, f, mine.data());
+  }
+}
+
+void Trainer::iterate() {
+  half_step(data_.users, data_.user_bounds, Y_, data_.item_bounds, X_);
+  half_step(data_.items, data_.item_bounds, X_, data_.user_bounds, Y_);
+  ++done_;
+}
+
+double Trainer::loss() const {
+  auto& self = const_cast<Trainer&>(*this);
+  DenseMatrix YtY = self.gram(Y_, data_.item_bounds);
+  const Index ub = data_.user_bounds[comm_.rank()], nu = data_.user_bounds[comm_.rank() + 1] - ub;
+  FactorMatrix Xl = X_.middleRows(ub, nu);
+  LossTerms lu = loss_rows(data_.users, Y_, YtY, cfg_.als, Xl, cfg_.threads);
+  // The item side's regulariser: lambda_i ||y_i||^2 over the local items.
+  double reg_items = 0;
+  const Index ib = data_.item_bounds[comm_.rank()], ni = data_.item_bounds[comm_.rank() + 1] - ib;
+  for (Index i = 0; i < ni; ++i) {
+    double lam = cfg_.als.regularization;
+    if (cfg_.als.scale_regularization) lam *= static_cast<double>(data_.items.indptr[i + 1] - data_.items.indptr[i]);
+    reg_items += lam * static_cast<double>(Y_.row(ib + i).squaredNorm());
+  }
+  double terms[3] = {lu.data, lu.reg, reg_items};
+  comm_.allreduce_sum(terms, 3);
+  return terms[0] + terms[1] + terms[2];
+}
+
+FactorMatrix Trainer::local_user_factors() const {
+  const Index ub = data_.user_bounds[comm_.rank()], nu = data_.user_bounds[comm_.rank() + 1] - ub;
+  return X_.middleRows(ub, nu);
+}
+
+void Trainer::set_factors(FactorMatrix X, FactorMatrix Y, int iterations_done) {
+  if (X.rows() != X_.rows() || X.cols() != X_.cols() || Y.rows() != Y_.rows() || Y.cols() != Y_.cols())
+    throw InputError("checkpoint factors have the wrong shape");
+  X_ = std::move(X);
+  Y_ = std::move(Y);
+  done_ = iterations_done;
+}
+
+}  // namespace mfrec

@@ -1,0 +1,140 @@
+// The distributed trainer, evaluation and model file under 1, 2 and 4 ranks: results must not
+// depend on the rank count.
+#include <gtest/gtest.h>
+
+#include "mfrec/experiment.hpp"
+#include "mfrec/model.hpp"
+#include "test_data.hpp"
+
+using namespace mfrec;
+
+namespace {
+
+std::string scratch(const Comm& comm, const std::string& name) {
+  return comm.bcast("trainer_" + std::to_string(comm.size()) + "_" + name);
+}
+
+RunOptions options(Solver solver, int iterations = 6) {
+  RunOptions o;
+  o.train.als.factors = 6;
+  o.train.als.regularization = 0.5f;
+  o.train.als.alpha = 2.0f;
+  o.train.als.solver = solver;
+  o.train.iterations = iterations;
+  o.train.threads = 1;
+  o.eval_at = {iterations};
+  o.k = 5;
+  o.progress = false;
+  return o;
+}
+
+struct Outcome {
+  FactorMatrix X, Y;
+  Evaluation e;
+};
+
+Outcome train_on(const Comm& comm, const std::string& path, const RunOptions& o) {
+  h5::File f = h5::File::open(path, &comm);
+  GroupData d = load_group_data(f, comm);
+  std::unique_ptr<Trainer> t;
+  RunResult r = run_point(comm, d, o, &t);
+  return {t->user_factors(), t->item_factors(), r.evaluations.back()};
+}
+
+double rel_diff(const FactorMatrix& a, const FactorMatrix& b) { return (a - b).norm() / std::max(1e-30f, b.norm()); }
+
+}  // namespace
+
+class TrainerInvariance : public ::testing::TestWithParam<Solver> {};
+
+TEST_P(TrainerInvariance, FactorsAndMetricsDoNotDependOnRankCount) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "inv.h5");
+  testdata::write_random_prepared(path, world, 157, 41, 9, 11, {3, 100});
+  const RunOptions o = options(GetParam());
+  Outcome dist = train_on(world, path, o);
+  Comm self = world.split(world.rank(), 0);
+  if (world.rank() == 0) {
+    Outcome one = train_on(self, path, o);
+    EXPECT_LE(rel_diff(dist.X, one.X), 1e-5);
+    EXPECT_LE(rel_diff(dist.Y, one.Y), 1e-5);
+    EXPECT_NEAR(dist.e.model.map, one.e.model.map, 1e-6);
+    EXPECT_NEAR(dist.e.model.auc, one.e.model.auc, 1e-6);
+    EXPECT_NEAR(dist.e.baseline.map, one.e.baseline.map, 1e-12);
+    EXPECT_EQ(dist.e.model.n_users, one.e.model.n_users);
+    EXPECT_EQ(dist.e.cold_users, 2);
+  }
+  world.barrier();
+}
+
+INSTANTIATE_TEST_SUITE_P(Solvers, TrainerInvariance,
+                         ::testing::Values(Solver::kConjugateGradient, Solver::kCholesky));
+
+TEST(Trainer, ExactSolverNeverIncreasesTheLoss) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "loss.h5");
+  testdata::write_random_prepared(path, world, 120, 30);
+  h5::File f = h5::File::open(path, &world);
+  GroupData d = load_group_data(f, world);
+  RunOptions o = options(Solver::kCholesky, 8);
+  o.loss_every = 1;
+  RunResult r = run_point(world, d, o);
+  ASSERT_EQ(r.losses.size(), 8u);
+  for (std::size_t i = 1; i < r.losses.size(); ++i) EXPECT_LE(r.losses[i].second, r.losses[i - 1].second * (1 + 1e-5));
+  // It learns the structure: users of a group like the same quarter of the items.
+  EXPECT_GT(r.evaluations.back().model.auc, 0.7);
+}
+
+TEST(Trainer, RanksWithoutRowsStillWork) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "tiny.h5");
+  testdata::write_random_prepared(path, world, 2, 3, 3);
+  h5::File f = h5::File::open(path, &world);
+  GroupData d = load_group_data(f, world);
+  RunResult r = run_point(world, d, options(Solver::kConjugateGradient, 3));
+  EXPECT_EQ(r.evaluations.size(), 1u);
+}
+
+TEST(Model, WrittenCollectivelyAndReadBack) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "m.h5"), model = scratch(world, "model.h5");
+  testdata::write_random_prepared(path, world, 90, 20);
+  h5::File f = h5::File::open(path, &world);
+  GroupData d = load_group_data(f, world);
+  dataset::ItemTable items = dataset::read_items(f);
+  std::unique_ptr<Trainer> t;
+  RunOptions o = options(Solver::kConjugateGradient, 2);
+  RunResult r = run_point(world, d, o, &t);
+  ModelMeta meta;
+  meta.als = o.train.als;
+  meta.iterations = 2;
+  meta.dataset = path;
+  meta.metrics = metric_map(r.evaluations.back().model);
+  ModelParts parts{&t->user_factors(), &t->item_factors(), &d.train.users, d.user_ids_local, &items, &d.popularity};
+  write_model(model, world, parts, meta);
+  if (world.rank() == 0) {
+    Model m = read_model(model);
+    EXPECT_EQ(m.user_factors.rows(), 90);
+    EXPECT_EQ(m.item_factors.cols(), 6);
+    EXPECT_LE(rel_diff(m.user_factors, t->user_factors()), 0.0);
+    EXPECT_EQ(m.user_ids[89], "u89");
+    EXPECT_EQ(m.items.name[3], "Item 3");
+    EXPECT_EQ(m.seen.nnz(), d.train.nnz);
+    EXPECT_EQ(m.meta.als.factors, 6);
+    EXPECT_DOUBLE_EQ(m.meta.metrics.at("map_at_k"), r.evaluations.back().model.map);
+    EXPECT_EQ(m.popular.size(), 20u);
+    EXPECT_GE(m.popularity[m.popular[0]], m.popularity[m.popular[19]]);
+  }
+  world.barrier();
+}
+
+TEST(Trainer, MissingMatricesAreAnInputErrorOnEveryRank) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "empty.h5");
+  {
+    h5::File f = h5::File::create(path, &world);
+    f.write_strings("/users/id", {"a"});
+  }
+  h5::File f = h5::File::open(path, &world);
+  EXPECT_THROW(load_group_data(f, world), InputError);
+}
