@@ -80,6 +80,32 @@ std::vector<std::int64_t> Comm::allgather_counts(std::int64_t n_local) const {
   return out;
 }
 
+SharedCounter::SharedCounter(const Comm& comm) {
+  const MPI_Aint bytes = comm.is_root() ? static_cast<MPI_Aint>(sizeof(std::int64_t)) : 0;
+  check_mpi(MPI_Win_allocate(bytes, sizeof(std::int64_t), MPI_INFO_NULL, comm.native(), &base_, &win_),
+            "MPI_Win_allocate");
+  if (comm.is_root()) {
+    check_mpi(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, win_), "MPI_Win_lock");
+    *base_ = 0;
+    check_mpi(MPI_Win_unlock(0, win_), "MPI_Win_unlock");
+  }
+  comm.barrier();
+}
+
+SharedCounter::~SharedCounter() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (win_ != MPI_WIN_NULL && !finalized && std::uncaught_exceptions() == 0) MPI_Win_free(&win_);
+}
+
+std::int64_t SharedCounter::fetch_add(std::int64_t v) {
+  std::int64_t before = 0;
+  check_mpi(MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, win_), "MPI_Win_lock");
+  check_mpi(MPI_Fetch_and_op(&v, &before, MPI_INT64_T, 0, 0, MPI_SUM, win_), "MPI_Fetch_and_op");
+  check_mpi(MPI_Win_unlock(0, win_), "MPI_Win_unlock");
+  return before;
+}
+
 int run_program_impl(const char* name, int argc, char** argv, int (*body)(void*, Comm&), void* ctx) {
   int provided = 0;
   if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {

@@ -9,6 +9,12 @@
 
 namespace mfrec {
 
+namespace {
+spdlog::level::level_enum g_level = spdlog::level::info;
+}
+
+void enable_leader_logging() { spdlog::set_level(g_level); }
+
 void init_logging(const Comm& comm, const std::string& program, const std::string& level) {
   auto logger = spdlog::stderr_color_mt(program + "." + std::to_string(comm.rank()));
   spdlog::set_default_logger(logger);
@@ -16,6 +22,7 @@ void init_logging(const Comm& comm, const std::string& program, const std::strin
                                         : "[%H:%M:%S] [" + program + "] %^%v%$";
   spdlog::set_pattern(pattern);
   auto lvl = spdlog::level::from_str(level);
+  g_level = lvl;
   spdlog::set_level(comm.is_root() ? lvl : std::max(lvl, spdlog::level::warn));
 }
 

@@ -1,6 +1,8 @@
 // Ranking metrics and the popularity baseline (see include/mfrec/metrics.hpp, docs/metrics.md).
 #include "mfrec/metrics.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -10,8 +12,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <omp.h>
 
 #include "mfrec/error.hpp"
 
@@ -44,44 +44,55 @@ MetricSums MetricSums::mean() const {
 
 namespace {
 
-constexpr int kUsersPerBlock = 32;     // users per score GEMM (see ScoreBlock)
-constexpr std::size_t kAucLinearMaxPositives = 32;  // above: sort the negatives once
+// Users per score GEMM: 128, fewer when a block of scores would exceed 4M floats (16 MiB per
+// thread). Depends on n_items only, so the blocks (and every score) do not depend on threads.
+constexpr Index kMaxUsersPerBlock = 128;
+constexpr Index kMaxScoresPerBlock = Index(1) << 22;
+Index users_per_block(Index n_items) {
+  const Index by_memory = kMaxScoresPerBlock / std::max<Index>(1, n_items);
+  return std::max<Index>(1, std::min<Index>(kMaxUsersPerBlock, by_memory));
+}
+constexpr std::size_t kAucLinearMaxPositives = 64;  // above: sort the scores once
 
-// Scores of a block of users, one row each. MaxRows = 32 keeps Eigen from opening its own
-// (nested) OpenMP team for the product: the threads used are exactly `threads`.
-using ScoreBlock =
-    Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor, kUsersPerBlock, Eigen::Dynamic>;
-
-// The ranking key: NaN ranks as -inf, so that every comparison is a strict weak ordering.
-inline Real key(Real s) { return std::isnan(s) ? -std::numeric_limits<Real>::infinity() : s; }
+// NaN ranks as -inf. The routines below take sanitized scores (no NaN), so that every
+// comparison is a strict weak ordering and the SIMD counts agree with the sort order.
+void sanitize(const Real* in, Real* out, Index n) {
+  const Real minus_inf = -std::numeric_limits<Real>::infinity();
+  for (Index i = 0; i < n; ++i) out[i] = std::isnan(in[i]) ? minus_inf : in[i];
+}
 
 // "a ranks before b": higher score, then smaller item index.
 struct RanksBefore {
   const Real* scores;
   bool operator()(std::int32_t a, std::int32_t b) const {
-    const Real sa = key(scores[a]), sb = key(scores[b]);
-    return sa > sb || (sa == sb && a < b);
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
   }
 };
 
-// Top-k of the items i in [0, n_items) with excluded(i) false, best first. A bounded heap
-// whose front is the worst kept item: one comparison for most items.
+// Top-k of the items i in [0, n_items) with excluded(i) false, best first, from sanitized
+// scores. A bounded heap whose front is the worst kept item; items are scanned by increasing
+// index, so once the heap is full an item enters only with a score strictly above the worst
+// kept one (an equal score ranks after it): one float comparison for most items.
 template <class Excluded>
-void top_k_impl(const Real* scores, Index n_items, int k, Excluded excluded,
+void top_k_impl(const Real* s, Index n_items, int k, Excluded excluded,
                 std::vector<std::int32_t>& out) {
   out.clear();
-  const RanksBefore before{scores};
+  const RanksBefore before{s};
   const std::size_t kk = static_cast<std::size_t>(k);
-  for (Index i = 0; i < n_items; ++i) {
+  Index i = 0;
+  for (; i < n_items && out.size() < kk; ++i) {
     if (excluded(i)) continue;
-    const auto item = static_cast<std::int32_t>(i);
-    if (out.size() < kk) {
-      out.push_back(item);
-      std::push_heap(out.begin(), out.end(), before);
-    } else if (before(item, out.front())) {
+    out.push_back(static_cast<std::int32_t>(i));
+    std::push_heap(out.begin(), out.end(), before);
+  }
+  if (out.size() == kk) {
+    Real worst = s[out.front()];
+    for (; i < n_items; ++i) {
+      if (!(s[i] > worst) || excluded(i)) continue;
       std::pop_heap(out.begin(), out.end(), before);
-      out.back() = item;
+      out.back() = static_cast<std::int32_t>(i);
       std::push_heap(out.begin(), out.end(), before);
+      worst = s[out.front()];
     }
   }
   std::sort_heap(out.begin(), out.end(), before);
@@ -91,13 +102,15 @@ struct RankStats {
   double ap = 0, ap_seed = 0, precision = 0, recall = 0, ndcg = 0;
 };
 
-inline double discount(std::size_t rank1) { return 1.0 / std::log2(static_cast<double>(rank1) + 1.0); }
+inline double discount(std::size_t rank1) {
+  return 1.0 / std::log2(static_cast<double>(rank1) + 1.0);
+}
 
 // Metrics of a ranked list (already cut to at most k entries). is_hit(item) is called once per
 // position, in order, and says whether the item is relevant and not counted before.
 template <class IsHit>
-RankStats rank_stats(const std::int32_t* ranked, std::size_t n_ranked, std::size_t n_relevant, int k,
-                     IsHit is_hit) {
+RankStats rank_stats(const std::int32_t* ranked, std::size_t n_ranked, std::size_t n_relevant,
+                     int k, IsHit is_hit) {
   RankStats r;
   if (n_relevant == 0) return r;
   std::size_t hits = 0;
@@ -138,35 +151,86 @@ RankStats rank_stats_vectors(const std::vector<std::int32_t>& ranked,
   });
 }
 
-// Counts pairs (positive p, negative n) with s_p > s_n (less) and s_p == s_n (equal), from the
-// keys of the positives and of the negatives; AUC = (less + equal / 2) / (|P| |N|).
-double auc_from_keys(const std::vector<Real>& pos, std::vector<Real>& neg) {
-  if (pos.empty() || neg.empty()) return 0.5;
-  double less = 0, equal = 0;
-  if (pos.size() <= kAucLinearMaxPositives) {
-    const Real* nk = neg.data();
-    const std::int64_t nn = static_cast<std::int64_t>(neg.size());
-    for (const Real sp : pos) {
+// Per-thread scratch of the per-user routine.
+struct Workspace {
+  explicit Workspace(Index n_items) : mark(static_cast<std::size_t>(n_items), 0) {}
+  std::vector<std::uint8_t> mark;  // kTrain | kTest per item; all 0 between users
+  std::vector<std::int32_t> pos;   // distinct test items
+  std::vector<std::int32_t> excl;  // distinct train-or-test items (the non-negatives)
+  std::vector<std::int32_t> top;
+  std::vector<Real> sorted_all, sorted_excl;
+};
+
+constexpr std::uint8_t kTrain = 1, kTest = 2;
+
+// Marks a user's items and lists the distinct positives and non-negatives.
+void mark_user(Workspace& w, const std::int32_t* tr, Index n_tr, const std::int32_t* te,
+               Index n_te) {
+  std::uint8_t* mark = w.mark.data();
+  w.pos.clear();
+  w.excl.clear();
+  for (Index j = 0; j < n_tr; ++j) {
+    if (mark[tr[j]] == 0) w.excl.push_back(tr[j]);
+    mark[tr[j]] |= kTrain;
+  }
+  for (Index j = 0; j < n_te; ++j) {
+    if (mark[te[j]] & kTest) continue;
+    if (mark[te[j]] == 0) w.excl.push_back(te[j]);
+    mark[te[j]] |= kTest;
+    w.pos.push_back(te[j]);
+  }
+}
+
+void unmark_user(Workspace& w) {
+  for (const std::int32_t i : w.excl) w.mark[static_cast<std::size_t>(i)] = 0;
+}
+
+// Exact AUC from sanitized scores and the marked user (mark_user): pairs (positive p,
+// negative n) counted as s_p > s_n (less) or s_p == s_n (equal); AUC = (less + equal/2) /
+// (|P| |N|). Counts over all items minus the counts over the non-negatives: with few
+// positives a branch-free SIMD pass per positive, with many a sort of all scores once.
+double auc_user(const Real* s, Index n_items, Workspace& w) {
+  const Index n_neg = n_items - static_cast<Index>(w.excl.size());
+  if (w.pos.empty() || n_neg <= 0) return 0.5;
+  std::int64_t less = 0, equal = 0;
+  if (w.pos.size() <= kAucLinearMaxPositives) {
+    for (const std::int32_t p : w.pos) {
+      const Real sp = s[p];
       std::int64_t l = 0, e = 0;
 #pragma omp simd reduction(+ : l, e)
-      for (std::int64_t j = 0; j < nn; ++j) {
-        l += nk[j] < sp ? 1 : 0;
-        e += nk[j] == sp ? 1 : 0;
+      for (Index i = 0; i < n_items; ++i) {
+        l += s[i] < sp ? 1 : 0;
+        e += s[i] == sp ? 1 : 0;
       }
-      less += static_cast<double>(l);
-      equal += static_cast<double>(e);
+      for (const std::int32_t x : w.excl) {
+        l -= s[x] < sp ? 1 : 0;
+        e -= s[x] == sp ? 1 : 0;
+      }
+      less += l;
+      equal += e;
     }
   } else {
-    std::sort(neg.begin(), neg.end());
-    for (const Real sp : pos) {
-      const auto lo = std::lower_bound(neg.begin(), neg.end(), sp);
-      const auto hi = std::upper_bound(lo, neg.end(), sp);
-      less += static_cast<double>(lo - neg.begin());
-      equal += static_cast<double>(hi - lo);
+    w.sorted_all.assign(s, s + n_items);
+    std::sort(w.sorted_all.begin(), w.sorted_all.end());
+    w.sorted_excl.clear();
+    for (const std::int32_t x : w.excl) w.sorted_excl.push_back(s[x]);
+    std::sort(w.sorted_excl.begin(), w.sorted_excl.end());
+    auto count = [](const std::vector<Real>& v, Real sp, std::int64_t& l, std::int64_t& e) {
+      const auto lo = std::lower_bound(v.begin(), v.end(), sp);
+      const auto hi = std::upper_bound(lo, v.end(), sp);
+      l = lo - v.begin();
+      e = hi - lo;
+    };
+    for (const std::int32_t p : w.pos) {
+      std::int64_t la, ea, lx, ex;
+      count(w.sorted_all, s[p], la, ea);
+      count(w.sorted_excl, s[p], lx, ex);
+      less += la - lx;
+      equal += ea - ex;
     }
   }
-  return (less + 0.5 * equal) /
-         (static_cast<double>(pos.size()) * static_cast<double>(neg.size()));
+  return (static_cast<double>(less) + 0.5 * static_cast<double>(equal)) /
+         (static_cast<double>(w.pos.size()) * static_cast<double>(n_neg));
 }
 
 void check_items(const std::int32_t* items, Index n, Index n_items, const char* what) {
@@ -179,8 +243,7 @@ void check_items(const std::int32_t* items, Index n, Index n_items, const char* 
 
 void check_block(const CsrBlock& b, Index n_items, const char* what) {
   const std::string w(what);
-  if (b.indptr.empty() || b.indptr.front() != 0)
-    throw InputError(w + ": indptr must start with 0");
+  if (b.indptr.empty() || b.indptr.front() != 0) throw InputError(w + ": indptr must start with 0");
   for (std::size_t r = 1; r < b.indptr.size(); ++r)
     if (b.indptr[r] < b.indptr[r - 1]) throw InputError(w + ": indptr is decreasing");
   if (static_cast<std::size_t>(b.indptr.back()) != b.indices.size())
@@ -191,41 +254,23 @@ void check_block(const CsrBlock& b, Index n_items, const char* what) {
   check_items(b.indices.data(), static_cast<Index>(b.indices.size()), n_items, what);
 }
 
-// Per-thread scratch of the per-user routine.
-struct Workspace {
-  explicit Workspace(Index n_items) : mark(static_cast<std::size_t>(n_items), 0) {}
-  std::vector<std::uint8_t> mark;  // bit 1: training item, bit 2: test item; all 0 between users
-  std::vector<std::int32_t> top;
-  std::vector<Real> pos_keys, neg_keys;
-};
-
-constexpr std::uint8_t kTrain = 1, kTest = 2;
-
-// The one per-user routine: out = {ap, ap_seed, precision, recall, ndcg, auc}.
-void evaluate_user(const Real* scores, Index n_items, const std::int32_t* tr, Index n_tr,
+// The one per-user routine, from sanitized scores: out = {ap, ap_seed, precision, recall,
+// ndcg, auc}.
+void evaluate_user(const Real* s, Index n_items, const std::int32_t* tr, Index n_tr,
                    const std::int32_t* te, Index n_te, int k, Workspace& w, double* out) {
-  std::uint8_t* mark = w.mark.data();
-  for (Index j = 0; j < n_tr; ++j) mark[tr[j]] |= kTrain;
-  w.pos_keys.clear();
-  for (Index j = 0; j < n_te; ++j) {
-    if (mark[te[j]] & kTest) continue;
-    mark[te[j]] |= kTest;
-    w.pos_keys.push_back(key(scores[te[j]]));
-  }
-  top_k_impl(scores, n_items, k, [mark](Index i) { return (mark[i] & kTrain) != 0; }, w.top);
-  const RankStats r = rank_stats(w.top.data(), w.top.size(), w.pos_keys.size(), k,
+  mark_user(w, tr, n_tr, te, n_te);
+  const std::uint8_t* mark = w.mark.data();
+  top_k_impl(
+      s, n_items, k, [mark](Index i) { return (mark[i] & kTrain) != 0; }, w.top);
+  const RankStats r = rank_stats(w.top.data(), w.top.size(), w.pos.size(), k,
                                  [mark](std::int32_t item) { return (mark[item] & kTest) != 0; });
-  w.neg_keys.clear();
-  for (Index i = 0; i < n_items; ++i)
-    if (mark[i] == 0) w.neg_keys.push_back(key(scores[i]));
   out[0] = r.ap;
   out[1] = r.ap_seed;
   out[2] = r.precision;
   out[3] = r.recall;
   out[4] = r.ndcg;
-  out[5] = auc_from_keys(w.pos_keys, w.neg_keys);
-  for (Index j = 0; j < n_tr; ++j) mark[tr[j]] = 0;
-  for (Index j = 0; j < n_te; ++j) mark[te[j]] = 0;
+  out[5] = auc_user(s, n_items, w);
+  unmark_user(w);
 }
 
 // Scores from a GEMM of a block of user factors with the item factors.
@@ -237,20 +282,21 @@ class GemmScorer {
     for (int j = 0; j < nb; ++j) lhs_.row(j) = X_.row(rows[j]);
     scores_.resize(nb, Y_.rows());
     scores_.noalias() = lhs_ * Y_.transpose();
+    sanitize(scores_.data(), scores_.data(), scores_.size());
   }
   const Real* row(int j) const { return scores_.data() + static_cast<Index>(j) * scores_.cols(); }
 
  private:
   const FactorMatrix& X_;
   const FactorMatrix& Y_;
-  ScoreBlock lhs_;
-  ScoreBlock scores_;
+  FactorMatrix lhs_;
+  FactorMatrix scores_;  // one row of scores per user of the block
 };
 
-// The same score vector for every user.
+// The same (sanitized, shared read-only) score vector for every user.
 class FixedScorer {
  public:
-  explicit FixedScorer(const std::vector<Real>& s) : s_(s.data()) {}
+  explicit FixedScorer(const Real* s) : s_(s) {}
   void compute(const Index*, int) {}
   const Real* row(int) const { return s_; }
 
@@ -260,7 +306,8 @@ class FixedScorer {
 
 void check_common(const CsrBlock& train, const CsrBlock& test, Index n_items, int k, int threads) {
   if (k < 1) throw ConfigError("evaluation: k must be >= 1, got " + std::to_string(k));
-  if (threads < 1) throw ConfigError("evaluation: threads must be >= 1, got " + std::to_string(threads));
+  if (threads < 1)
+    throw ConfigError("evaluation: threads must be >= 1, got " + std::to_string(threads));
   check_block(train, n_items, "evaluation train block");
   check_block(test, n_items, "evaluation test block");
   if (train.row_begin != test.row_begin || train.n_rows() != test.n_rows())
@@ -270,8 +317,8 @@ void check_common(const CsrBlock& train, const CsrBlock& test, Index n_items, in
                      ") differ");
 }
 
-// Shared driver: users with test items, in blocks of kUsersPerBlock, parallel over blocks;
-// per-user values go to a per-user array, summed afterwards in row order.
+// Shared driver: users with test items, in blocks of users_per_block(n_items), parallel over
+// blocks; per-user values go to a per-user array, summed afterwards in row order.
 template <class MakeScorer>
 MetricSums evaluate_impl(const CsrBlock& train, const CsrBlock& test, Index n_items, int k,
                          int threads, MakeScorer make_scorer) {
@@ -279,7 +326,8 @@ MetricSums evaluate_impl(const CsrBlock& train, const CsrBlock& test, Index n_it
   for (Index r = 0; r < test.n_rows(); ++r)
     if (test.indptr[r + 1] > test.indptr[r]) users.push_back(r);
   const Index n_eval = static_cast<Index>(users.size());
-  const Index n_blocks = (n_eval + kUsersPerBlock - 1) / kUsersPerBlock;
+  const Index block = users_per_block(n_items);
+  const Index n_blocks = (n_eval + block - 1) / block;
   std::vector<double> per_user(static_cast<std::size_t>(n_eval) * 6, 0.0);
   std::exception_ptr error;
   bool failed = false;
@@ -294,6 +342,10 @@ MetricSums evaluate_impl(const CsrBlock& train, const CsrBlock& test, Index n_it
   };
 #pragma omp parallel num_threads(threads)
   {
+    // This thread's nested regions get one thread: Eigen's GEMM, which opens its own OpenMP
+    // team when called from a team of one (threads == 1), stays serial. The setting is local
+    // to this thread's task and ends with the region.
+    omp_set_num_threads(1);
     using Scorer = decltype(make_scorer());
     std::optional<Scorer> scorer;
     std::optional<Workspace> w;
@@ -310,8 +362,8 @@ MetricSums evaluate_impl(const CsrBlock& train, const CsrBlock& test, Index n_it
       stop = failed;
       if (stop) continue;
       try {
-        const Index u0 = b * kUsersPerBlock;
-        const int nb = static_cast<int>(std::min<Index>(kUsersPerBlock, n_eval - u0));
+        const Index u0 = b * block;
+        const int nb = static_cast<int>(std::min<Index>(block, n_eval - u0));
         scorer->compute(users.data() + u0, nb);
         for (int j = 0; j < nb; ++j) {
           const Index r = users[static_cast<std::size_t>(u0 + j)];
@@ -364,8 +416,8 @@ double recall_at_k(const std::vector<std::int32_t>& ranked,
   return rank_stats_vectors(ranked, relevant, k).recall;
 }
 
-double ndcg_at_k(const std::vector<std::int32_t>& ranked,
-                 const std::vector<std::int32_t>& relevant, int k) {
+double ndcg_at_k(const std::vector<std::int32_t>& ranked, const std::vector<std::int32_t>& relevant,
+                 int k) {
   return rank_stats_vectors(ranked, relevant, k).ndcg;
 }
 
@@ -373,26 +425,23 @@ double auc_exact(const Real* scores, Index n_items, const std::int32_t* train_it
                  const std::int32_t* test_items, Index n_test) {
   check_items(train_items, n_train, n_items, "auc_exact train items");
   check_items(test_items, n_test, n_items, "auc_exact test items");
-  std::vector<std::uint8_t> mark(static_cast<std::size_t>(n_items), 0);
-  for (Index j = 0; j < n_train; ++j) mark[train_items[j]] |= kTrain;
-  std::vector<Real> pos, neg;
-  for (Index j = 0; j < n_test; ++j) {
-    if (mark[test_items[j]] & kTest) continue;
-    mark[test_items[j]] |= kTest;
-    pos.push_back(key(scores[test_items[j]]));
-  }
-  for (Index i = 0; i < n_items; ++i)
-    if (mark[i] == 0) neg.push_back(key(scores[i]));
-  return auc_from_keys(pos, neg);
+  std::vector<Real> s(static_cast<std::size_t>(n_items));
+  sanitize(scores, s.data(), n_items);
+  Workspace w(n_items);
+  mark_user(w, train_items, n_train, test_items, n_test);
+  return auc_user(s.data(), n_items, w);
 }
 
-void top_k_excluding(const Real* scores, Index n_items, const std::int32_t* exclude, Index n_exclude,
-                     int k, std::vector<std::int32_t>& out) {
+void top_k_excluding(const Real* scores, Index n_items, const std::int32_t* exclude,
+                     Index n_exclude, int k, std::vector<std::int32_t>& out) {
   if (k < 1) throw ConfigError("top_k_excluding: k must be >= 1, got " + std::to_string(k));
   check_items(exclude, n_exclude, n_items, "top_k_excluding");
+  std::vector<Real> s(static_cast<std::size_t>(n_items));
+  sanitize(scores, s.data(), n_items);
   std::vector<std::uint8_t> excluded(static_cast<std::size_t>(n_items), 0);
-  for (Index j = 0; j < n_exclude; ++j) excluded[exclude[j]] = 1;
-  top_k_impl(scores, n_items, k, [&excluded](Index i) { return excluded[i] != 0; }, out);
+  for (Index j = 0; j < n_exclude; ++j) excluded[static_cast<std::size_t>(exclude[j])] = 1;
+  top_k_impl(
+      s.data(), n_items, k, [&excluded](Index i) { return excluded[i] != 0; }, out);
 }
 
 MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
@@ -404,16 +453,16 @@ MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, con
   if (X_local.cols() != Y.cols())
     throw InputError("evaluate_rows: user factors have " + std::to_string(X_local.cols()) +
                      " columns, item factors " + std::to_string(Y.cols()));
-  return evaluate_impl(train, test, Y.rows(), k, threads,
-                       [&]() { return GemmScorer(X_local, Y); });
+  return evaluate_impl(train, test, Y.rows(), k, threads, [&]() { return GemmScorer(X_local, Y); });
 }
 
 MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const CsrBlock& train,
                                  const CsrBlock& test, int k, int threads) {
   const Index n_items = static_cast<Index>(item_scores.size());
   check_common(train, test, n_items, k, threads);
-  return evaluate_impl(train, test, n_items, k, threads,
-                       [&]() { return FixedScorer(item_scores); });
+  std::vector<Real> s(item_scores.size());
+  sanitize(item_scores.data(), s.data(), n_items);
+  return evaluate_impl(train, test, n_items, k, threads, [&]() { return FixedScorer(s.data()); });
 }
 
 std::vector<Index> item_user_counts(const CsrBlock& train, Index n_items) {

@@ -61,6 +61,8 @@ TEST(Comm, SplitFormsGroups) {
 TEST(H5, ParallelRowWritesReadBackWithH5Types) {
   Comm world = Comm::world();
   const std::string path = scratch(world, "rows.h5");
+  if (world.is_root()) std::remove(path.c_str());  // a previous run's file
+  world.barrier();
   const hsize_t n = 10, width = 3;
   Bounds b = partition_even(n, world.size());
   {

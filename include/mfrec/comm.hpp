@@ -97,6 +97,22 @@ class Comm {
   int size_ = 1;
 };
 
+// A counter that any rank can atomically fetch-and-add without the others taking part (MPI
+// one-sided, passive target on rank 0 of the communicator). Creating it is collective; so is
+// destroying it, unless an exception is unwinding.
+class SharedCounter {
+ public:
+  explicit SharedCounter(const Comm& comm);  // collective; starts at 0
+  SharedCounter(const SharedCounter&) = delete;
+  SharedCounter& operator=(const SharedCounter&) = delete;
+  ~SharedCounter();
+  std::int64_t fetch_add(std::int64_t v);  // local call: returns the value before adding
+
+ private:
+  MPI_Win win_ = MPI_WIN_NULL;
+  std::int64_t* base_ = nullptr;
+};
+
 // Process-wide MPI set-up and the error policy of every program's main:
 //   int main(int argc, char** argv) { return mfrec::run_program("mfrec_x", argc, argv, body); }
 // Errors: a ConfigError (raised the same way on every rank) prints one line from rank 0 and
@@ -104,6 +120,7 @@ class Comm {
 // and calls MPI_Abort, so no rank is left waiting in a collective.
 template <class F>
 int run_program(const char* name, int argc, char** argv, F&& body);
+
 int run_program_impl(const char* name, int argc, char** argv, int (*body)(void*, Comm&), void* ctx);
 
 template <class F>

@@ -1,6 +1,7 @@
 // One training run ("grid point") from start to its evaluations: train for the largest
 // requested iteration count, evaluating on the test matrix at each requested count on the way.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,6 +19,8 @@ struct RunOptions {
   int loss_every = 0;        // 0: never
   bool progress = true;      // per-iteration progress on rank 0
   std::string label;         // prefix for progress lines
+  // Called on every rank after each evaluation (collective context: it may write files).
+  std::function<void(int iteration, const Evaluation&, const Trainer&)> on_eval;
 };
 
 struct RunResult {

@@ -13,6 +13,9 @@ class Comm;
 // other ranks only log warnings and errors. Messages go to stderr, prefixed with the time.
 void init_logging(const Comm& comm, const std::string& program, const std::string& level = "info");
 
+// Let this rank log at the configured level too (e.g. the leader of a grid group).
+void enable_leader_logging();
+
 // Wall-clock time per named phase on this rank (MPI_Wtime); `summary` reduces min/mean/max
 // over the ranks of a communicator.
 class PhaseTimer {

@@ -37,15 +37,15 @@ double precision_at_k(const std::vector<std::int32_t>& ranked,
                       const std::vector<std::int32_t>& relevant, int k);
 double recall_at_k(const std::vector<std::int32_t>& ranked,
                    const std::vector<std::int32_t>& relevant, int k);
-double ndcg_at_k(const std::vector<std::int32_t>& ranked,
-                 const std::vector<std::int32_t>& relevant, int k);
+double ndcg_at_k(const std::vector<std::int32_t>& ranked, const std::vector<std::int32_t>& relevant,
+                 int k);
 
 // Exact AUC of one user from the full score vector: over all pairs (positive = a distinct test
 // item, negative = an item in neither train nor test), the fraction where the positive scores
 // higher; ties count 1/2; NaN scores rank as -inf. 0.5 when there is no positive or no
 // negative. Item indices outside [0, n_items) raise InputError.
-double auc_exact(const Real* scores, Index n_items, const std::int32_t* train_items,
-                 Index n_train, const std::int32_t* test_items, Index n_test);
+double auc_exact(const Real* scores, Index n_items, const std::int32_t* train_items, Index n_train,
+                 const std::int32_t* test_items, Index n_test);
 
 // The top-k item indices by score, best first, leaving out `exclude` (any order, duplicates
 // allowed). Ties go to the smaller item index; NaN scores rank as -inf. `out` gets

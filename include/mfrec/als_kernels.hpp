@@ -1,0 +1,75 @@
+// Compute kernels of implicit-feedback ALS (Hu, Koren & Volinsky, "Collaborative Filtering for
+// Implicit Feedback Datasets", ICDM 2008). Pure std + Eigen + OpenMP: no MPI, no I/O.
+//
+// Notation (paper, section 4): r_ui >= 0 raw observations, p_ui = [r_ui > 0] preferences,
+// c_ui confidences, lambda the regulariser. One half-step fixes Y and solves, for every row u,
+//   (Y^T Y + Y^T (C^u - I) Y + lambda_u I) x_u = Y^T C^u p(u)                         (eq. 4)
+// where only the non-zeros of row u enter C^u - I, so Y^T Y is shared by all rows.
+//
+// Determinism: every row is solved by a fixed sequence of floating-point operations that depends
+// only on that row, Y, YtY and the parameters -- never on the thread count, on how rows are
+// grouped into blocks, or on which rows sit in the same CsrBlock (MPI partition).
+#pragma once
+#include <Eigen/Core>
+
+#include "mfrec/types.hpp"
+
+namespace mfrec {
+
+enum class Solver { kConjugateGradient, kCholesky };
+
+enum class ConfidenceRule {
+  kHu,        // c = 1 + alpha * r  (paper, eq. 6; the default)
+  kImplicit,  // c = alpha * r      (the `implicit` library's convention)
+};
+
+struct AlsParams {
+  int factors = 32;
+  Real regularization = 100;
+  Real alpha = 1;
+  ConfidenceRule confidence = ConfidenceRule::kHu;
+  bool scale_regularization = false;  // ALS-WR (Zhou et al. 2008, Spark): lambda_u = lambda * nnz(u)
+  Solver solver = Solver::kConjugateGradient;
+  int cg_steps = 3;
+};
+
+// out += Y[begin:end)^T Y[begin:end) (f x f). Products run in float over fixed chunks of rows and
+// are accumulated in double. threads <= 0 means omp_get_max_threads(). The result does not
+// depend on the thread count.
+void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
+                     int threads = 0);
+
+// One half-step for the rows of R (column j of R is row j of Y): writes the solution of eq. 4 into
+// X.row(u) for every local row u. X has R.n_rows() rows and f = Y.cols() columns; with the
+// conjugate-gradient solver its content is the warm start. YtY is the full Gram matrix of Y.
+// Rows without non-zeros get x_u = 0 (the exact solution, as the right-hand side is zero).
+//  * kConjugateGradient: cg_steps steps of CG (Takacs, Pilaszy & Tikk, RecSys 2011), run in
+//    lockstep over blocks of rows so that YtY times the block's directions is one matrix product.
+//  * kCholesky: an exact solve. Rows with many non-zeros factor their own f x f system (LLT);
+//    rows with few non-zeros (k <= f/4) solve the equivalent k x k capacitance system
+//    (Sherman-Morrison-Woodbury against M = (YtY + lambda I)^-1, factored once per call).
+// Uses `threads` OpenMP threads (<= 0: omp_get_max_threads()).
+void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
+                const AlsParams& p, FactorMatrix& X, int threads);
+
+// Loss terms of the local rows (paper, eq. 3, this side's part):
+//   data = sum_u sum_i c_ui (p_ui - x_u.y_i)^2 over ALL columns i (c_ui = 1 where r_ui = 0),
+//   reg  = sum_u lambda_u ||x_u||^2.
+// Evaluated as x_u^T YtY x_u plus corrections over the non-zeros; summed in double in a fixed
+// order. The caller adds the other side's regulariser.
+struct LossTerms {
+  double data = 0, reg = 0;
+};
+LossTerms loss_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
+                    const AlsParams& p, const FactorMatrix& X, int threads);
+
+// Test oracle: builds the explicit n_cols x n_cols diagonal C^u and solves eq. 4 with a dense
+// LDLT in double.
+Eigen::VectorXd solve_row_dense_oracle(const CsrBlock& R, Index local_row, const FactorMatrix& Y,
+                                       const AlsParams& p);
+
+// The floating-point operations solve_rows performs on R with f = p.factors (the model used by
+// the benchmark; multiply and add count as two, symmetric products count one triangle).
+double solve_rows_flops(const CsrBlock& R, const AlsParams& p);
+
+}  // namespace mfrec

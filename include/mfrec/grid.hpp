@@ -1,0 +1,80 @@
+// The hyperparameter grid search over communicator splits: the world is split into G groups;
+// each group trains one point at a time on its own ranks, taking the next point (larger first)
+// from a shared counter as soon as it is free. Points that differ only in iterations share one
+// training run, evaluated at each requested iteration count.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mfrec/experiment.hpp"
+
+namespace mfrec {
+
+struct GridSpace {
+  std::vector<double> alpha{1.0};
+  std::vector<int> factors{32};
+  std::vector<double> regularization{100.0};
+  std::vector<int> iterations{15};
+  std::vector<std::string> solver{"cg"};
+};
+
+// One training run: a point of the grid without its iteration count, and the iteration counts
+// at which it is evaluated.
+struct GridRun {
+  int id = 0;  // position in the space's canonical order (alpha, factors, regularization, solver)
+  double alpha = 1, regularization = 0;
+  int factors = 1;
+  std::string solver = "cg";
+  std::vector<int> iterations;  // sorted, unique
+  double cost() const;          // relative cost estimate, for scheduling larger runs first
+};
+
+// Validates the lists (ConfigError naming the option) and merges points that differ only in
+// iterations. Runs come back in scheduling order: larger first, ties by id.
+std::vector<GridRun> expand_grid(const GridSpace& space);
+
+// The result of one point (run x iteration count).
+struct PointResult {
+  int run = 0, iterations = 0, group = 0, ranks = 0, threads = 0;
+  double alpha = 0, regularization = 0, seconds = 0, seconds_per_iteration = 0;
+  int factors = 0;
+  std::string solver;
+  Evaluation evaluation;
+  std::map<std::string, PhaseTimer::Stat> phases;  // of the run, over its group's ranks
+  bool best = false;
+};
+
+// The value of a metric by report key (map_at_k, map_at_k_seed, precision_at_k, recall_at_k,
+// ndcg_at_k, auc); ConfigError for an unknown key.
+double metric_value(const MetricSums& m, const std::string& key);
+void check_metric_name(const std::string& key);
+
+struct GridOptions {
+  int groups = 1;
+  std::string select_metric = "map_at_k";
+  RunOptions base;  // solver details, k, threads, seed, loss; hyperparameters come from the grid
+};
+
+struct GridResult {
+  std::vector<PointResult> points;  // ordered by (run id, iterations)
+  int best = -1;                    // index into points
+  double seconds = 0;
+  int groups = 1;
+  Index n_users = 0, n_items = 0, nnz_train = 0, nnz_test = 0;
+};
+
+// Collective over world. Reads the prepared data once per group. When `model_path` is not
+// empty, the best point's model is written there (by the group that trained it).
+GridResult run_grid(const Comm& world, const std::string& data_path, const GridSpace& space, const GridOptions& opt,
+                    const std::string& model_path);
+
+// The experiment log: one HDF5 file and a CSV summary (one row a point, best marked).
+// Written by the caller's rank (serial files, atomically).
+void write_experiment(const std::string& h5_path, const std::string& csv_path, const GridResult& r,
+                      const GridOptions& opt, const std::string& data_path);
+
+// A readable table of the points, best marked, and the comparison with the baseline.
+std::string format_grid_table(const GridResult& r, const std::string& metric);
+
+}  // namespace mfrec

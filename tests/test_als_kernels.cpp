@@ -1,0 +1,379 @@
+// Unit tests of the ALS kernels against dense double-precision references.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include <Eigen/Cholesky>
+
+#include "mfrec/als_kernels.hpp"
+#include "mfrec/error.hpp"
+
+namespace mfrec {
+namespace {
+
+// Random CSR rows with the given non-zero counts, distinct sorted columns and integer-like
+// values 1..15; with `odd_values`, some stored values are 0 or negative (p = 0).
+CsrBlock random_csr(const std::vector<Index>& counts, Index n_cols, unsigned seed,
+                    bool odd_values = false) {
+  std::mt19937 rng(seed);
+  CsrBlock R;
+  R.n_rows_global = static_cast<Index>(counts.size());
+  R.n_cols = n_cols;
+  std::vector<std::int32_t> cols(n_cols);
+  std::iota(cols.begin(), cols.end(), 0);
+  for (Index k : counts) {
+    std::shuffle(cols.begin(), cols.end(), rng);
+    std::vector<std::int32_t> pick(cols.begin(), cols.begin() + k);
+    std::sort(pick.begin(), pick.end());
+    for (std::int32_t c : pick) {
+      R.indices.push_back(c);
+      Real v = static_cast<Real>(1 + rng() % 15);
+      if (odd_values && rng() % 5 == 0) v = (rng() % 2) ? 0.0f : -0.5f;
+      R.data.push_back(v);
+    }
+    R.indptr.push_back(static_cast<std::int64_t>(R.indices.size()));
+  }
+  return R;
+}
+
+FactorMatrix random_factors(Index rows, Index f, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, scale);
+  FactorMatrix M(rows, f);
+  for (Index i = 0; i < M.size(); ++i) M.data()[i] = n(rng);
+  return M;
+}
+
+DenseMatrix gram(const FactorMatrix& Y) {
+  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(Y.cols(), Y.cols());
+  gram_accumulate(Y, 0, Y.rows(), G, 1);
+  return G.cast<float>();
+}
+
+// The rows [b, e) of R as a CsrBlock of their own.
+CsrBlock sub_rows(const CsrBlock& R, Index b, Index e) {
+  CsrBlock S;
+  S.n_rows_global = R.n_rows_global;
+  S.n_cols = R.n_cols;
+  S.row_begin = R.row_begin + b;
+  S.indptr.assign(1, 0);
+  for (Index u = b; u < e; ++u) S.indptr.push_back(R.indptr[u + 1] - R.indptr[b]);
+  S.indices.assign(R.indices.begin() + R.indptr[b], R.indices.begin() + R.indptr[e]);
+  S.data.assign(R.data.begin() + R.indptr[b], R.data.begin() + R.indptr[e]);
+  return S;
+}
+
+// Dense eq. 4 system of one row in double: (A, b).
+void dense_system(const CsrBlock& R, Index u, const FactorMatrix& Y, const AlsParams& p,
+                  Eigen::MatrixXd& A, Eigen::VectorXd& b) {
+  const Eigen::MatrixXd Yd = Y.cast<double>();
+  Eigen::VectorXd c = Eigen::VectorXd::Ones(Y.rows()), pref = Eigen::VectorXd::Zero(Y.rows());
+  const Index nnz = R.indptr[u + 1] - R.indptr[u];
+  for (Index t = R.indptr[u]; t < R.indptr[u + 1]; ++t) {
+    const double r = R.data[t];
+    c(R.indices[t]) = p.confidence == ConfidenceRule::kHu ? 1 + p.alpha * r : p.alpha * r;
+    pref(R.indices[t]) = r > 0;
+  }
+  const double lambda = p.regularization * (p.scale_regularization ? nnz : 1);
+  A = Yd.transpose() * c.asDiagonal() * Yd +
+      lambda * Eigen::MatrixXd::Identity(Y.cols(), Y.cols());
+  b = Yd.transpose() * c.cwiseProduct(pref);
+}
+
+double rel_err(const Eigen::VectorXd& x, const Eigen::VectorXd& ref) {
+  return (x - ref).norm() / std::max(ref.norm(), 1e-30);
+}
+
+bool bitwise_equal(const FactorMatrix& a, const FactorMatrix& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() &&
+         std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
+}
+
+struct Case {
+  ConfidenceRule rule;
+  bool scale;
+  Real alpha, lambda;
+};
+const Case kCases[] = {{ConfidenceRule::kHu, false, 1.0f, 1.0f},
+                       {ConfidenceRule::kHu, true, 2.0f, 0.5f},
+                       {ConfidenceRule::kImplicit, false, 0.5f, 1.0f},  // some c = 0.5 < 1
+                       {ConfidenceRule::kImplicit, true, 3.0f, 0.1f}};
+
+AlsParams params(const Case& c, Index f, Solver s) {
+  AlsParams p;
+  p.factors = static_cast<int>(f);
+  p.regularization = c.lambda;
+  p.alpha = c.alpha;
+  p.confidence = c.rule;
+  p.scale_regularization = c.scale;
+  p.solver = s;
+  return p;
+}
+
+// 0 non-zeros (empty), 1-2 (Woodbury path at f = 8), 3-12 (rank-1 updates), 20-25 (gathered GEMM).
+const std::vector<Index> kCounts = {3, 0, 1, 2, 7, 12, 20, 25, 1, 0, 4};
+
+TEST(GramAccumulate, EqualsDoubleProductOnARowRange) {
+  for (Index f : {5, 8, 13, 64}) {
+    const FactorMatrix Y = random_factors(700, f, 7 + f);
+    Eigen::MatrixXd out = Eigen::MatrixXd::Constant(f, f, 3.0);  // accumulated into
+    gram_accumulate(Y, 37, 661, out, 2);
+    const Eigen::MatrixXd Yd = Y.middleRows(37, 624).cast<double>();
+    const Eigen::MatrixXd ref = Eigen::MatrixXd::Constant(f, f, 3.0) + Yd.transpose() * Yd;
+    EXPECT_LT((out - ref).norm() / ref.norm(), 1e-6) << "f=" << f;
+    EXPECT_EQ(out, out.transpose()) << "f=" << f;
+  }
+}
+
+// The oracle itself, against normal equations assembled independently in this file.
+TEST(DenseOracle, MatchesIndependentlyAssembledSystem) {
+  const Index f = 6, n_items = 25;
+  const FactorMatrix Y = random_factors(n_items, f, 10);
+  for (const Case& c : kCases) {
+    const CsrBlock R = random_csr(kCounts, n_items, 4, /*odd_values=*/true);
+    const AlsParams p = params(c, f, Solver::kCholesky);
+    for (Index u = 0; u < R.n_rows(); ++u) {
+      Eigen::MatrixXd A;
+      Eigen::VectorXd b;
+      dense_system(R, u, Y, p, A, b);
+      const Eigen::VectorXd ref = A.ldlt().solve(b);
+      EXPECT_LT(rel_err(solve_row_dense_oracle(R, u, Y, p), ref), 1e-10) << "row " << u;
+    }
+  }
+}
+
+TEST(CholeskySolver, MatchesDenseOracle) {
+  const Index f = 8, n_items = 30;
+  const FactorMatrix Y = random_factors(n_items, f, 11);
+  const DenseMatrix YtY = gram(Y);
+  for (const Case& c : kCases) {
+    const CsrBlock R = random_csr(kCounts, n_items, 5, /*odd_values=*/c.rule == ConfidenceRule::kHu);
+    const AlsParams p = params(c, f, Solver::kCholesky);
+    FactorMatrix X = FactorMatrix::Constant(R.n_rows(), f, 9.0f);
+    solve_rows(R, Y, YtY, p, X, 2);
+    for (Index u = 0; u < R.n_rows(); ++u) {
+      const Eigen::VectorXd ref = solve_row_dense_oracle(R, u, Y, p);
+      const Eigen::VectorXd x = X.row(u).transpose().cast<double>();
+      if (kCounts[u] == 0)
+        EXPECT_EQ(x.norm(), 0.0) << "empty row " << u;
+      else
+        EXPECT_LT(rel_err(x, ref), 1e-4) << "row " << u << " nnz " << kCounts[u];
+    }
+  }
+}
+
+// Rows with nnz <= f/4 take the Woodbury path, with z_i = M y_i precomputed for all columns when
+// the block holds many such rows, per row otherwise. Both must match the oracle, and a row's
+// result must be bitwise the same whichever CsrBlock it is solved in.
+TEST(CholeskySolver, LightRowsMatchOracleAndDoNotDependOnTheBlock) {
+  const Index f = 16, n_items = 40;
+  const FactorMatrix Y = random_factors(n_items, f, 3, 0.3f);
+  const DenseMatrix YtY = gram(Y);
+  std::vector<Index> counts(60);
+  for (size_t i = 0; i < counts.size(); ++i) counts[i] = 1 + static_cast<Index>(i % 4);
+  counts[10] = 9;  // a direct row among them
+  for (const Case& c : kCases) {
+    const CsrBlock R = random_csr(counts, n_items, 17);  // 150 non-zeros > 40 columns: precomputed
+    const AlsParams p = params(c, f, Solver::kCholesky);
+    FactorMatrix X = FactorMatrix::Zero(R.n_rows(), f);
+    solve_rows(R, Y, YtY, p, X, 2);
+    for (Index u = 0; u < R.n_rows(); ++u)
+      EXPECT_LT(rel_err(X.row(u).transpose().cast<double>(), solve_row_dense_oracle(R, u, Y, p)),
+                1e-4)
+          << "row " << u;
+    for (Index u : {0, 3, 10, 59}) {  // alone: z_i computed for this row only
+      const CsrBlock one = sub_rows(R, u, u + 1);
+      FactorMatrix x1 = FactorMatrix::Zero(1, f);
+      solve_rows(one, Y, YtY, p, x1, 1);
+      EXPECT_TRUE(bitwise_equal(x1, X.middleRows(u, 1))) << "row " << u;
+    }
+  }
+}
+
+TEST(ConjugateGradient, ManyStepsFromZeroMatchDenseOracle) {
+  const Index f = 8, n_items = 30;
+  const FactorMatrix Y = random_factors(n_items, f, 12);
+  const DenseMatrix YtY = gram(Y);
+  for (const Case& c : kCases) {
+    const CsrBlock R = random_csr(kCounts, n_items, 6);
+    AlsParams p = params(c, f, Solver::kConjugateGradient);
+    p.cg_steps = 50;
+    FactorMatrix X = FactorMatrix::Zero(R.n_rows(), f);
+    solve_rows(R, Y, YtY, p, X, 2);
+    for (Index u = 0; u < R.n_rows(); ++u) {
+      if (kCounts[u] == 0) {
+        EXPECT_EQ(X.row(u).norm(), 0.0f);
+        continue;
+      }
+      EXPECT_LT(rel_err(X.row(u).transpose().cast<double>(), solve_row_dense_oracle(R, u, Y, p)),
+                1e-4)
+          << "row " << u;
+    }
+  }
+}
+
+// Three steps from a warm start: the error in the A-norm (which CG minimises over the Krylov
+// space) must drop for every row, and by a clear factor overall.
+TEST(ConjugateGradient, ThreeStepsReduceTheErrorFromAWarmStart) {
+  const Index f = 24, n_items = 60;
+  const FactorMatrix Y = random_factors(n_items, f, 13, 0.5f);
+  const DenseMatrix YtY = gram(Y);
+  std::vector<Index> counts(40);
+  for (size_t i = 0; i < counts.size(); ++i) counts[i] = 1 + static_cast<Index>(i * 7 % 30);
+  for (const Case& c : kCases) {
+    const CsrBlock R = random_csr(counts, n_items, 8);
+    AlsParams p = params(c, f, Solver::kConjugateGradient);
+    p.cg_steps = 3;
+    const FactorMatrix X0 = random_factors(R.n_rows(), f, 21, 0.5f);
+    FactorMatrix X = X0;
+    solve_rows(R, Y, YtY, p, X, 3);
+    double before = 0, after = 0;
+    for (Index u = 0; u < R.n_rows(); ++u) {
+      Eigen::MatrixXd A;
+      Eigen::VectorXd b;
+      dense_system(R, u, Y, p, A, b);
+      const Eigen::VectorXd xs = A.ldlt().solve(b);
+      const Eigen::VectorXd e0 = X0.row(u).transpose().cast<double>() - xs;
+      const Eigen::VectorXd e1 = X.row(u).transpose().cast<double>() - xs;
+      const double n0 = e0.dot(A * e0), n1 = e1.dot(A * e1);
+      EXPECT_LT(n1, n0) << "row " << u;
+      before += n0;
+      after += n1;
+    }
+    EXPECT_LT(after, 0.1 * before);
+  }
+}
+
+TEST(Solvers, EmptyRowsGiveZero) {
+  const Index f = 6;
+  const FactorMatrix Y = random_factors(20, f, 1);
+  const CsrBlock R = random_csr({0, 3, 0, 0}, 20, 2);
+  for (Solver s : {Solver::kCholesky, Solver::kConjugateGradient}) {
+    for (const Case& c : kCases) {
+      FactorMatrix X = FactorMatrix::Constant(4, f, 1.5f);
+      solve_rows(R, Y, gram(Y), params(c, f, s), X, 1);
+      for (Index u : {0, 2, 3}) EXPECT_EQ(X.row(u).squaredNorm(), 0.0f);
+      EXPECT_GT(X.row(1).squaredNorm(), 0.0f);
+    }
+  }
+}
+
+// One row over two columns under the `implicit` rule with r = (1, r1), r1 < 0 (so c_1 < 0) and
+// lambda = 0: the system of eq. 4 is indefinite.
+void indefinite_row(const FactorMatrix& Y, Real r1, Solver s, FactorMatrix& X) {
+  CsrBlock R;
+  R.n_rows_global = 1;
+  R.n_cols = 2;
+  R.indptr = {0, 2};
+  R.indices = {0, 1};
+  R.data = {1.0f, r1};
+  AlsParams p;
+  p.factors = 2;
+  p.regularization = 0;
+  p.confidence = ConfidenceRule::kImplicit;
+  p.solver = s;
+  X = FactorMatrix::Zero(1, 2);
+  solve_rows(R, Y, gram(Y), p, X, 1);
+}
+
+// y_0 = (1,1), y_1 = (0,1), c = (1,-4): A = [[1,1],[1,-3]], b = (1,1), so the first CG direction
+// p = b has p^T A p = 0 exactly. CG must stop the row instead of dividing by zero.
+TEST(ConjugateGradient, StopsOnAZeroCurvatureDirection) {
+  FactorMatrix Y(2, 2), X;
+  Y << 1, 1, 0, 1;
+  indefinite_row(Y, -4.0f, Solver::kConjugateGradient, X);
+  EXPECT_TRUE(X.allFinite()) << X;
+}
+
+// y_0 = (1,1), y_1 = (1,2), c = (1,-4): A = [[-3,-7],[-7,-15]] (LLT fails), b = (1,1), and
+// A^-1 b = (2,-1), which the direct solver must still return.
+TEST(CholeskySolver, SolvesIndefiniteSystems) {
+  FactorMatrix Y(2, 2), X;
+  Y << 1, 1, 1, 2;
+  indefinite_row(Y, -4.0f, Solver::kCholesky, X);
+  EXPECT_NEAR(X(0, 0), 2.0f, 1e-5);
+  EXPECT_NEAR(X(0, 1), -1.0f, 1e-5);
+}
+
+// Results are bitwise independent of the thread count and of where the CsrBlock boundaries fall.
+TEST(Solvers, BitwiseIndependentOfThreadsAndPartition) {
+  const Index f = 20, n_items = 150;
+  const FactorMatrix Y = random_factors(n_items, f, 4, 0.2f);
+  const DenseMatrix YtY = gram(Y);
+  std::vector<Index> counts(700);
+  std::mt19937 rng(1);
+  for (Index& k : counts) k = rng() % 3 == 0 ? static_cast<Index>(rng() % 60) : rng() % 6;
+  const CsrBlock R = random_csr(counts, n_items, 9);
+  for (Solver s : {Solver::kCholesky, Solver::kConjugateGradient}) {
+    for (const Case& c : kCases) {
+      const AlsParams p = params(c, f, s);
+      const FactorMatrix X0 = random_factors(R.n_rows(), f, 5, 0.1f);
+      FactorMatrix ref = X0;
+      solve_rows(R, Y, YtY, p, ref, 1);
+      for (int t : {2, 3}) {
+        FactorMatrix X = X0;
+        solve_rows(R, Y, YtY, p, X, t);
+        EXPECT_TRUE(bitwise_equal(X, ref)) << "threads " << t;
+      }
+      for (Index cut : {1, 131, 333}) {  // two "ranks"
+        FactorMatrix a = X0.topRows(cut), b = X0.bottomRows(R.n_rows() - cut);
+        solve_rows(sub_rows(R, 0, cut), Y, YtY, p, a, 2);
+        solve_rows(sub_rows(R, cut, R.n_rows()), Y, YtY, p, b, 2);
+        FactorMatrix X(R.n_rows(), f);
+        X << a, b;
+        EXPECT_TRUE(bitwise_equal(X, ref)) << "cut " << cut;
+      }
+      const LossTerms l1 = loss_rows(R, Y, YtY, p, ref, 1), l3 = loss_rows(R, Y, YtY, p, ref, 3);
+      EXPECT_EQ(l1.data, l3.data);
+      EXPECT_EQ(l1.reg, l3.reg);
+    }
+  }
+  const FactorMatrix Z = random_factors(20000, f, 6);  // several Gram tasks
+  Eigen::MatrixXd g1 = Eigen::MatrixXd::Zero(f, f), g3 = Eigen::MatrixXd::Zero(f, f);
+  gram_accumulate(Z, 0, Z.rows(), g1, 1);
+  gram_accumulate(Z, 0, Z.rows(), g3, 3);
+  EXPECT_EQ(g1, g3);
+}
+
+TEST(LossRows, EqualsBruteForceDenseLoss) {
+  const Index f = 7, n_items = 30;
+  const FactorMatrix Y = random_factors(n_items, f, 14);
+  const DenseMatrix YtY = gram(Y);
+  for (const Case& c : kCases) {
+    const CsrBlock R = random_csr(kCounts, n_items, 15, /*odd_values=*/true);
+    const AlsParams p = params(c, f, Solver::kCholesky);
+    const FactorMatrix X = random_factors(R.n_rows(), f, 16);
+    double data = 0, reg = 0;
+    for (Index u = 0; u < R.n_rows(); ++u) {
+      Eigen::VectorXd cu = Eigen::VectorXd::Ones(n_items), pu = Eigen::VectorXd::Zero(n_items);
+      for (Index t = R.indptr[u]; t < R.indptr[u + 1]; ++t) {
+        const double r = R.data[t];
+        cu(R.indices[t]) = c.rule == ConfidenceRule::kHu ? 1 + c.alpha * r : c.alpha * r;
+        pu(R.indices[t]) = r > 0;
+      }
+      const Eigen::VectorXd pred = Y.cast<double>() * X.row(u).transpose().cast<double>();
+      data += cu.dot((pu - pred).cwiseAbs2());
+      reg += c.lambda * (c.scale ? kCounts[u] : 1) * X.row(u).cast<double>().squaredNorm();
+    }
+    const LossTerms l = loss_rows(R, Y, YtY, p, X, 2);
+    EXPECT_NEAR(l.data, data, 1e-5 * std::abs(data));
+    EXPECT_NEAR(l.reg, reg, 1e-6 * reg);
+  }
+}
+
+TEST(Solvers, RejectInconsistentShapes) {
+  const FactorMatrix Y = random_factors(20, 4, 1);
+  const CsrBlock R = random_csr({1, 2}, 20, 2);
+  FactorMatrix X(3, 4);  // one row too many
+  EXPECT_THROW(solve_rows(R, Y, gram(Y), AlsParams{}, X, 1), Error);
+  FactorMatrix X2(2, 4);
+  EXPECT_THROW(solve_rows(R, Y, DenseMatrix::Zero(5, 5), AlsParams{}, X2, 1), Error);
+  EXPECT_THROW(loss_rows(R, Y, gram(Y), AlsParams{}, X, 1), Error);
+}
+
+}  // namespace
+}  // namespace mfrec

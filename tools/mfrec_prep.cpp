@@ -1,0 +1,109 @@
+// mfrec_prep: events (an mfrec data set, or a CSV of real events or triplets) -> the prepared
+// file with the train / test matrices. Run under mpirun with any number of ranks; the output is
+// the same byte for byte.
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "mfrec/comm.hpp"
+#include "mfrec/config.hpp"
+#include "mfrec/log.hpp"
+#include "mfrec/prepare.hpp"
+
+namespace {
+
+struct TypeOption {
+  const char* name;
+  int type;
+};
+constexpr TypeOption kTypeOptions[] = {{"weight-view", 0},
+                                       {"weight-add-to-cart", 1},
+                                       {"weight-view-cart", 2},
+                                       {"weight-start-checkout", 3},
+                                       {"weight-purchase", 4}};
+
+int body(mfrec::Comm& comm, int argc, char** argv) {
+  using namespace mfrec;
+  prepare::Options opt;
+  std::string format = "auto", weights;
+  std::int64_t seed = 42;
+  float type_weight[5] = {0, 0, 0, 0, 0};
+  bool verbose = false, quiet = false;
+
+  Cli cli("mfrec_prep",
+          "Turn events into training matrices: weights events into confidences, sums them per (user, item),\n"
+          "holds out --test-fraction of the pairs (seeded hash) and writes /matrix/{train,train_by_item,test}.\n"
+          "Input: an mfrec data set (HDF5), a CSV of events (user_id,item_id,event_type[,timestamp]) or a CSV\n"
+          "of triplets (user_id,item_id,confidence), with or without a header line.");
+  auto add = cli.add();
+  add("input,i", po::value(&opt.input)->default_value("retail.h5"), "the data set (HDF5 from mfrec_gen) or a CSV file")
+     ("output,o", po::value(&opt.output), "the prepared file (default: <input stem>_prepared.h5 beside the input)")
+     ("format", po::value(&format)->default_value("auto"), "input format: auto, hdf5, csv-events or csv-triplets")
+     ("weights", po::value(&weights),
+      "confidence weights of View,AddToCart,ViewCart,StartCheckout,Purchase (default 1,2,3,4,5)");
+  for (const auto& t : kTypeOptions)
+    add(t.name, po::value<float>(&type_weight[t.type]),
+        (std::string("weight of ") + dataset::kEventTypes[t.type] + " events (overrides --weights)").c_str());
+  add("test-fraction", po::value(&opt.test_fraction)->default_value(0.2),
+      "share of the non-zero (user, item) pairs held out for testing, in (0, 1)")
+     ("seed", po::value(&seed)->default_value(42), "seed of the train/test split (>= 0)")
+     ("batch", po::value(&opt.batch_events)->default_value(opt.batch_events),
+      "events per rank per read-and-route round (bounds memory)")
+     ("export-csv", po::value(&opt.export_csv_dir),
+      "also write DIR/train.csv and DIR/test.csv (user_id,item_id,confidence with the original ids)")
+     ("verbose,v", po::bool_switch(&verbose), "debug logging")
+     ("quiet,q", po::bool_switch(&quiet), "warnings and errors only");
+  if (!cli.parse(argc, argv, comm.is_root())) return 0;
+  init_logging(comm, "mfrec_prep", quiet ? "warn" : verbose ? "debug" : "info");
+
+  opt.format = prepare::parse_format(format);
+  if (cli.given("weights")) {
+    const auto w = parse_list<float>("weights", weights);
+    require_option(w.size() == opt.weights.size(), "weights",
+                   "expected " + std::to_string(opt.weights.size()) +
+                       " weights (View,AddToCart,ViewCart,StartCheckout,Purchase), got " + std::to_string(w.size()));
+    for (std::size_t t = 0; t < w.size(); ++t) opt.weights[t] = w[t];
+  }
+  for (const auto& t : kTypeOptions) {
+    if (!cli.given(t.name)) continue;
+    const float w = type_weight[t.type];
+    require_option(std::isfinite(w) && w >= 0, t.name, "must be finite and non-negative, got " + prepare::format_float(w));
+    opt.weights[static_cast<std::size_t>(t.type)] = w;
+  }
+  require_option(seed >= 0, "seed", "must be >= 0, got " + std::to_string(seed));
+  opt.seed = static_cast<std::uint64_t>(seed);
+  opt.progress = !quiet;
+
+  prepare::Summary s;
+  try {
+    s = prepare::run(opt, comm);
+  } catch (const prepare::SharedInputError& e) {  // every rank has it: one line, a clean exit
+    if (comm.is_root()) std::fprintf(stderr, "mfrec_prep: error: %s\n", e.what());
+    return 1;
+  } catch (const prepare::SharedIoError& e) {
+    if (comm.is_root()) std::fprintf(stderr, "mfrec_prep: error: %s\n", e.what());
+    return 1;
+  }
+
+  const auto phases = s.timer.summary(comm);
+  if (comm.is_root()) {
+    spdlog::info("wrote {} ({} input, weights {}, test fraction {}, seed {})", s.output,
+                 prepare::format_name(s.source_format), prepare::weights_string(opt.weights), opt.test_fraction,
+                 opt.seed);
+    spdlog::info("users {}, items {}, events read {}", s.n_users, s.n_items, s.n_events);
+    spdlog::info("non-zeros: train {}, test {} ({:.1f}% held out), density {:.4f}%", s.nnz_train, s.nnz_test,
+                 100.0 * double(s.nnz_test) / double(std::max<Index>(1, s.nnz_train + s.nnz_test)),
+                 100.0 * s.density());
+    for (const auto& [name, st] : phases)
+      spdlog::info("  {:<10} {:.3f}s (min {:.3f}s, max {:.3f}s over {} ranks)", name, st.mean, st.min, st.max,
+                   comm.size());
+    spdlog::info("prepared in {:.3f}s on {} rank{}", s.seconds, comm.size(), comm.size() > 1 ? "s" : "");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return mfrec::run_program("mfrec_prep", argc, argv, [&](mfrec::Comm& comm) { return body(comm, argc, argv); });
+}

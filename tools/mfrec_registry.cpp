@@ -1,0 +1,148 @@
+// mfrec_registry: list, show, promote, locate and publish models in a model registry directory
+// (see docs/registry.md). A serial program: run it without mpirun (under mpirun only rank 0
+// acts).
+#include <cstdio>
+#include <iostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mfrec/comm.hpp"
+#include "mfrec/config.hpp"
+#include "mfrec/log.hpp"
+#include "mfrec/registry.hpp"
+
+namespace {
+
+constexpr const char* kSummary =
+    "       mfrec_registry COMMAND [ARGS] [options]\n"
+    "\n"
+    "Manage the model registry: versioned model files with their metadata, an index and stage labels.\n"
+    "\n"
+    "Commands:\n"
+    "  list                    every registered version: name, version, stages, MAP@K, baseline MAP@K,\n"
+    "                          registration time, file (--json: the index entries as JSON)\n"
+    "  show SPEC               one version's index entry (file, checksum, stages, parameters, metrics,\n"
+    "                          data set fingerprint, program version) as JSON, with its absolute path\n"
+    "  promote SPEC STAGE      give STAGE to that version; the version that held it loses it\n"
+    "  path SPEC               print the model file's absolute path after verifying its checksum\n"
+    "  publish MODEL NAME      copy the model file MODEL in as the next version of NAME, labelled with\n"
+    "                          --stage (default candidate; 'none' for no label)\n"
+    "\n"
+    "SPEC: NAME (the latest version), NAME:VERSION (e.g. retail-als:3) or NAME@STAGE (e.g.\n"
+    "retail-als@production). STAGE: candidate, staging or production; each is held by at most one\n"
+    "version of a name. Names: letters, digits, '.', '_', '-'.\n"
+    "Publishing and promoting are atomic and safe with concurrent writers; list, show and path never\n"
+    "modify the registry and never create it.\n"
+    "Exit status: 0 on success, 1 for an unknown model, version or stage, a checksum mismatch or a bad\n"
+    "model file, 2 for a bad option or command line.";
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
+  return s;
+}
+
+void expect_args(const std::vector<std::string>& pos, std::size_t n, const char* usage) {
+  if (pos.size() != n + 1)
+    throw mfrec::ConfigError("command '" + pos[0] + "' takes " + std::to_string(n) + " argument" +
+                             (n == 1 ? "" : "s") + " (" + usage + "), got " + std::to_string(pos.size() - 1));
+}
+
+int body(mfrec::Comm& comm, int argc, char** argv) {
+  using namespace mfrec;
+  // Boost.ProgramOptions sees the options; the command and its arguments are taken out first.
+  static const std::set<std::string> kValued = {"--registry", "--stage", "--config"};
+  std::vector<char*> opts{argv[0]};
+  std::vector<std::string> pos;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") {
+      for (++i; i < argc; ++i) pos.emplace_back(argv[i]);
+      break;
+    }
+    if (a.size() > 1 && a[0] == '-') {
+      opts.push_back(argv[i]);
+      if (kValued.count(a) && i + 1 < argc) opts.push_back(argv[++i]);
+    } else {
+      pos.push_back(a);
+    }
+  }
+
+  std::string dir, stage_text;
+  bool as_json = false, verbose = false, quiet = false;
+  Cli cli("mfrec_registry", kSummary);
+  cli.add()("registry", po::value(&dir)->default_value("registry"), "the registry directory")
+      ("stage", po::value(&stage_text)->default_value("candidate"),
+       "publish: comma-separated stage labels for the new version (candidate, staging, production; none)")
+      ("json", po::bool_switch(&as_json), "list: print the entries as JSON")
+      ("verbose,v", po::bool_switch(&verbose), "debug logging")
+      ("quiet,q", po::bool_switch(&quiet), "warnings and errors only");
+  if (!cli.parse(static_cast<int>(opts.size()), opts.data(), comm.is_root())) return 0;
+  init_logging(comm, "mfrec_registry", quiet ? "warn" : verbose ? "debug" : "info");
+
+  if (pos.empty())
+    throw ConfigError("no command given: list, show SPEC, promote SPEC STAGE, path SPEC or publish MODEL NAME "
+                      "(see --help)");
+  const std::string& cmd = pos[0];
+  static const std::set<std::string> kCommands = {"list", "show", "promote", "path", "publish"};
+  if (!kCommands.count(cmd))
+    throw ConfigError("unknown command '" + cmd + "' (list, show, promote, path, publish; see --help)");
+  require_option(!cli.given("stage") || cmd == "publish", "stage", "only applies to publish");
+  require_option(!as_json || cmd == "list", "json", "only applies to list");
+  if (cmd == "list") expect_args(pos, 0, "");
+  if (cmd == "show" || cmd == "path") expect_args(pos, 1, "SPEC");
+  if (cmd == "promote") expect_args(pos, 2, "SPEC STAGE");
+  if (cmd == "publish") expect_args(pos, 2, "MODEL NAME");
+  std::vector<std::string> stages;
+  if (cmd == "publish" && stage_text != "none") stages = parse_list<std::string>("stage", stage_text);
+  if (!comm.is_root()) return 0;  // serial: one rank does the work
+
+  Registry reg(dir, /*create=*/cmd == "publish");
+  if (cmd == "list") {
+    const auto entries = reg.list();
+    if (as_json) {
+      nlohmann::ordered_json j = nlohmann::ordered_json::array();
+      for (const auto& e : entries) j.push_back(registry_entry_json(e));
+      std::cout << j.dump(2) << "\n";
+    } else if (entries.empty()) {
+      std::cout << "no models in registry " << reg.dir() << "\n";
+    } else {
+      std::cout << format_registry_table(entries);
+    }
+  } else if (cmd == "show") {
+    const RegistryEntry e = reg.find(pos[1]);
+    nlohmann::ordered_json j = registry_entry_json(e);
+    j["path"] = reg.dir() + "/" + e.file;
+    std::cout << j.dump(2) << "\n";
+  } else if (cmd == "path") {
+    std::cout << reg.verified_path(pos[1]) << "\n";
+  } else if (cmd == "promote") {
+    const std::string& stage = pos[2];
+    const RegistryEntry target = reg.find(pos[1]);
+    std::string before;
+    for (const auto& e : reg.list())
+      if (e.name == target.name && e.has_stage(stage)) before = e.spec();
+    const RegistryEntry e = reg.promote(pos[1], stage);
+    if (stage == "production" && !beats_baseline(e.meta))
+      spdlog::warn("{} does not beat the popularity baseline on MAP@K; promoted to production as asked", e.spec());
+    if (before == e.spec())
+      std::cout << e.spec() << " already has the stage " << stage << "\n";
+    else
+      std::cout << e.spec() << " is now " << stage << (before.empty() ? "" : " (was " + before + ")") << "\n";
+  } else {  // publish
+    const RegistryEntry e = reg.publish(pos[1], pos[2], stages);
+    if (e.has_stage("production") && !beats_baseline(e.meta))
+      spdlog::warn("{} does not beat the popularity baseline on MAP@K; labelled production as asked", e.spec());
+    std::cout << "published " << e.spec() << " as " << reg.dir() << "/" << e.file << " (" << e.checksum
+              << ", stages: " << (e.stages.empty() ? "none" : join(e.stages, ",")) << ")\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return mfrec::run_program("mfrec_registry", argc, argv,
+                            [&](mfrec::Comm& comm) { return body(comm, argc, argv); });
+}
