@@ -150,11 +150,12 @@ std::vector<Index> make_blocks(const CsrBlock& R, Index max_rows, Index max_nnz)
   return starts;
 }
 
-void check_shapes(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
+// Shapes, and column indices in range (an O(nnz) scan, negligible next to a solve).
+void check_inputs(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                   const FactorMatrix& X, const char* who) {
   const Index f = Y.cols();
   if (R.n_cols != Y.rows() || YtY.rows() != f || YtY.cols() != f || X.rows() != R.n_rows() ||
-      X.cols() != f || static_cast<Index>(R.indptr.size()) < 1 ||
+      X.cols() != f || R.indptr.empty() || R.indptr.front() != 0 ||
       static_cast<Index>(R.indices.size()) < R.nnz() ||
       static_cast<Index>(R.data.size()) < R.nnz())
     throw Error(std::string(who) + ": inconsistent shapes (R " + std::to_string(R.n_rows()) +
@@ -162,6 +163,10 @@ void check_shapes(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& Y
                 std::to_string(f) + ", YtY " + std::to_string(YtY.rows()) + " x " +
                 std::to_string(YtY.cols()) + ", X " + std::to_string(X.rows()) + " x " +
                 std::to_string(X.cols()) + ")");
+  const auto [lo, hi] = std::minmax_element(R.indices.begin(), R.indices.begin() + R.nnz());
+  if (R.nnz() > 0 && (*lo < 0 || *hi >= R.n_cols))
+    throw Error(std::string(who) + ": column index out of range [0, " +
+                std::to_string(R.n_cols) + ")");
 }
 
 // ---- conjugate gradient, a block of rows in lockstep -------------------------------------------
@@ -332,10 +337,12 @@ struct LightWork {
         ybuf(max_k * f), zbuf(max_k * ld) {}
 };
 
-// Rows that take the Woodbury path: not ALS-WR (M is shared), 1 <= nnz <= f / kLightDivisor and
-// no c_ui < 1 (W^-1 + G M G^T then SPD).
+// Rows that take the Woodbury path: lambda > 0 and not ALS-WR (M is shared and well defined),
+// 1 <= nnz <= f / kLightDivisor, and no c_ui < 1 (W^-1 + G M G^T is then SPD).
 bool is_light(const RowNz& row, const AlsParams& prm, Index f) {
-  if (prm.scale_regularization || row.n == 0 || row.n > f / kLightDivisor) return false;
+  if (prm.scale_regularization || !(prm.regularization > 0) || row.n == 0 ||
+      row.n > f / kLightDivisor)
+    return false;
   for (Index t = 0; t < row.n; ++t)
     if (confidence(prm, row.val[t]).c < 1.0f) return false;
   return true;
@@ -510,7 +517,7 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
 
 void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                 const AlsParams& p, FactorMatrix& X, int threads) {
-  check_shapes(R, Y, YtY, X, "solve_rows");
+  check_inputs(R, Y, YtY, X, "solve_rows");
   if (Y.cols() == 0 || R.n_rows() == 0) return;
   const int nt = resolve_threads(threads);
   if (p.solver == Solver::kConjugateGradient)
@@ -521,7 +528,7 @@ void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY
 
 LossTerms loss_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                     const AlsParams& p, const FactorMatrix& X, int threads) {
-  check_shapes(R, Y, YtY, X, "loss_rows");
+  check_inputs(R, Y, YtY, X, "loss_rows");
   const Index f = Y.cols(), ld = round_up(f, kLanes);
   if (f == 0 || R.n_rows() == 0) return {};
   const std::vector<float> S = padded_copy(YtY, ld);

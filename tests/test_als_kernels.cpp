@@ -365,7 +365,7 @@ TEST(LossRows, EqualsBruteForceDenseLoss) {
   }
 }
 
-TEST(Solvers, RejectInconsistentShapes) {
+TEST(Solvers, RejectInconsistentInputs) {
   const FactorMatrix Y = random_factors(20, 4, 1);
   const CsrBlock R = random_csr({1, 2}, 20, 2);
   FactorMatrix X(3, 4);  // one row too many
@@ -373,6 +373,10 @@ TEST(Solvers, RejectInconsistentShapes) {
   FactorMatrix X2(2, 4);
   EXPECT_THROW(solve_rows(R, Y, DenseMatrix::Zero(5, 5), AlsParams{}, X2, 1), Error);
   EXPECT_THROW(loss_rows(R, Y, gram(Y), AlsParams{}, X, 1), Error);
+  CsrBlock bad = R;
+  bad.indices.back() = 20;  // == n_cols
+  EXPECT_THROW(solve_rows(bad, Y, gram(Y), AlsParams{}, X2, 1), Error);
+  EXPECT_NO_THROW(solve_rows(R, Y, gram(Y), AlsParams{}, X2, 1));
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ mode=${1:-demo}
 packages=(build-essential cmake pkg-config
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libeigen3-dev
   libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev
-  libcpp-httplib-dev libgtest-dev libbenchmark-dev
+  libcpp-httplib-dev libgtest-dev libbenchmark-dev wrk
   python3 python3-h5py python3-numpy python3-matplotlib)
 
 missing=()
@@ -33,7 +33,7 @@ cmake --build "$BUILD_DIR" -j "$JOBS"
 
 # Open MPI refuses to run as root unless told; more ranks than cores need oversubscription.
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 
 case "$mode" in
   build) ;;

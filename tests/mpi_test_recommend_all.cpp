@@ -1,0 +1,131 @@
+// The batch job (every user's top N, each rank writing its rows into one HDF5 file and a CSV)
+// under 1, 2 and 4 ranks: the output must equal the serial Recommender's, user by user.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "mfrec/experiment.hpp"
+#include "mfrec/model.hpp"
+#include "mfrec/recommend.hpp"
+#include "test_data.hpp"
+
+using namespace mfrec;
+
+namespace {
+
+std::string scratch(const Comm& comm, const std::string& name) {
+  return comm.bcast("recommend_all_" + std::to_string(comm.size()) + "_" + name);
+}
+
+// Trains a small model on every rank of comm and writes it (collective).
+void make_model(const Comm& comm, const std::string& data, const std::string& model, Index users, Index items,
+                std::vector<Index> cold) {
+  testdata::write_random_prepared(data, comm, users, items, 9, 3, std::move(cold));
+  h5::File f = h5::File::open(data, &comm);
+  GroupData d = load_group_data(f, comm);
+  dataset::ItemTable table = dataset::read_items(f);
+  RunOptions o;
+  o.train.als.factors = 5;
+  o.train.als.regularization = 0.5f;
+  o.train.als.alpha = 3.0f;
+  o.train.iterations = 4;
+  o.train.threads = 1;
+  o.eval_at = {4};
+  o.k = 5;
+  o.progress = false;
+  std::unique_ptr<Trainer> t;
+  run_point(comm, d, o, &t);
+  ModelMeta meta;
+  meta.als = o.train.als;
+  meta.iterations = 4;
+  ModelParts parts{&t->user_factors(), &t->item_factors(), &d.train.users, d.user_ids_local, &table, &d.popularity};
+  write_model(model, comm, parts, meta);
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+}  // namespace
+
+TEST(RecommendAll, EveryRankWritesItsUsersRowsLikeTheSerialRecommender) {
+  Comm world = Comm::world();
+  const std::string data = scratch(world, "data.h5"), model = scratch(world, "model.h5");
+  const std::string out = scratch(world, "recs.h5"), csv = scratch(world, "recs.csv");
+  constexpr Index kUsers = 103, kItems = 31;
+  constexpr int kN = 6;
+  make_model(world, data, model, kUsers, kItems, {2, 60, 102});
+  BatchResult res = recommend_all(world, model, out, csv, kN, 2);
+  EXPECT_EQ(res.users, kUsers);
+  EXPECT_EQ(res.fallback_users, 3);
+  if (world.is_root()) {
+    auto rec = Recommender::load(resolve_model(model, "", ""));
+    h5::File f = h5::File::open(out);
+    EXPECT_EQ(f.attr_string("/", "format"), "mfrec-recommendations");
+    EXPECT_EQ(f.attr_int("/", "n"), kN);
+    const auto items = f.read_all<std::int32_t>("/recommendations/items");
+    const auto scores = f.read_all<float>("/recommendations/scores");
+    const auto fallback = f.read_all<std::uint8_t>("/recommendations/fallback");
+    const auto ids = f.read_strings("/users/id");
+    ASSERT_EQ(f.shape("/recommendations/items"), (h5::Dims{kUsers, kN}));
+    ASSERT_EQ(ids.size(), static_cast<std::size_t>(kUsers));
+    EXPECT_EQ(f.read_strings("/items/id"), rec->model().items.id);
+    for (Index u = 0; u < kUsers; ++u) {
+      EXPECT_EQ(ids[static_cast<std::size_t>(u)], "u" + std::to_string(u));
+      ItemList l = rec->for_user_row(u, kN);
+      std::vector<std::int32_t> row(items.begin() + u * kN, items.begin() + (u + 1) * kN);
+      EXPECT_EQ(row, l.items) << "user " << u;
+      for (int k = 0; k < kN; ++k) EXPECT_FLOAT_EQ(scores[static_cast<std::size_t>(u * kN + k)], l.scores[k]);
+      EXPECT_EQ(fallback[static_cast<std::size_t>(u)], l.source == "popular" ? 1 : 0);
+    }
+    // The CSV: a header, then kN lines per user in user order.
+    const auto lines = lines_of(csv);
+    ASSERT_EQ(lines.size(), static_cast<std::size_t>(1 + kUsers * kN));
+    EXPECT_EQ(lines[0], "user_id,rank,item_id,item_name,category,score,source");
+    const auto i0 = static_cast<std::size_t>(items[0]);
+    EXPECT_EQ(lines[1].rfind("u0,1," + rec->model().items.id[i0] + "," + rec->model().items.name[i0] + ",", 0), 0u);
+    EXPECT_NE(lines[2 * kN + 1].find(",popular"), std::string::npos);  // user 2: no history
+    EXPECT_EQ(lines.back().rfind("u102,6,", 0), 0u);
+    EXPECT_FALSE(std::ifstream(csv + ".part0").good());
+  }
+  world.barrier();
+}
+
+TEST(RecommendAll, PadsWhenFewerItemsAreLeftAndWorksWithIdleRanks) {
+  Comm world = Comm::world();
+  const std::string data = scratch(world, "tiny.h5"), model = scratch(world, "tiny_model.h5");
+  const std::string out = scratch(world, "tiny_recs.h5");
+  make_model(world, data, model, 3, 8, {});  // 3 users: with 4 ranks one has none
+  BatchResult res = recommend_all(world, model, out, "", 8, 1);
+  EXPECT_EQ(res.users, 3);
+  if (world.is_root()) {
+    h5::File f = h5::File::open(out);
+    const auto items = f.read_all<std::int32_t>("/recommendations/items");
+    const auto scores = f.read_all<float>("/recommendations/scores");
+    auto rec = Recommender::load(resolve_model(model, "", ""));
+    for (Index u = 0; u < 3; ++u) {
+      const auto& s = rec->model().seen;
+      const auto n_seen = static_cast<std::size_t>(s.indptr[u + 1] - s.indptr[u]);
+      const std::size_t left = n_seen == 0 ? 8 : 8 - n_seen;
+      for (std::size_t k = 0; k < 8; ++k) {
+        const std::size_t off = static_cast<std::size_t>(u) * 8 + k;
+        EXPECT_EQ(items[off] < 0, k >= left) << "user " << u << " rank " << k;
+        EXPECT_EQ(std::isnan(scores[off]), k >= left);
+      }
+    }
+  }
+  world.barrier();
+}
+
+TEST(RecommendAll, BadModelIsAnInputErrorOnEveryRank) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "not_a_model.h5");
+  testdata::write_random_prepared(path, world, 10, 5);
+  EXPECT_THROW(recommend_all(world, path, scratch(world, "never.h5"), "", 5, 1), InputError);
+  EXPECT_THROW(recommend_all(world, path, scratch(world, "never.h5"), "", 0, 1), ConfigError);
+}

@@ -1,0 +1,237 @@
+// mfrec_recommend: recommendations from a trained model (a file or a registry entry).
+//   mfrec_recommend --model model.h5 --user U000123            top 20 for a user
+//   mfrec_recommend --registry registry --spec retail-als@production --similar ITEM
+//   mfrec_recommend --model model.h5 --history ID,ID,ID          fold-in for a new user
+//   mfrec_recommend --model model.h5 --popular                   the most popular items
+//   mfrec_recommend --model model.h5 --sample 3                  a few users and the popular list
+//   mpirun -n 4 mfrec_recommend --model model.h5 --all --output recs.h5 [--csv recs.csv]
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "mfrec/comm.hpp"
+#include "mfrec/config.hpp"
+#include "mfrec/log.hpp"
+#include "mfrec/recommend.hpp"
+#include "mfrec/trainer.hpp"
+
+using namespace mfrec;
+
+namespace {
+
+struct Options {
+  std::string model = "model.h5", registry, spec = "retail-als@production";
+  std::string user, similar, history, weights, output, csv, format = "text", log_level = "warn";
+  bool popular = false, all = false;
+  int n = 20, sample = 0, threads = 0;
+};
+
+std::string clip(const std::string& s, std::size_t w) {
+  return s.size() <= w ? s : s.substr(0, w - 3) + "...";
+}
+
+void print_list(const Recommender& r, const ItemList& list, const std::string& title) {
+  std::printf("%s\n", title.c_str());
+  std::printf("%4s  %-36s  %-38s  %-12s  %-14s  %8s  %9s\n", "rank", "item_id", "name", "category", "style", "price",
+              list.source == "popular" ? "users" : "score");
+  const auto& t = r.model().items;
+  for (std::size_t k = 0; k < list.items.size(); ++k) {
+    const auto i = static_cast<std::size_t>(list.items[k]);
+    std::printf("%4zu  %-36s  %-38s  %-12s  %-14s  %8.2f  %9.4g\n", k + 1, clip(t.id[i], 36).c_str(),
+                clip(t.name[i], 38).c_str(), clip(t.category[i], 12).c_str(), clip(t.style[i], 14).c_str(),
+                static_cast<double>(t.price[i]), static_cast<double>(list.scores[k]));
+  }
+  std::printf("\n");
+}
+
+// "electronics 12, outdoors 5, footwear 3": the user's training items by category, most first.
+std::string history_summary(const Recommender& r, Index row) {
+  const Model& m = r.model();
+  std::map<std::string, int> count;
+  for (auto k = m.seen.indptr[row]; k < m.seen.indptr[row + 1]; ++k)
+    ++count[m.items.category[static_cast<std::size_t>(m.seen.indices[static_cast<std::size_t>(k)])]];
+  std::vector<std::pair<int, std::string>> v;
+  for (const auto& [c, n] : count) v.emplace_back(-n, c);
+  std::sort(v.begin(), v.end());
+  std::string s;
+  for (std::size_t k = 0; k < v.size() && k < 4; ++k) s += (k ? ", " : "") + v[k].second + " " + std::to_string(-v[k].first);
+  return s.empty() ? "none" : s;
+}
+
+std::string category_summary(const Recommender& r, const ItemList& list) {
+  std::map<std::string, int> count;
+  for (auto i : list.items) ++count[r.model().items.category[static_cast<std::size_t>(i)]];
+  std::vector<std::pair<int, std::string>> v;
+  for (const auto& [c, n] : count) v.emplace_back(-n, c);
+  std::sort(v.begin(), v.end());
+  std::string s;
+  for (std::size_t k = 0; k < v.size() && k < 4; ++k) s += (k ? ", " : "") + v[k].second + " " + std::to_string(-v[k].first);
+  return s;
+}
+
+std::vector<std::int32_t> item_rows(const Recommender& r, const std::vector<std::string>& ids, const std::string& option) {
+  std::vector<std::int32_t> rows;
+  std::string unknown;
+  for (const auto& id : ids) {
+    const Index i = r.item_row(id);
+    if (i < 0) unknown += (unknown.empty() ? "" : ", ") + id;
+    rows.push_back(static_cast<std::int32_t>(i));
+  }
+  require_option(unknown.empty(), option, "unknown item(s): " + unknown);
+  return rows;
+}
+
+void emit(const Recommender& r, const ItemList& list, const std::string& title, const std::string& format,
+          nlohmann::ordered_json extra) {
+  if (format == "json") {
+    nlohmann::ordered_json j = r.response(list, std::move(extra));
+    std::cout << j.dump(2) << "\n";
+  } else {
+    print_list(r, list, title);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_program("mfrec_recommend", argc, argv, [&](Comm& world) {
+    Options o;
+    Cli cli("mfrec_recommend",
+            "Recommendations from a trained ALS model (mfrec_dist --output, or a registry entry):\n"
+            "the top N for a user (leaving out what they already interacted with; unknown users and\n"
+            "users without history get the popular items), similar items, fold-in for a new user from\n"
+            "an item history, the popular list, a sample of users, or every user's top N as a batch job\n"
+            "under MPI (--all). Exactly one of --user, --similar, --history, --popular, --sample, --all.");
+    cli.add()
+        ("model,m", po::value(&o.model)->default_value(o.model), "model file (HDF5)")
+        ("registry", po::value(&o.registry)->default_value(o.registry), "load from this model registry instead of --model")
+        ("spec", po::value(&o.spec)->default_value(o.spec), "registry spec: NAME (latest), NAME:VERSION or NAME@STAGE")
+        ("user,u", po::value(&o.user), "top N for this user id")
+        ("similar,s", po::value(&o.similar), "the N items most similar to this item id (cosine of item factors)")
+        ("history", po::value(&o.history), "comma-separated item ids of a new user: fold-in recommendations")
+        ("weights", po::value(&o.weights), "comma-separated observation weights for --history (default 1 each; 1 = a view, 5 = a purchase)")
+        ("popular", po::bool_switch(&o.popular), "the N most popular items")
+        ("sample", po::value(&o.sample)->default_value(0), "print the top N for this many sample users and the popular list")
+        ("all", po::bool_switch(&o.all), "every user's top N (batch, MPI): needs --output")
+        ("output,o", po::value(&o.output)->default_value(o.output), "--all: HDF5 file to write")
+        ("csv", po::value(&o.csv)->default_value(o.csv), "--all: also write this CSV file")
+        ("n,n", po::value(&o.n)->default_value(o.n), "number of items (1 to 1000)")
+        ("format", po::value(&o.format)->default_value(o.format), "text or json (single queries)")
+        ("threads", po::value(&o.threads)->default_value(o.threads), "--all: OpenMP threads per rank (0: automatic)")
+        ("log-level", po::value(&o.log_level)->default_value(o.log_level), "debug, info, warn or error");
+    if (!cli.parse(argc, argv, world.is_root())) return 0;
+    const int modes = cli.given("user") + cli.given("similar") + cli.given("history") + (o.popular ? 1 : 0) +
+                      (o.sample > 0 ? 1 : 0) + (o.all ? 1 : 0);
+    require_option(modes == 1, "user", "give exactly one of --user, --similar, --history, --popular, --sample, --all");
+    require_option(o.n >= 1 && o.n <= kMaxN, "n", "must be between 1 and " + std::to_string(kMaxN));
+    require_option(o.sample >= 0, "sample", "must not be negative");
+    require_option(o.format == "text" || o.format == "json", "format", "must be text or json");
+    require_option(o.threads >= 0, "threads", "must not be negative");
+    require_option(!o.all || !o.output.empty(), "output", "--all needs an output file");
+    require_option(!cli.given("weights") || cli.given("history"), "weights", "only with --history");
+    require_option(o.registry.empty() || !cli.given("model"), "model", "give either --model or --registry, not both");
+    init_logging(world, "mfrec_recommend", o.log_level);
+
+    if (o.all) {
+      // Rank 0 resolves (and verifies) the model; every rank then uses its path, or every rank
+      // raises its error, so no rank is left waiting.
+      std::string path, error;
+      int kind = 0;  // 1: a ConfigError, 2: any other error
+      if (world.is_root()) {
+        try {
+          path = resolve_model(o.model, o.registry, o.spec).path;
+        } catch (const ConfigError& e) {
+          kind = 1, error = e.what();
+        } catch (const std::exception& e) {
+          kind = 2, error = e.what();
+        }
+      }
+      world.bcast(&kind, 1);
+      error = world.bcast(error);
+      if (kind == 1) throw ConfigError(error);
+      if (kind == 2) throw InputError(error);
+      path = world.bcast(path);
+      const int threads = o.threads > 0 ? o.threads : default_threads(world);
+      BatchResult r = recommend_all(world, path, o.output, o.csv, o.n, threads);
+      if (world.is_root()) {
+        std::printf("top %d for %lld users (%lld without history got the popular list) written to %s%s%s in %.2f s "
+                    "on %d ranks\n",
+                    o.n, static_cast<long long>(r.users), static_cast<long long>(r.fallback_users), o.output.c_str(),
+                    o.csv.empty() ? "" : " and ", o.csv.c_str(), r.seconds, world.size());
+      }
+      return 0;
+    }
+    if (!world.is_root()) return 0;  // single queries run on one rank
+
+    const ModelSource src = resolve_model(o.model, o.registry, o.spec);
+    auto rec = Recommender::load(src);
+    const Recommender& r = *rec;
+    const std::string from = " [model " + src.describe() + "]";
+
+    if (cli.given("user")) {
+      ItemList list = r.for_user(o.user, o.n);
+      const Index row = r.user_row(o.user);
+      std::string title = "Top " + std::to_string(list.items.size()) + " for user " + o.user;
+      if (row < 0) title += ": unknown user, the most popular items instead";
+      else if (list.source == "popular") title += ": no history, the most popular items instead";
+      else title += " (history: " + history_summary(r, row) + ")";
+      emit(r, list, title + from, o.format, {{"user_id", o.user}, {"known_user", row >= 0}});
+    } else if (cli.given("similar")) {
+      const Index i = r.item_row(o.similar);
+      require_option(i >= 0, "similar", "unknown item '" + o.similar + "'");
+      const auto idx = static_cast<std::size_t>(i);
+      emit(r, r.similar(i, o.n),
+           "Items most similar to " + o.similar + " (" + r.model().items.name[idx] + ", " +
+               r.model().items.category[idx] + ")" + from,
+           o.format, {{"item", r.item_json(i)}});
+    } else if (cli.given("history")) {
+      const auto ids = parse_list<std::string>("history", o.history);
+      const auto rows = item_rows(r, ids, "history");
+      std::vector<Real> w;
+      if (cli.given("weights")) {
+        for (float x : parse_list<float>("weights", o.weights)) w.push_back(x);
+        require_option(w.size() == rows.size(), "weights", "needs one weight per --history item");
+        for (Real x : w) require_option(std::isfinite(x) && x > 0, "weights", "must be positive");
+      }
+      emit(r, r.fold_in(rows, w, o.n),
+           "Top " + std::to_string(o.n) + " for a new user with " + std::to_string(ids.size()) +
+               " items of history (fold-in)" + from,
+           o.format, {{"history", ids}});
+    } else if (o.popular) {
+      emit(r, r.popular(o.n), "The " + std::to_string(o.n) + " most popular items" + from, o.format, nlohmann::ordered_json::object());
+    } else {
+      // A few users with history, spread over the id list, then the popular list.
+      std::vector<Index> users;
+      const Index nu = r.n_users();
+      const Index step = std::max<Index>(1, nu / std::max(1, o.sample));
+      for (Index u = step / 2; u < nu && static_cast<int>(users.size()) < o.sample; u += step) {
+        Index v = u;
+        while (v < nu && !r.has_history(v)) ++v;
+        if (v < nu) users.push_back(v);
+      }
+      nlohmann::ordered_json all = nlohmann::ordered_json::array();
+      for (Index u : users) {
+        const std::string& id = r.model().user_ids[static_cast<std::size_t>(u)];
+        ItemList list = r.for_user_row(u, o.n);
+        if (o.format == "json") {
+          all.push_back(r.response(list, {{"user_id", id}}));
+        } else {
+          print_list(r, list,
+                     "User " + id + " -- history: " + history_summary(r, u) + "\n  recommended: " +
+                         category_summary(r, list));
+        }
+      }
+      ItemList pop = r.popular(o.n);
+      if (o.format == "json") {
+        all.push_back(r.response(pop, {{"user_id", nullptr}}));
+        std::cout << all.dump(2) << "\n";
+      } else {
+        print_list(r, pop, "The " + std::to_string(o.n) + " most popular items (for unknown users)" + from);
+      }
+    }
+    std::fflush(stdout);
+    return 0;
+  });
+}
