@@ -28,19 +28,10 @@ CsrBlock select_rows(const CsrBlock& test, const CsrBlock& train, bool warm) {
   return out;
 }
 
-MetricSums reduce(const Comm& comm, MetricSums s) {
-  double v[6] = {s.map, s.map_seed, s.precision, s.recall, s.ndcg, s.auc};
-  comm.allreduce_sum(v, 6);
-  Index n = comm.sum(s.n_users);
-  MetricSums out;
-  out.map = v[0];
-  out.map_seed = v[1];
-  out.precision = v[2];
-  out.recall = v[3];
-  out.ndcg = v[4];
-  out.auc = v[5];
-  out.n_users = n;
-  return out;
+MetricSums reduce(const Comm& comm, const MetricSums& s) {
+  auto v = s.to_array();  // n_users travels as a double: exact below 2^53
+  comm.allreduce_sum(v.data(), v.size());
+  return MetricSums::from_array(v.data());
 }
 
 }  // namespace

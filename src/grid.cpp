@@ -60,25 +60,14 @@ const char* const kMetricKeys[] = {"map_at_k", "map_at_k_seed", "precision_at_k"
 // A point as a fixed row of doubles, so the whole table travels in one allreduce (every row has
 // exactly one contributing rank; the others add zeros).
 constexpr int kHead = 9;  // present, group, ranks, threads, seconds, seconds_per_iteration, cold, k, spare
-constexpr int kPerView = 7;
+constexpr int kPerView = MetricSums::kFields;
 const char* const kPhases[] = {"gram", "allreduce", "solve", "allgather", "evaluation", "loss"};
 constexpr int kNumPhases = 6;
 constexpr int kFields = kHead + 3 * kPerView + 3 * kNumPhases;
 
 void put_view(double* row, const MetricSums& m) {
-  const double v[kPerView] = {m.map, m.map_seed, m.precision, m.recall, m.ndcg, m.auc, static_cast<double>(m.n_users)};
-  std::copy(v, v + kPerView, row);
-}
-MetricSums get_view(const double* row) {
-  MetricSums m;
-  m.map = row[0];
-  m.map_seed = row[1];
-  m.precision = row[2];
-  m.recall = row[3];
-  m.ndcg = row[4];
-  m.auc = row[5];
-  m.n_users = static_cast<Index>(row[6]);
-  return m;
+  const auto v = m.to_array();
+  std::copy(v.begin(), v.end(), row);
 }
 
 }  // namespace
@@ -230,9 +219,9 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
       p.seconds_per_iteration = row[5];
       p.evaluation.cold_users = static_cast<Index>(row[6]);
       p.evaluation.k = static_cast<int>(row[7]);
-      p.evaluation.model = get_view(row + kHead);
-      p.evaluation.system = get_view(row + kHead + kPerView);
-      p.evaluation.baseline = get_view(row + kHead + 2 * kPerView);
+      p.evaluation.model = MetricSums::from_array(row + kHead);
+      p.evaluation.system = MetricSums::from_array(row + kHead + kPerView);
+      p.evaluation.baseline = MetricSums::from_array(row + kHead + 2 * kPerView);
       const double* ph = row + kHead + 3 * kPerView;
       for (int q = 0; q < kNumPhases; ++q) p.phases[kPhases[q]] = {ph[3 * q], ph[3 * q + 1], ph[3 * q + 2]};
       res.points.push_back(p);

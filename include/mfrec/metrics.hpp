@@ -3,6 +3,7 @@
 // Definitions: docs/metrics.md. Pure code (std + Eigen + OpenMP); the distributed layer
 // allreduces MetricSums (plain sums) over ranks and then calls mean().
 #pragma once
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -21,6 +22,18 @@ struct MetricSums {
   Index n_users = 0;     // users with >= 1 test item that were evaluated
 
   MetricSums& operator+=(const MetricSums& o);
+  // As a flat array (map, map_seed, precision, recall, ndcg, auc, n_users), e.g. to reduce over
+  // ranks or to store in a table, and back.
+  static constexpr int kFields = 7;
+  std::array<double, kFields> to_array() const {
+    return {map, map_seed, precision, recall, ndcg, auc, static_cast<double>(n_users)};
+  }
+  static MetricSums from_array(const double* v) {
+    MetricSums m;
+    m.map = v[0], m.map_seed = v[1], m.precision = v[2], m.recall = v[3], m.ndcg = v[4], m.auc = v[5];
+    m.n_users = static_cast<Index>(v[6]);
+    return m;
+  }
   // Every field divided by n_users (n_users kept); all fields 0 when n_users == 0.
   MetricSums mean() const;
 };
