@@ -8,7 +8,7 @@
 #              size k is k*100,000 users, k*2,465 items, k*800,000 events  [1 10 100]
 #   --ranks    MPI rank counts; the first is the baseline of the ratio table  [1 2]
 #   --build    directory holding mfrec_gen and mfrec_prep  [<repo>/build, else /work/build]
-#   --scratch  where the data files go (100x needs about 3 GB: 1.0 GB generated + 2.0 GB prepared)
+#   --scratch  where the data files go (100x needs about 1.8 GB: 0.7 GB generated + 1.1 GB prepared)
 #              [a fresh directory under $TMPDIR, removed at the end]
 #   --keep     keep the data files (default: each run's files are deleted as soon as it is measured)
 #

@@ -1,5 +1,7 @@
 #include "mfrec/evaluation.hpp"
 
+#include <algorithm>
+
 namespace mfrec {
 
 std::vector<Index> popularity_counts(const Comm& comm, const TrainData& data) {
@@ -57,6 +59,26 @@ Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& tes
   e.system = reduce(comm, system).mean();
   e.baseline = reduce(comm, baseline).mean();
   e.cold_users = comm.sum(pop_cold.n_users);
+  return e;
+}
+
+void evaluation_to_row(const Evaluation& e, double* row) {
+  row[0] = e.k;
+  row[1] = static_cast<double>(e.cold_users);
+  double* out = row + 2;
+  for (const MetricSums* m : {&e.model, &e.system, &e.baseline}) {
+    const auto v = m->to_array();
+    out = std::copy(v.begin(), v.end(), out);
+  }
+}
+
+Evaluation evaluation_from_row(const double* row) {
+  Evaluation e;
+  e.k = static_cast<int>(row[0]);
+  e.cold_users = static_cast<Index>(row[1]);
+  e.model = MetricSums::from_array(row + 2);
+  e.system = MetricSums::from_array(row + 2 + MetricSums::kFields);
+  e.baseline = MetricSums::from_array(row + 2 + 2 * MetricSums::kFields);
   return e;
 }
 

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fstream>
+
 #include "mfrec/dataset.hpp"
 #include "mfrec/error.hpp"
 
@@ -26,6 +28,41 @@ GroupData load_group_data(const h5::File& f, const Comm& comm) {
   return g;
 }
 
+namespace {
+
+// The checkpoint of a run: both factor matrices, the evaluations so far and where it stopped.
+void write_checkpoint(const std::string& path, const Comm& comm, const GroupData& data, const Trainer& t,
+                      const RunOptions& opt, const std::vector<Evaluation>& evals, double train_seconds) {
+  const FactorMatrix& X = t.user_factors();
+  const FactorMatrix& Y = t.item_factors();
+  const auto f = static_cast<hsize_t>(X.cols());
+  const int r = comm.rank();
+  h5::File file = h5::File::create_atomic(path, &comm);
+  file.create_dataset<float>("/user_factors", {static_cast<hsize_t>(X.rows()), f});
+  file.create_dataset<float>("/item_factors", {static_cast<hsize_t>(Y.rows()), f});
+  const Index ub = data.train.user_bounds[r], ib = data.train.item_bounds[r];
+  const Index nu = data.train.user_bounds[r + 1] - ub, ni = data.train.item_bounds[r + 1] - ib;
+  file.write_rows("/user_factors", static_cast<hsize_t>(ub), static_cast<hsize_t>(nu), nu ? X.row(ub).data() : X.data());
+  file.write_rows("/item_factors", static_cast<hsize_t>(ib), static_cast<hsize_t>(ni), ni ? Y.row(ib).data() : Y.data());
+  std::vector<double> rows(evals.size() * kEvaluationFields);
+  for (std::size_t i = 0; i < evals.size(); ++i) evaluation_to_row(evals[i], &rows[i * kEvaluationFields]);
+  file.create_dataset<double>("/evaluations", {evals.size(), static_cast<hsize_t>(kEvaluationFields)});
+  file.write_rows("/evaluations", 0, comm.is_root() ? evals.size() : 0, rows.data());
+  file.set_attr("/", "format", "mfrec-checkpoint");
+  file.set_attr("/", "signature", opt.signature);
+  file.set_attr("/", "iteration", t.iterations_done());
+  file.set_attr("/", "train_seconds", train_seconds);
+  file.commit();
+}
+
+bool file_exists(const Comm& comm, const std::string& path) {
+  int exists = comm.is_root() && std::ifstream(path).good() ? 1 : 0;
+  comm.bcast(&exists, 1);
+  return exists != 0;
+}
+
+}  // namespace
+
 RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& opt, std::unique_ptr<Trainer>* trainer_out) {
   RunResult res;
   res.eval_at = opt.eval_at;
@@ -36,7 +73,26 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
   const int n_iter = opt.train.iterations;
   double train_seconds = 0;
   std::size_t next_eval = 0;
-  for (int it = 1; it <= n_iter; ++it) {
+  if (!opt.checkpoint.empty() && opt.resume && file_exists(comm, opt.checkpoint)) {
+    h5::File f = h5::File::open(opt.checkpoint, &comm);
+    if (!f.has_attr("/", "signature") || f.attr_string("/", "signature") != opt.signature)
+      throw InputError(opt.checkpoint + ": checkpoint of a different run or data set (signature differs); remove it to start over");
+    const int it = static_cast<int>(f.attr_int("/", "iteration"));
+    const int fdim = opt.train.als.factors;
+    FactorMatrix X(data.train.n_users, fdim), Y(data.train.n_items, fdim);
+    f.require<float>("/user_factors", 2, static_cast<hsize_t>(fdim));
+    f.read_rows("/user_factors", 0, static_cast<hsize_t>(X.rows()), X.data());
+    f.read_rows("/item_factors", 0, static_cast<hsize_t>(Y.rows()), Y.data());
+    auto rows = f.read_all<double>("/evaluations");
+    for (std::size_t i = 0; i + kEvaluationFields <= rows.size(); i += kEvaluationFields)
+      res.evaluations.push_back(evaluation_from_row(&rows[i]));
+    train_seconds = f.attr_double("/", "train_seconds");
+    trainer->set_factors(std::move(X), std::move(Y), it);
+    next_eval = res.evaluations.size();
+    res.resumed_from = it;
+    if (comm.is_root()) spdlog::info("{}resumed from {} at iteration {}", opt.label, opt.checkpoint, it);
+  }
+  for (int it = trainer->iterations_done() + 1; it <= n_iter; ++it) {
     const double s = Comm::wtime();
     trainer->iterate();
     const double dt = comm.max(Comm::wtime() - s);
@@ -60,9 +116,24 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
       if (opt.on_eval) opt.on_eval(it, res.evaluations.back(), *trainer);
       ++next_eval;
     }
+    const bool stop = opt.should_stop && opt.should_stop() && it < n_iter;
+    if (!opt.checkpoint.empty() &&
+        (stop || it == n_iter || (opt.checkpoint_every > 0 && it % opt.checkpoint_every == 0))) {
+      auto t = trainer->timer().scope("checkpoint");
+      write_checkpoint(opt.checkpoint, comm, data, *trainer, opt, res.evaluations, train_seconds);
+    }
+    if (stop) {
+      res.interrupted = true;
+      if (comm.is_root()) spdlog::warn("{}stopped at iteration {}: checkpoint {}", opt.label, it, opt.checkpoint);
+      break;
+    }
+  }
+  if (res.interrupted) {
+    res.seconds = comm.max(Comm::wtime() - t0);
+    return res;
   }
   if (next_eval != opt.eval_at.size()) throw ConfigError("evaluation iterations beyond --iterations");
-  res.seconds_per_iteration = n_iter > 0 ? train_seconds / n_iter : 0;
+  res.seconds_per_iteration = n_iter > 0 ? train_seconds / n_iter : 0;  // over every incarnation
   res.seconds = comm.max(Comm::wtime() - t0);
   res.phases = trainer->timer().summary(comm);
   if (trainer_out) *trainer_out = std::move(trainer);

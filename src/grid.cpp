@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -59,16 +60,10 @@ const char* const kMetricKeys[] = {"map_at_k", "map_at_k_seed", "precision_at_k"
 
 // A point as a fixed row of doubles, so the whole table travels in one allreduce (every row has
 // exactly one contributing rank; the others add zeros).
-constexpr int kHead = 9;  // present, group, ranks, threads, seconds, seconds_per_iteration, cold, k, spare
-constexpr int kPerView = MetricSums::kFields;
+constexpr int kHead = 6;  // present, group, ranks, threads, seconds, seconds_per_iteration
 const char* const kPhases[] = {"gram", "allreduce", "solve", "allgather", "evaluation", "loss"};
 constexpr int kNumPhases = 6;
-constexpr int kFields = kHead + 3 * kPerView + 3 * kNumPhases;
-
-void put_view(double* row, const MetricSums& m) {
-  const auto v = m.to_array();
-  std::copy(v.begin(), v.end(), row);
-}
+constexpr int kFields = kHead + kEvaluationFields + 3 * kNumPhases;
 
 }  // namespace
 
@@ -127,14 +122,26 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
   } best;
   auto better = [](double v, int p, double bv, int bp) { return bp < 0 || v > bv || (v == bv && p < bp); };
 
+  char fingerprint[24];
+  std::snprintf(fingerprint, sizeof fingerprint, "%016llx", static_cast<unsigned long long>(data.fingerprint));
+  if (!opt.checkpoint_dir.empty() && world.is_root()) {
+    std::error_code ec;
+    std::filesystem::create_directories(opt.checkpoint_dir, ec);
+    if (ec) throw IoError(opt.checkpoint_dir + ": cannot create the checkpoint directory: " + ec.message());
+  }
+  world.barrier();
+
   SharedCounter counter(world);
-  int done_here = 0;
+  bool interrupted = false;
   while (true) {
     std::int64_t next = gc.is_root() ? counter.fetch_add(1) : 0;
     gc.bcast(&next, 1);
     if (next >= static_cast<std::int64_t>(runs.size())) break;
     const GridRun& run = runs[static_cast<std::size_t>(next)];
     RunOptions ro = opt.base;
+    if (opt.base.should_stop) {  // every rank of the group stops at the same iteration
+      ro.should_stop = [&gc, local = opt.base.should_stop] { return gc.any(local()); };
+    }
     ro.train.als.alpha = static_cast<Real>(run.alpha);
     ro.train.als.factors = run.factors;
     ro.train.als.regularization = static_cast<Real>(run.regularization);
@@ -142,6 +149,13 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
     ro.train.iterations = run.iterations.back();
     ro.eval_at = run.iterations;
     ro.label = fmt::format("[group {}, run {}] ", group, run.id);
+    if (!opt.checkpoint_dir.empty()) {
+      ro.checkpoint = opt.checkpoint_dir + "/run-" + std::to_string(run.id) + ".h5";
+      ro.signature = fmt::format("data {} alpha {} factors {} lambda {} solver {} iterations {} confidence {} wr {} "
+                                 "cg {} seed {} k {}", fingerprint, run.alpha, run.factors, run.regularization,
+                                 run.solver, fmt::join(run.iterations, ","), confidence_name(ro.train.als.confidence),
+                                 ro.train.als.scale_regularization, ro.train.als.cg_steps, ro.train.seed, ro.k);
+    }
     if (gc.is_root())
       spdlog::info("[group {}] run {} ({}/{} handed out): alpha {}, factors {}, lambda {}, {}, iterations {}", group,
                    run.id, next + 1, runs.size(), run.alpha, run.factors, run.regularization, run.solver,
@@ -161,7 +175,10 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
       }
     };
     RunResult rr = run_point(gc, data, ro);
-    ++done_here;
+    if (rr.interrupted) {
+      interrupted = true;
+      break;
+    }
     if (gc.is_root()) {
       for (std::size_t j = 0; j < run.iterations.size(); ++j) {
         double* row = &table[static_cast<std::size_t>(run_offset[run.id] + static_cast<int>(j)) * kFields];
@@ -172,12 +189,8 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
         row[3] = ro.train.threads;
         row[4] = rr.seconds;
         row[5] = rr.seconds_per_iteration;
-        row[6] = static_cast<double>(e.cold_users);
-        row[7] = e.k;
-        put_view(row + kHead, e.model);
-        put_view(row + kHead + kPerView, e.system);
-        put_view(row + kHead + 2 * kPerView, e.baseline);
-        double* ph = row + kHead + 3 * kPerView;
+        evaluation_to_row(e, row + kHead);
+        double* ph = row + kHead + kEvaluationFields;
         for (int q = 0; q < kNumPhases; ++q) {
           auto it = rr.phases.find(kPhases[q]);
           if (it == rr.phases.end()) continue;
@@ -192,9 +205,13 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
                    metric_value(rr.evaluations.back().baseline, opt.select_metric));
     }
   }
+  GridResult res;
+  if (world.any(interrupted)) {  // checkpoints are written; a rerun with resume continues
+    res.interrupted = true;
+    return res;
+  }
   world.allreduce_sum(table.data(), table.size());
 
-  GridResult res;
   res.groups = opt.groups;
   res.n_users = data.train.n_users;
   res.n_items = data.train.n_items;
@@ -217,12 +234,8 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
       p.threads = static_cast<int>(row[3]);
       p.seconds = row[4];
       p.seconds_per_iteration = row[5];
-      p.evaluation.cold_users = static_cast<Index>(row[6]);
-      p.evaluation.k = static_cast<int>(row[7]);
-      p.evaluation.model = MetricSums::from_array(row + kHead);
-      p.evaluation.system = MetricSums::from_array(row + kHead + kPerView);
-      p.evaluation.baseline = MetricSums::from_array(row + kHead + 2 * kPerView);
-      const double* ph = row + kHead + 3 * kPerView;
+      p.evaluation = evaluation_from_row(row + kHead);
+      const double* ph = row + kHead + kEvaluationFields;
       for (int q = 0; q < kNumPhases; ++q) p.phases[kPhases[q]] = {ph[3 * q], ph[3 * q + 1], ph[3 * q + 2]};
       res.points.push_back(p);
     }
@@ -237,19 +250,38 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
   if (!model_path.empty()) {
     const PointResult& bp = res.points[static_cast<std::size_t>(res.best)];
     if (group == bp.group) {
-      if (best.point != res.best) throw Error("grid: the best point's factors were not kept by its group");
+      if (best.point != res.best) {
+        // The best point was trained by an earlier incarnation of this job (resumed from its
+        // checkpoint): train it again. Training is deterministic, so the model is the same.
+        RunOptions ro = opt.base;
+        ro.train.als.alpha = static_cast<Real>(bp.alpha);
+        ro.train.als.factors = bp.factors;
+        ro.train.als.regularization = static_cast<Real>(bp.regularization);
+        ro.train.als.solver = parse_solver(bp.solver);
+        ro.train.iterations = bp.iterations;
+        ro.eval_at = {bp.iterations};
+        ro.checkpoint.clear();
+        ro.should_stop = nullptr;
+        ro.label = fmt::format("[group {}, run {} again for its model] ", group, bp.run);
+        std::unique_ptr<Trainer> t;
+        RunResult rr = run_point(gc, data, ro, &t);
+        best.point = res.best;
+        best.X = t->user_factors();
+        best.Y = t->item_factors();
+        best.ro = ro;
+        best.iterations = bp.iterations;
+        best.e = rr.evaluations.back();
+      }
       h5::File src = h5::File::open(data_path, &gc);
       dataset::ItemTable items = dataset::read_items(src);
       src.close();
-      char fp[24];
-      std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(data.fingerprint));
       ModelMeta meta;
       meta.als = best.ro.train.als;
       meta.iterations = best.iterations;
       meta.seed = best.ro.train.seed;
       meta.k = best.ro.k;
       meta.dataset = data_path;
-      meta.dataset_fingerprint = fp;
+      meta.dataset_fingerprint = fingerprint;
       meta.created = gc.bcast(utc_now_iso());
       meta.metrics = metric_map(best.e.model);
       meta.system_metrics = metric_map(best.e.system);
@@ -261,7 +293,6 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
   }
   world.barrier();
   res.seconds = world.max(Comm::wtime() - t0);
-  (void)done_here;
   return res;
 }
 

@@ -12,6 +12,7 @@
 #include "mfrec/log.hpp"
 #include "mfrec/model.hpp"
 #include "mfrec/registry.hpp"
+#include "mfrec/signals.hpp"
 #include "mfrec/version.hpp"
 
 using namespace mfrec;
@@ -24,8 +25,9 @@ struct Options {
   // Defaults chosen on the default data set (docs/benchmarks.md): MAP@20 0.23 against popularity's 0.03.
   std::string alpha = "40", factors = "64", regularization = "10", iterations = "15", solver = "cg";
   int cg_steps = 3, k = 20, threads = 0, loss_every = 0, groups = 1;
-  std::string confidence = "hu", log_level = "info";
-  bool scale_regularization = false, auto_promote = true;
+  std::string confidence = "hu", log_level = "info", checkpoint_dir;
+  int checkpoint_every = 0;
+  bool scale_regularization = false, auto_promote = true, resume = false;
   std::int64_t seed = 42;
 };
 
@@ -95,6 +97,9 @@ int main(int argc, char** argv) {
         ("registry", po::value(&o.registry)->default_value(o.registry), "register the best model in this registry directory (empty: none)")
         ("model-name", po::value(&o.model_name)->default_value(o.model_name), "name of the model in the registry")
         ("auto-promote", po::value(&o.auto_promote)->default_value(o.auto_promote), "label the registered model 'production' if it beats the popularity baseline")
+        ("checkpoint-dir", po::value(&o.checkpoint_dir)->default_value(o.checkpoint_dir), "write checkpoints (one HDF5 file per training run) here; empty: <output>.ckpt when --checkpoint-every is set")
+        ("checkpoint-every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every), "checkpoint every N iterations (0: only on SIGTERM/SIGUSR1 and at the end of each run, if a directory is set)")
+        ("resume", po::bool_switch(&o.resume), "continue from the checkpoints in --checkpoint-dir (completed runs are not trained again)")
         ("threads", po::value(&o.threads)->default_value(o.threads), "OpenMP threads per rank (0: the node's cores / ranks on the node)")
         ("loss-every", po::value(&o.loss_every)->default_value(o.loss_every), "log the training loss every N iterations (0: never)")
         ("log-level", po::value(&o.log_level)->default_value(o.log_level), "debug, info, warn or error");
@@ -115,6 +120,9 @@ int main(int argc, char** argv) {
     require_option(o.groups <= world.size(), "groups",
                    std::to_string(o.groups) + " groups need at least as many ranks (have " + std::to_string(world.size()) + ")");
     check_metric_name(o.select_metric);
+    require_option(o.checkpoint_every >= 0, "checkpoint-every", "must not be negative");
+    if (o.checkpoint_dir.empty() && (o.checkpoint_every > 0 || o.resume))
+      o.checkpoint_dir = (o.output.empty() ? std::string("mfrec") : o.output) + ".ckpt";
     require_option(o.registry.empty() || !o.output.empty(), "registry", "needs a model file (--output)");
     std::unique_ptr<Registry> registry;
     if (!o.registry.empty() && world.is_root()) registry = std::make_unique<Registry>(o.registry);  // checks the path early
@@ -130,9 +138,18 @@ int main(int argc, char** argv) {
     go.base.k = o.k;
     go.base.loss_every = o.loss_every;
     go.base.train.threads = o.threads > 0 ? o.threads : default_threads(world);
+    go.checkpoint_dir = o.checkpoint_dir;
+    go.base.checkpoint_every = o.checkpoint_every;
+    go.base.resume = o.resume;
+    install_stop_signals();
+    go.base.should_stop = [] { return stop_requested(); };  // made collective by run_grid
     spdlog::info("{} ranks x {} threads, data {}", world.size(), go.base.train.threads, o.data);
 
     GridResult res = run_grid(world, o.data, space, go, o.output);
+    if (res.interrupted) {
+      spdlog::warn("stopped by a signal; checkpoints in {}: run again with --resume to continue", o.checkpoint_dir);
+      return kExitInterrupted;
+    }
     const PointResult& best = res.points.at(static_cast<std::size_t>(res.best));
     const double v = metric_value(best.evaluation.model, o.select_metric);
     const double base = metric_value(best.evaluation.baseline, o.select_metric);

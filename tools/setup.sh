@@ -13,7 +13,8 @@ packages=(build-essential cmake pkg-config
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libeigen3-dev
   libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev
   libcpp-httplib-dev libgtest-dev libbenchmark-dev wrk
-  python3 python3-h5py python3-numpy python3-matplotlib)
+  python3 python3-h5py python3-numpy python3-matplotlib
+  slurm-wlm munge)
 
 missing=()
 for p in "${packages[@]}"; do

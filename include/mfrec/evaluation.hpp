@@ -19,6 +19,12 @@ struct Evaluation {
   Index cold_users = 0;  // evaluated users with no training non-zeros
 };
 
+// An evaluation as a flat row of doubles (k, cold_users, then the three views' metric arrays), to
+// store in a table or a checkpoint, and back.
+inline constexpr int kEvaluationFields = 2 + 3 * MetricSums::kFields;
+void evaluation_to_row(const Evaluation& e, double* row);
+Evaluation evaluation_from_row(const double* row);
+
 // Items' popularity: the number of distinct training users per item, over all ranks. Collective.
 std::vector<Index> popularity_counts(const Comm& comm, const TrainData& data);
 

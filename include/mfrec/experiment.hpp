@@ -21,6 +21,14 @@ struct RunOptions {
   std::string label;         // prefix for progress lines
   // Called on every rank after each evaluation (collective context: it may write files).
   std::function<void(int iteration, const Evaluation&, const Trainer&)> on_eval;
+  // Checkpointing: when `checkpoint` is set, the factors and the evaluations so far are written
+  // there (atomically, collectively) every `checkpoint_every` iterations, at the end, and when
+  // `should_stop` (collective; e.g. a signal) says so. With `resume`, an existing checkpoint of
+  // the same run (`signature`) is continued instead of starting over.
+  std::string checkpoint, signature;
+  int checkpoint_every = 0;
+  bool resume = false;
+  std::function<bool()> should_stop;
 };
 
 struct RunResult {
@@ -31,6 +39,8 @@ struct RunResult {
   double seconds_per_iteration = 0;     // training only, mean over iterations
   std::map<std::string, PhaseTimer::Stat> phases;  // over the run's ranks
   int ranks = 1, threads = 1;
+  bool interrupted = false;     // stopped by should_stop before the last iteration
+  int resumed_from = 0;         // iterations taken from a checkpoint
 };
 
 // The data one group of ranks trains on: its partition of the training matrix, its users' test

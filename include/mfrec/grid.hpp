@@ -54,6 +54,9 @@ struct GridOptions {
   int groups = 1;
   std::string select_metric = "map_at_k";
   RunOptions base;  // solver details, k, threads, seed, loss; hyperparameters come from the grid
+  // Checkpoints: one file per training run in this directory (empty: none); base.checkpoint_every,
+  // base.resume and base.should_stop apply to every run.
+  std::string checkpoint_dir;
 };
 
 struct GridResult {
@@ -62,6 +65,7 @@ struct GridResult {
   double seconds = 0;
   int groups = 1;
   Index n_users = 0, n_items = 0, nnz_train = 0, nnz_test = 0;
+  bool interrupted = false;  // stopped (checkpointed) before every run was done; no points, no model
 };
 
 // Collective over world. Reads the prepared data once per group. When `model_path` is not
