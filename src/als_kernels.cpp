@@ -10,6 +10,10 @@
 
 #include <Eigen/Cholesky>
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include "mfrec/error.hpp"
 
 namespace mfrec {
@@ -37,12 +41,13 @@ int resolve_threads(int t) { return t > 0 ? t : omp_get_max_threads(); }
 
 // ---- a row-deterministic small GEMM ------------------------------------------------------------
 // C[r][0:w) = sum_{k<depth} A(r,k) B[k][0:w) with A(r,k) = a[r*a_rs + k*a_ks]. Every element of C
-// is one fused multiply-add chain in k order, whichever micro-tile it falls in, so a row of C does
-// not depend on the other rows: results are independent of blocking and of the thread count.
-// B must be readable up to column w (a multiple of kLanes); the micro-tile is 6 x (2 packets),
-// i.e. 12 accumulators, which keeps AVX2 FMA-bound with YtY (or M) resident in L1/L2.
+// is one multiply-add chain in k order, whichever micro-tile it falls in, so a row of C does not
+// depend on the other rows: results are independent of blocking and of the thread count.
+// B must be readable up to column w, a multiple of kPad. The micro-tile is 6 rows x 2 registers
+// (12 accumulators), FMA-bound on AVX2 with B (YtY, M or a gathered chunk) resident in L1/L2.
 using Packet = Eigen::internal::packet_traits<float>::type;
 constexpr Index kLanes = Eigen::internal::packet_traits<float>::size;
+constexpr Index kPad = kLanes > 8 ? kLanes : 8;  // row padding (floats) of every B operand
 constexpr int kMr = 6;
 constexpr int kNp = 2;
 
@@ -78,8 +83,68 @@ void tile(int mr, Index depth, const float* a, Index a_rs, Index a_ks, const flo
   }
 }
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__)
+// A baseline x86-64 build (SSE2 packets, no FMA) still runs this product, the bulk of the flops,
+// with AVX2 + FMA when the CPU has them: the same micro-tile with 8-float registers, chosen once
+// at run time. Rows then match a -march=x86-64-v3 build of the kernel, not the SSE path.
+#define MFREC_AVX2_DISPATCH 1
+#define MFREC_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+template <int MR, int NP>
+MFREC_TARGET_AVX2 inline void micro_tile_avx2(Index depth, const float* a, Index a_rs, Index a_ks,
+                                              const float* b, Index ldb, float* c, Index ldc) {
+  __m256 acc[MR][NP];
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NP; ++q) acc[r][q] = _mm256_setzero_ps();
+  for (Index k = 0; k < depth; ++k) {
+    __m256 bk[NP];
+    for (int q = 0; q < NP; ++q) bk[q] = _mm256_loadu_ps(b + k * ldb + q * 8);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 ar = _mm256_set1_ps(a[r * a_rs + k * a_ks]);
+      for (int q = 0; q < NP; ++q) acc[r][q] = _mm256_fmadd_ps(ar, bk[q], acc[r][q]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < NP; ++q) _mm256_storeu_ps(c + r * ldc + q * 8, acc[r][q]);
+}
+
+template <int NP>
+MFREC_TARGET_AVX2 void tile_avx2(int mr, Index depth, const float* a, Index a_rs, Index a_ks,
+                                 const float* b, Index ldb, float* c, Index ldc) {
+  switch (mr) {
+    case 6: micro_tile_avx2<6, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
+    case 5: micro_tile_avx2<5, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
+    case 4: micro_tile_avx2<4, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
+    case 3: micro_tile_avx2<3, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
+    case 2: micro_tile_avx2<2, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
+    default: micro_tile_avx2<1, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
+  }
+}
+
+MFREC_TARGET_AVX2 void small_gemm_avx2(Index rows, Index depth, const float* a, Index a_rs,
+                                       Index a_ks, const float* b, Index ldb, Index width,
+                                       float* c, Index ldc) {
+  for (Index r0 = 0; r0 < rows; r0 += kMr) {
+    const int mr = static_cast<int>(std::min<Index>(kMr, rows - r0));
+    Index j = 0;
+    for (; j + 16 <= width; j += 16)
+      tile_avx2<2>(mr, depth, a + r0 * a_rs, a_rs, a_ks, b + j, ldb, c + r0 * ldc + j, ldc);
+    for (; j < width; j += 8)
+      tile_avx2<1>(mr, depth, a + r0 * a_rs, a_rs, a_ks, b + j, ldb, c + r0 * ldc + j, ldc);
+  }
+}
+
+bool cpu_has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#endif
+
 void small_gemm(Index rows, Index depth, const float* a, Index a_rs, Index a_ks, const float* b,
                 Index ldb, Index width, float* c, Index ldc) {
+#ifdef MFREC_AVX2_DISPATCH
+  if (cpu_has_avx2()) return small_gemm_avx2(rows, depth, a, a_rs, a_ks, b, ldb, width, c, ldc);
+#endif
   for (Index r0 = 0; r0 < rows; r0 += kMr) {
     const int mr = static_cast<int>(std::min<Index>(kMr, rows - r0));
     const float* ar = a + r0 * a_rs;
@@ -91,7 +156,7 @@ void small_gemm(Index rows, Index depth, const float* a, Index a_rs, Index a_ks,
   }
 }
 
-// f x ld row-major copy of a symmetric f x f matrix, zero-padded to ld = round_up(f, kLanes)
+// f x ld row-major copy of a symmetric f x f matrix, zero-padded to ld = round_up(f, kPad)
 // columns so that it can be the B operand of small_gemm.
 std::vector<float> padded_copy(const DenseMatrix& S, Index ld) {
   const Index f = S.rows();
@@ -302,7 +367,7 @@ void direct_row(const RowNz& row, const FactorMatrix& Y, const DenseMatrix& YtY,
     }
     // Rows a = r0..r0+mr of G^T W G from column j0 <= a on: column a of the lower triangle.
     for (Index r0 = 0; r0 < f; r0 += kMr) {
-      const Index mr = std::min<Index>(kMr, f - r0), j0 = r0 / kLanes * kLanes;
+      const Index mr = std::min<Index>(kMr, f - r0), j0 = r0 / kPad * kPad;
       small_gemm(mr, k, w.G.data() + r0, 1, ld, w.Gw.data() + j0, ld, ld - j0, w.tile.data(), ld);
       for (Index r = 0; r < mr; ++r) {
         const Index a = r0 + r;
@@ -400,7 +465,7 @@ std::vector<float> woodbury_inverse(const DenseMatrix& YtY, Real lambda, Index l
 
 void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                    const AlsParams& prm, FactorMatrix& X, int nt) {
-  const Index f = Y.cols(), ld = round_up(f, kLanes);
+  const Index f = Y.cols(), ld = round_up(f, kPad);
   const std::vector<float> S = padded_copy(YtY, ld);
   const std::vector<Index> blocks =
       make_blocks(R, kCgBlockRows, std::max<Index>(1, kCgBlockFloats / f));
@@ -416,7 +481,7 @@ void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& 
 
 void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                          const AlsParams& prm, FactorMatrix& X, int nt) {
-  const Index f = Y.cols(), ld = round_up(f, kLanes), n = R.n_rows();
+  const Index f = Y.cols(), ld = round_up(f, kPad), n = R.n_rows();
   Index light_nnz = 0;
   std::vector<char> light(n);
   for (Index u = 0; u < n; ++u) {
@@ -473,8 +538,8 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
   if (out.rows() != f || out.cols() != f || begin < 0 || end > Y.rows())
     throw Error("gram_accumulate: inconsistent shapes or row range");
   if (end <= begin || f == 0) return;
-  const Index ld = round_up(f, kLanes);
-  const bool copy = ld != f;  // the B operand must be readable up to a multiple of kLanes
+  const Index ld = round_up(f, kPad);
+  const bool copy = ld != f;  // the B operand must be readable up to a multiple of kPad
   const Index groups = (f + kMr - 1) / kMr;
   // At most kGramTasks independent tasks over fixed row spans (a function of the row count only),
   // each summing float chunk products in double; the tasks are then added in order.
@@ -501,7 +566,7 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
         // Rows r0..r0+mr of this chunk's Y^T Y up to the diagonal: a 6 x w tile over n rows.
         for (Index g = 0; g < groups; ++g) {
           const Index r0 = g * kMr, mr = std::min<Index>(kMr, f - r0);
-          small_gemm(mr, n, base + r0, 1, ldy, base, ldy, round_up(r0 + mr, kLanes), tile.data(),
+          small_gemm(mr, n, base + r0, 1, ldy, base, ldy, round_up(r0 + mr, kPad), tile.data(),
                      ld);
           for (Index r = 0; r < mr; ++r)
             for (Index j = 0; j <= r0 + r; ++j) G(r0 + r, j) += tile[r * ld + j];
@@ -529,7 +594,7 @@ void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY
 LossTerms loss_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                     const AlsParams& p, const FactorMatrix& X, int threads) {
   check_inputs(R, Y, YtY, X, "loss_rows");
-  const Index f = Y.cols(), ld = round_up(f, kLanes);
+  const Index f = Y.cols(), ld = round_up(f, kPad);
   if (f == 0 || R.n_rows() == 0) return {};
   const std::vector<float> S = padded_copy(YtY, ld);
   const std::vector<Index> blocks = make_blocks(R, kCgBlockRows, kBlockNnz);

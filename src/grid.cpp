@@ -131,7 +131,11 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
   }
   world.barrier();
 
-  SharedCounter counter(world);
+  SharedCounter counter(world);  // the next run to hand out
+  SharedCounter done(world);     // cost units of the runs done, for progress and ETA
+  double total_cost = 0;
+  for (const auto& r : runs) total_cost += r.cost();
+  auto cost_units = [&](const GridRun& r) { return static_cast<std::int64_t>(1e9 * r.cost() / total_cost); };
   bool interrupted = false;
   while (true) {
     std::int64_t next = gc.is_root() ? counter.fetch_add(1) : 0;
@@ -199,10 +203,13 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const GridS
           ph[3 * q + 2] = it->second.max;
         }
       }
-      spdlog::info("[group {}] run {} done in {}: {} {:.4f} at {} iterations (baseline {:.4f})", group, run.id,
-                   format_seconds(rr.seconds), opt.select_metric,
+      const std::int64_t mine = cost_units(run), before = done.fetch_add(mine);
+      const double frac = std::min(1.0, static_cast<double>(before + mine) / 1e9), elapsed = Comm::wtime() - t0;
+      spdlog::info("[group {}] run {} done in {}: {} {:.4f} at {} iterations (baseline {:.4f}); grid {:.0f}% done, "
+                   "elapsed {}, ETA {}", group, run.id, format_seconds(rr.seconds), opt.select_metric,
                    metric_value(rr.evaluations.back().model, opt.select_metric), run.iterations.back(),
-                   metric_value(rr.evaluations.back().baseline, opt.select_metric));
+                   metric_value(rr.evaluations.back().baseline, opt.select_metric), 100 * frac,
+                   format_seconds(elapsed), format_seconds(frac > 0 ? elapsed * (1 - frac) / frac : 0));
     }
   }
   GridResult res;

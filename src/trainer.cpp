@@ -65,7 +65,7 @@ Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg
   for (Index i = 0; i < data.n_items; ++i) init_factor_row(cfg_.seed, 1, i, cfg_.init_scale, Y_.row(i).data(), f);
 }
 
-DenseMatrix Trainer::gram(const FactorMatrix& M, const Bounds& bounds) {
+DenseMatrix Trainer::gram(const FactorMatrix& M, const Bounds& bounds) const {
   // YtY in double end to end: each rank multiplies its own rows in double and the allreduce adds
   // the partial sums in double. Partitions then differ only by double rounding (~1e-16 relative),
   // which the final cast to float absorbs, so the factors do not depend on the rank count.
@@ -114,8 +114,7 @@ void Trainer::iterate() {
 }
 
 double Trainer::loss() const {
-  auto& self = const_cast<Trainer&>(*this);
-  DenseMatrix YtY = self.gram(Y_, data_.item_bounds);
+  DenseMatrix YtY = gram(Y_, data_.item_bounds);
   const Index ub = data_.user_bounds[comm_.rank()], nu = data_.user_bounds[comm_.rank() + 1] - ub;
   FactorMatrix Xl = X_.middleRows(ub, nu);
   LossTerms lu = loss_rows(data_.users, Y_, YtY, cfg_.als, Xl, cfg_.threads);

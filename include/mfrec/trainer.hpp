@@ -64,14 +64,14 @@ class Trainer {
   // `other` (partitioned by `other_bounds` for its Gram matrix), then allgather `mine`.
   void half_step(const CsrBlock& R, const Bounds& bounds, const FactorMatrix& other, const Bounds& other_bounds,
                  FactorMatrix& mine);
-  DenseMatrix gram(const FactorMatrix& M, const Bounds& bounds);
+  DenseMatrix gram(const FactorMatrix& M, const Bounds& bounds) const;  // collective
 
   const Comm& comm_;
   const TrainData& data_;
   TrainConfig cfg_;
   FactorMatrix X_, Y_;
   int done_ = 0;
-  PhaseTimer timer_;
+  mutable PhaseTimer timer_;  // also times the const loss()
 };
 
 // Initial factor row `row` of a side (0 users, 1 items): uniform [0, scale) from a stream seeded
