@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Scale ladder: generate (mfrec_gen), prepare (mfrec_prep) and train (mfrec_dist) at multiples of
+# the default data set, on several rank counts: time per phase, seconds per iteration and peak
+# memory per rank.
+#
+#   bash bench/bench_scale.sh [--sizes "1 10 100"] [--ranks "1 2"] [--iterations "3"] [--factors 64]
+#                             [--test-fraction "0.0002"] [--build DIR] [--scratch DIR] [--keep]
+#
+#   --sizes          multiples k of the default data set: k*100,000 users, k*2,465 items,
+#                    k*800,000 events (users, items and events scaled together)  [1 10 100]
+#   --ranks          MPI rank counts; the first is the baseline of the memory ratios  [1 2]
+#   --iterations     ALS iterations: one value, or one per size  [3]
+#   --factors        latent factors f  [64]
+#   --test-fraction  mfrec_prep's held-out share: one value, or one per size  [0.0002]
+#                    Not prep's default 0.2: the evaluation ranks every item for every test user,
+#                    O(test users x items x f), which grows as size^2 when users and items grow
+#                    together: with 0.2 (65 % of the users tested) about 3 s at 1x, 4 to 8 min at
+#                    10x and 4 to 9 h at 100x on 2 to 1 ranks here. 0.0002 tests about 100 (1x) to
+#                    10,000 (100x) users and trains on 99.98 % of the pairs at every size, so the
+#                    sizes stay comparable (1x: 510,808 training non-zeros instead of 408,476).
+#   --build          directory holding mfrec_gen, mfrec_prep, mfrec_dist  [<repo>/build, else /work/build]
+#   --scratch        where the data files go (100x: about 0.7 GB generated + 1.3 GB prepared)
+#                    [a fresh directory under $TMPDIR, removed at the end]
+#   --keep           keep the data files (default: deleted as soon as a size is measured)
+#
+# Training: mfrec_dist --factors F --regularization 10 --alpha 40 --solver cg (3 CG steps)
+# --threads 1 (ONE OpenMP thread per rank: ranks = cores used) --output "" --report R.json.
+# Every program runs once per rank count, each rank under /usr/bin/time (apt-get install time):
+# "s" is the slowest rank's process wall time (mpirun's start-up left out), RSS each rank's peak
+# resident set. From the report: seconds_per_iteration, data.nnz_train and the phases (each a
+# per-rank total over the run; min/mean/max over ranks), shown per iteration.
+# Every rank holds both factor matrices in full (the allgather), so mfrec_dist's RSS per rank has
+# a part that does not fall with ranks: F = (users + items) x f x 4 bytes (float32 replicas of X and
+# Y), plus the rank's own block being solved, F / P. "factors MB" = F x (1 + 1/P): 2F on 1 rank,
+# tending to F as ranks are added. The rest (the CSR blocks of train, train_by_item and test, about
+# 23 bytes per training non-zero with the row pointers) is split over the ranks.
+# The flop model (include/mfrec/als_kernels.hpp, solve_rows_flops, CG with s = 3 steps) in closed
+# form, both half-steps: (s+1)(2f^2 rows + 4f nnz) + 10 s f rows, rows = users + items,
+# nnz = 2 x nnz_train; "GF/s/rank" = those flops / ranks / solve seconds per iteration.
+# The closing projection compares, per iteration, the ring allgather of B = rows x f x 4 bytes at
+# BW_GBS GB/s per rank (default 10) with the solve at RATES GFLOP/s per rank (default "5 20 50").
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+SIZES="1 10 100" RANKS="1 2" ITERS="3" FACTORS=64 TESTF="0.0002" BUILD="" SCRATCH="" KEEP=0
+while (($#)); do
+  case "$1" in
+    --sizes) SIZES="$2"; shift 2 ;;
+    --ranks) RANKS="$2"; shift 2 ;;
+    --iterations) ITERS="$2"; shift 2 ;;
+    --factors) FACTORS="$2"; shift 2 ;;
+    --test-fraction) TESTF="$2"; shift 2 ;;
+    --build) BUILD="$2"; shift 2 ;;
+    --scratch) SCRATCH="$2"; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench_scale: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$BUILD" ]; then
+  if [ -x "$root/build/mfrec_dist" ]; then BUILD="$root/build"; else BUILD=/work/build; fi
+fi
+gen="$BUILD/mfrec_gen" prep="$BUILD/mfrec_prep" dist="$BUILD/mfrec_dist"
+for p in "$gen" "$prep" "$dist"; do [ -x "$p" ] || { echo "bench_scale: $p not found (--build DIR)" >&2; exit 2; }; done
+for s in $SIZES; do [[ "$s" =~ ^[1-9][0-9]*$ ]] || { echo "bench_scale: bad size '$s'" >&2; exit 2; }; done
+for r in $RANKS; do [[ "$r" =~ ^[1-9][0-9]*$ ]] || { echo "bench_scale: bad rank count '$r'" >&2; exit 2; }; done
+[[ "$FACTORS" =~ ^[1-9][0-9]*$ ]] || { echo "bench_scale: bad --factors '$FACTORS'" >&2; exit 2; }
+read -r -a SIZE_A <<<"$SIZES"; read -r -a ITER_A <<<"$ITERS"; read -r -a TESTF_A <<<"$TESTF"
+for name in ITER_A TESTF_A; do
+  declare -n arr=$name
+  if ((${#arr[@]} != 1 && ${#arr[@]} != ${#SIZE_A[@]})); then
+    echo "bench_scale: --iterations and --test-fraction take one value or one per size" >&2; exit 2
+  fi
+  unset -n arr
+done
+for i in "${ITER_A[@]}"; do [[ "$i" =~ ^[1-9][0-9]*$ ]] || { echo "bench_scale: bad iterations '$i'" >&2; exit 2; }; done
+# per_size ARRAY INDEX: the array's value for size number INDEX (or its only value)
+per_size() { local -n a=$1; if ((${#a[@]} == 1)); then echo "${a[0]}"; else echo "${a[$2]}"; fi; }
+for t in /usr/bin/time jq; do
+  if [ ! -x "$t" ] && ! command -v "$t" >/dev/null; then
+    echo "bench_scale: $t not found (apt-get install time jq)" >&2; exit 2
+  fi
+done
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
+
+if [ -n "$SCRATCH" ]; then mkdir -p "$SCRATCH"; work=$(mktemp -d "$SCRATCH/bench_scale.XXXXXX")
+else work=$(mktemp -d); fi
+cleanup() { if [ "$KEEP" -eq 0 ]; then rm -rf "$work"; else echo "bench_scale: files kept in $work"; fi; }
+trap cleanup EXIT
+
+# run NAME RANKS PROG ARGS...: runs PROG on RANKS ranks, each under /usr/bin/time; sets
+# T (seconds, slowest rank), RSS_MAX (MB, largest rank) and RSS_ALL ("r0/r1/..." in MB).
+run() {
+  local name=$1 n=$2; shift 2
+  rm -f "$work/$name".time.*
+  if ! mpirun --bind-to none -n "$n" sh -c \
+      'exec /usr/bin/time -f "%e %M" -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' "$work/$name.time" "$@" \
+      >"$work/$name.log" 2>&1; then
+    echo "bench_scale: $name failed on $n ranks:" >&2; tail -20 "$work/$name.log" >&2; exit 1
+  fi
+  local i t m
+  T=0 RSS_MAX=0 RSS_ALL=""
+  for ((i = 0; i < n; i++)); do
+    read -r t m < <(tail -1 "$work/$name.time.$i")
+    T=$(awk -v a="$T" -v b="$t" 'BEGIN { print (b > a) ? b : a }')
+    m=$(( (m + 512) / 1024 ))
+    ((m > RSS_MAX)) && RSS_MAX=$m
+    RSS_ALL="${RSS_ALL:+$RSS_ALL/}$m"
+  done
+}
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+
+cores=$(nproc)
+echo "== mfrec scale ladder: sizes '$SIZES' x ranks '$RANKS'; f = $FACTORS, iterations '$ITERS'," \
+  "test fraction '$TESTF', 1 thread per rank; $cores cores, $(free -g | awk '/^Mem:/ {print $2}') GiB;" \
+  "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); scratch $work"
+fmt="%-4s %2s %5s %11s | %6s %6s | %8s %7s %7s %7s %7s | %6s %6s | %9s %11s %13s %8s\n"
+printf "$fmt" size rk load nnz_train "gen s" "prep s" "s/iter" solve gram allred allgath "eval s" "dist s" \
+  "gen RSS" "prep RSS" "dist RSS MB" "factors"
+declare -A GT PT IT NNZ GR PR DR EV ROWS SOLVE PH
+for idx in "${!SIZE_A[@]}"; do
+  s=${SIZE_A[$idx]}
+  iters=$(per_size ITER_A "$idx") tf=$(per_size TESTF_A "$idx")
+  users=$((s * 100000)) items=$((s * 2465)) events=$((s * 800000))
+  ROWS[$s]=$((users + items))
+  for r in $RANKS; do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    run gen "$r" "$gen" --users "$users" --items "$items" --events "$events" -o "$work/data_${s}x.h5" -q
+    GT[$s,$r]=$T grss=$RSS_ALL GR[$s,$r]=$RSS_MAX
+    run prep "$r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" -q
+    PT[$s,$r]=$T prss=$RSS_ALL PR[$s,$r]=$RSS_MAX
+    rm -f "$work/report.json"
+    run dist "$r" "$dist" --data "$work/prep_${s}x.h5" --factors "$FACTORS" --regularization 10 --alpha 40 \
+      --solver cg --iterations "$iters" --threads 1 --output "" --report "$work/report.json"
+    dt=$T drss=$RSS_ALL DR[$s,$r]=$RSS_MAX
+    floor=$(calc "%.0f" "($users + $items) * $FACTORS * 4 * (1 + 1 / $r) / 1e6")
+    cp "$work/report.json" "$work/report_${s}x_${r}.json"
+    j="$work/report.json"
+    IT[$s,$r]=$(jq '.seconds_per_iteration' "$j") NNZ[$s]=$(jq '.data.nnz_train' "$j")
+    EV[$s,$r]=$(jq '.phases.evaluation.max' "$j")
+    ph() { jq -r --arg p "$1" --argjson n "$iters" '.phases[$p] | "\(.min / $n) \(.mean / $n) \(.max / $n)"' "$j"; }
+    for p in solve gram allreduce allgather; do PH[$s,$r,$p]=$(ph $p); done
+    mean() { awk '{ printf "%.3f", $2 }' <<<"${PH[$s,$r,$1]}"; }
+    SOLVE[$s,$r]=$(awk '{ print $2 }' <<<"${PH[$s,$r,solve]}")
+    printf "$fmt" "${s}x" "$r" "$load" "${NNZ[$s]}" "${GT[$s,$r]}" "${PT[$s,$r]}" "$(calc %.3f "${IT[$s,$r]}")" \
+      "$(mean solve)" "$(mean gram)" "$(mean allreduce)" "$(mean allgather)" "$(calc %.2f "${EV[$s,$r]}")" "$dt" \
+      "$grss" "$prss" "$drss" "$floor"
+  done
+  [ "$KEEP" -eq 1 ] || rm -f "$work/data_${s}x.h5" "$work/prep_${s}x.h5"
+done
+echo "(s/iter from the report; solve, gram, allreduce, allgather: mean over ranks, seconds per iteration;"
+echo " eval s: the one evaluation, slowest rank; dist s: whole mfrec_dist process incl. loading;"
+echo " RSS: peak per rank in MB, r0/r1/...; factors: (users + items) x f x 4 bytes x (1 + 1/ranks) in MB, per rank)"
+
+echo
+echo "== phases per iteration, min / mean / max over ranks (s); solve GFLOP per iteration (model) and GF/s per rank"
+fmt3="%-4s %2s | %-23s %-23s %-23s %-23s | %8s %9s\n"
+printf "$fmt3" size rk solve gram allreduce allgather "GFLOP/it" "GF/s/rank"
+for s in $SIZES; do
+  for r in $RANKS; do
+    tri() { awk '{ printf "%.3f / %.3f / %.3f", $1, $2, $3 }' <<<"${PH[$s,$r,$1]}"; }
+    gf=$(calc %.2f "(4 * (2 * $FACTORS^2 * ${ROWS[$s]} + 4 * $FACTORS * 2 * ${NNZ[$s]}) + 30 * $FACTORS * ${ROWS[$s]}) / 1e9")
+    printf "$fmt3" "${s}x" "$r" "$(tri solve)" "$(tri gram)" "$(tri allreduce)" "$(tri allgather)" "$gf" \
+      "$(calc %.2f "$gf / $r / ${SOLVE[$s,$r]}")"
+  done
+done
+
+set -- $RANKS
+base=$1
+first=${SIZE_A[0]}
+echo
+echo "== ratios: time per nnz (or per event) against ${first}x on the same rank count; RSS = max RSS(n ranks) / max RSS($base)"
+fmt2="%-4s %2s | %12s %12s %13s | %8s %8s %8s\n"
+printf "$fmt2" size rk "gen s/event" "prep s/event" "train s/nnz" "gen RSS" "prep RSS" "dist RSS"
+for s in $SIZES; do
+  for r in $RANKS; do
+    printf "$fmt2" "${s}x" "$r" \
+      "$(calc %.2f "(${GT[$s,$r]} / $s) / ${GT[$first,$r]}")" \
+      "$(calc %.2f "(${PT[$s,$r]} / $s) / ${PT[$first,$r]}")" \
+      "$(calc %.2f "(${IT[$s,$r]} / ${NNZ[$s]}) / (${IT[$first,$r]} / ${NNZ[$first]})")" \
+      "$(calc %.2f "${GR[$s,$r]} / ${GR[$s,$base]}")" \
+      "$(calc %.2f "${PR[$s,$r]} / ${PR[$s,$base]}")" \
+      "$(calc %.2f "${DR[$s,$r]} / ${DR[$s,$base]}")"
+  done
+done
+
+# Projection to a cluster (see docs/benchmarks.md): per iteration every rank receives (P-1)/P of
+# B = rows x f x 4 bytes (ring allgather, BW bytes/s per rank) and solves 1/P of the model's flops F
+# at R flop/s per rank; the two are equal at P* = 1 + (F / B) x BW / R.
+BW_GBS=${BW_GBS:-10} RATES=${RATES:-"5 20 50"}
+echo
+echo "== projection: allgather bytes vs solve flops per iteration; P* where ring-allgather time = solve time"
+echo "   (BW = $BW_GBS GB/s per rank; R = '$RATES' GFLOP/s per rank; env BW_GBS, RATES)"
+for s in $SIZES; do
+  for f in $FACTORS 200; do
+    B=$(calc %.0f "${ROWS[$s]} * $f * 4")
+    F=$(calc %.0f "4 * (2 * $f^2 * ${ROWS[$s]} + 4 * $f * 2 * ${NNZ[$s]}) + 30 * $f * ${ROWS[$s]}")
+    line=$(printf "%-4s f=%-3s B %8.1f MB  F %8.1f GFLOP  F/B %5.0f flop/byte  P*:" "${s}x" "$f" \
+      "$(calc %.6f "$B / 1e6")" "$(calc %.6f "$F / 1e9")" "$(calc %.6f "$F / $B")")
+    for R in $RATES; do line+=$(printf "  %5.0f (R=%s)" "$(calc %.6f "1 + ($F / $B) * $BW_GBS / $R")" "$R"); done
+    echo "$line"
+  done
+done
+echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
