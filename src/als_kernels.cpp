@@ -27,6 +27,7 @@ using CVecMap = Eigen::Map<const Vector>;
 // ---- tuning (measured on AVX2, f = 64..200; see bench/bench_als.cpp) ----------------------------
 constexpr Index kCgBlockRows = 128;     // rows advanced in lockstep by CG
 constexpr Index kCgBlockFloats = 1 << 17;  // ... whose gathered y_i (nnz x f) stay in L2
+constexpr Index kCgGatherMaxFloats = 1 << 22;  // a larger (single-row) block reads Y in place
 constexpr Index kCholBlockRows = 32;    // rows per scheduling unit of the direct solver
 constexpr Index kBlockNnz = 16384;      // ... or this many non-zeros (also loss_rows blocks)
 constexpr Index kGramChunk = 256;       // rows per float partial Gram (then summed in double)
@@ -243,6 +244,7 @@ struct CgWork {
   std::vector<float> rs;        // ||r||^2 per row
   std::vector<char> active;
   std::vector<float> yg, wgt, rhs;  // gathered y_i (nnz x f), c_ui - 1, c_ui p_ui
+  std::vector<const float*> y;      // where each y_i is read: yg, or Y itself for huge rows
   CgWork(Index rows, Index f, Index ld)
       : r(rows * f), p(rows * f), ap(rows * ld), rs(rows), active(rows) {}
 };
@@ -250,14 +252,21 @@ struct CgWork {
 void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, const float* S,
               Index ld, const AlsParams& prm, FactorMatrix& X, CgWork& w) {
   const Index f = Y.cols(), n = u1 - u0;
-  // Gather the block's y_i once: the 1 + cg_steps sweeps below then read contiguous memory.
+  // Gather the block's y_i once (prefetching ahead), so that the 1 + cg_steps sweeps below read
+  // contiguous memory; a single huge row is read in place instead. Same arithmetic either way.
   const Index t0 = R.indptr[u0], nnz = R.indptr[u1] - t0;
-  if (static_cast<Index>(w.yg.size()) < nnz * f) w.yg.resize(nnz * f);
-  if (static_cast<Index>(w.wgt.size()) < nnz) w.wgt.resize(nnz), w.rhs.resize(nnz);
+  const bool gathered = nnz * f <= kCgGatherMaxFloats;
+  if (gathered && static_cast<Index>(w.yg.size()) < nnz * f) w.yg.resize(nnz * f);
+  if (static_cast<Index>(w.wgt.size()) < nnz) w.wgt.resize(nnz), w.rhs.resize(nnz), w.y.resize(nnz);
   for (Index t = 0; t < nnz; ++t) {
-    if (t + kPrefetchAhead < nnz)
-      prefetch_row(Y.data() + Index{R.indices[t0 + t + kPrefetchAhead]} * f, f);
-    std::memcpy(w.yg.data() + t * f, Y.data() + Index{R.indices[t0 + t]} * f, sizeof(float) * f);
+    const float* yi = Y.data() + Index{R.indices[t0 + t]} * f;
+    if (gathered) {
+      if (t + kPrefetchAhead < nnz)
+        prefetch_row(Y.data() + Index{R.indices[t0 + t + kPrefetchAhead]} * f, f);
+      std::memcpy(w.yg.data() + t * f, yi, sizeof(float) * f);
+      yi = w.yg.data() + t * f;
+    }
+    w.y[t] = yi;
     const Conf cf = confidence(prm, R.data[t0 + t]);
     w.wgt[t] = cf.c - 1.0f;
     w.rhs[t] = cf.c * cf.p;
@@ -273,10 +282,11 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
       w.active[k] = 0;
       continue;
     }
-    // r = b - A x
+    // r = b - A x = sum_i c_ui p_ui y_i - (YtY + lambda_u I) x - sum_i (c_ui - 1)(y_i.x) y_i
     r = -CVecMap(w.ap.data() + k * ld, f) - row_lambda(prm, e - b) * x;
     for (Index t = b; t < e; ++t) {
-      const CVecMap y(w.yg.data() + t * f, f);
+      if (!gathered && t + kPrefetchAhead < e) prefetch_row(w.y[t + kPrefetchAhead], f);
+      const CVecMap y(w.y[t], f);
       r += (w.rhs[t] - w.wgt[t] * y.dot(x)) * y;
     }
     p = r;
@@ -292,9 +302,10 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
       const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
       VecMap x(x0 + k * f, f), r(w.r.data() + k * f, f), p(w.p.data() + k * f, f);
       VecMap ap(w.ap.data() + k * ld, f);
-      ap += row_lambda(prm, e - b) * p;
+      ap += row_lambda(prm, e - b) * p;  // A_u p = YtY p + lambda_u p + sum_i (c_ui - 1)(y_i.p) y_i
       for (Index t = b; t < e; ++t) {
-        const CVecMap y(w.yg.data() + t * f, f);
+        if (!gathered && t + kPrefetchAhead < e) prefetch_row(w.y[t + kPrefetchAhead], f);
+        const CVecMap y(w.y[t], f);
         ap += (w.wgt[t] * y.dot(p)) * y;
       }
       const float pap = p.dot(ap);

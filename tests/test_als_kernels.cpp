@@ -216,6 +216,26 @@ TEST(ConjugateGradient, ManyStepsFromZeroMatchDenseOracle) {
   }
 }
 
+// A row so long that CG reads its y_i from Y in place instead of gathering them (nnz * f above
+// 4M floats), and the direct solver in many chunks: both must still solve eq. 4.
+TEST(Solvers, HugeRowMatchesDenseSolution) {
+  const Index f = 16, n_items = 300000;
+  const FactorMatrix Y = random_factors(n_items, f, 18, 0.05f);
+  const CsrBlock R = random_csr({n_items - 7}, n_items, 19);
+  AlsParams p = params(kCases[0], f, Solver::kConjugateGradient);
+  p.cg_steps = 40;
+  Eigen::MatrixXd A;
+  Eigen::VectorXd b;
+  dense_system(R, 0, Y, p, A, b);
+  const Eigen::VectorXd ref = A.ldlt().solve(b);
+  for (Solver s : {Solver::kConjugateGradient, Solver::kCholesky}) {
+    p.solver = s;
+    FactorMatrix X = FactorMatrix::Zero(1, f);
+    solve_rows(R, Y, gram(Y), p, X, 2);
+    EXPECT_LT(rel_err(X.row(0).transpose().cast<double>(), ref), 1e-4);
+  }
+}
+
 // Three steps from a warm start: the error in the A-norm (which CG minimises over the Krylov
 // space) must drop for every row, and by a clear factor overall.
 TEST(ConjugateGradient, ThreeStepsReduceTheErrorFromAWarmStart) {

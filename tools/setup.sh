@@ -4,7 +4,8 @@
 #   bash tools/setup.sh test   install what is missing, build, run the whole test suite
 #   bash tools/setup.sh build  install what is missing and build
 # Environment: BUILD_DIR (default build), JOBS (default: the number of cores),
-#              RANKS (ranks of the demo job, default 2), MFREC_ARCH (-march value, default none).
+#              RANKS (ranks of the demo job, default 2), MFREC_ARCH (-march value, default native:
+#              built here to run here; AVX2/FMA make the solvers ~2x faster; MFREC_ARCH= for none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-demo}
@@ -29,7 +30,8 @@ fi
 
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${MFREC_ARCH:+-DMFREC_ARCH=$MFREC_ARCH} >/dev/null
+MFREC_ARCH=${MFREC_ARCH-native}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DMFREC_ARCH="$MFREC_ARCH" >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS"
 
 # Open MPI refuses to run as root unless told; more ranks than cores need oversubscription.
