@@ -73,10 +73,17 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
   const int n_iter = opt.train.iterations;
   double train_seconds = 0;
   std::size_t next_eval = 0;
+  std::unique_ptr<h5::File> ckpt;
   if (!opt.checkpoint.empty() && opt.resume && file_exists(comm, opt.checkpoint)) {
-    h5::File f = h5::File::open(opt.checkpoint, &comm);
-    if (!f.has_attr("/", "signature") || f.attr_string("/", "signature") != opt.signature)
-      throw InputError(opt.checkpoint + ": checkpoint of a different run or data set (signature differs); remove it to start over");
+    ckpt = std::make_unique<h5::File>(h5::File::open(opt.checkpoint, &comm));
+    if (!ckpt->has_attr("/", "signature") || ckpt->attr_string("/", "signature") != opt.signature) {
+      // Another run's or another data set's checkpoint (e.g. a rerun after new data): start over.
+      if (comm.is_root()) spdlog::warn("{}{} belongs to a different run or data set: starting over", opt.label, opt.checkpoint);
+      ckpt.reset();
+    }
+  }
+  if (ckpt) {
+    h5::File& f = *ckpt;
     const int it = static_cast<int>(f.attr_int("/", "iteration"));
     const int fdim = opt.train.als.factors;
     FactorMatrix X(data.train.n_users, fdim), Y(data.train.n_items, fdim);
@@ -91,6 +98,7 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
     next_eval = res.evaluations.size();
     res.resumed_from = it;
     if (comm.is_root()) spdlog::info("{}resumed from {} at iteration {}", opt.label, opt.checkpoint, it);
+    ckpt.reset();  // closed (collectively) before training goes on
   }
   for (int it = trainer->iterations_done() + 1; it <= n_iter; ++it) {
     const double s = Comm::wtime();

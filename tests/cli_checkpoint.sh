@@ -78,6 +78,15 @@ else
   fail "resumed grid differs from the uninterrupted run"
 fi
 
+# Stale checkpoints (another grid on the same directory) are not resumed: that run starts over.
+if timeout 300 "${MPI[@]}" -n 2 "$BIN/mfrec_dist" --data prep.h5 --factors 6 --regularization 5 --alpha 1 \
+  --iterations 20 --threads 1 --output other.h5 --checkpoint-dir ck --resume >run3.log 2>&1 &&
+  grep -q "different run or data set: starting over" run3.log && [ -e other.h5 ]; then
+  pass "a checkpoint of another run is ignored, not resumed"
+else
+  fail "stale checkpoint handling" "$(tail -5 run3.log)"
+fi
+
 # A rank killed with SIGKILL: the job must end, non-zero, within seconds.
 "${MPI[@]}" -n 2 "$BIN/mfrec_dist" --data prep.h5 --factors 8 --iterations 100000 --threads 1 --output "" >kill.log 2>&1 &
 pid=$!
