@@ -80,34 +80,9 @@ for t in /usr/bin/time jq; do
     echo "bench_scale: $t not found (apt-get install time jq)" >&2; exit 2
   fi
 done
-if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
-
-if [ -n "$SCRATCH" ]; then mkdir -p "$SCRATCH"; work=$(mktemp -d "$SCRATCH/bench_scale.XXXXXX")
-else work=$(mktemp -d); fi
-cleanup() { if [ "$KEEP" -eq 0 ]; then rm -rf "$work"; else echo "bench_scale: files kept in $work"; fi; }
-trap cleanup EXIT
-
-# run NAME RANKS PROG ARGS...: runs PROG on RANKS ranks, each under /usr/bin/time; sets
-# T (seconds, slowest rank), RSS_MAX (MB, largest rank) and RSS_ALL ("r0/r1/..." in MB).
-run() {
-  local name=$1 n=$2; shift 2
-  rm -f "$work/$name".time.*
-  if ! mpirun --bind-to none -n "$n" sh -c \
-      'exec /usr/bin/time -f "%e %M" -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' "$work/$name.time" "$@" \
-      >"$work/$name.log" 2>&1; then
-    echo "bench_scale: $name failed on $n ranks:" >&2; tail -20 "$work/$name.log" >&2; exit 1
-  fi
-  local i t m
-  T=0 RSS_MAX=0 RSS_ALL=""
-  for ((i = 0; i < n; i++)); do
-    read -r t m < <(tail -1 "$work/$name.time.$i")
-    T=$(awk -v a="$T" -v b="$t" 'BEGIN { print (b > a) ? b : a }')
-    m=$(( (m + 512) / 1024 ))
-    ((m > RSS_MAX)) && RSS_MAX=$m
-    RSS_ALL="${RSS_ALL:+$RSS_ALL/}$m"
-  done
-}
+BENCH=bench_scale
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 cores=$(nproc)
