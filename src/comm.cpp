@@ -1,5 +1,7 @@
 #include "mfrec/comm.hpp"
 
+#include <limits>
+
 #include <climits>
 #include <cstdio>
 #include <exception>
@@ -80,6 +82,68 @@ std::vector<std::int64_t> Comm::allgather_counts(std::int64_t n_local) const {
   return out;
 }
 
+std::string agree(const Comm& comm, const std::string& local_error, std::int64_t key) {
+  const std::int64_t none = std::numeric_limits<std::int64_t>::max();
+  const std::int64_t min_key = comm.min<std::int64_t>(local_error.empty() ? none : key);
+  if (min_key == none) return {};
+  const int root = comm.min<int>(!local_error.empty() && key == min_key ? comm.rank() : comm.size());
+  return comm.bcast(local_error, root);
+}
+
+void check_agreed(const Comm& comm, const std::string& local_error, std::int64_t key) {
+  const std::string msg = agree(comm, local_error, key);
+  if (!msg.empty()) throw AgreedError(msg);
+}
+
+std::vector<std::string> bcast_strings(const std::vector<std::string>& v, const Comm& comm) {
+  std::int64_t n = static_cast<std::int64_t>(v.size());
+  comm.bcast(&n, 1);
+  std::vector<std::int64_t> len(static_cast<std::size_t>(n));
+  std::string chars;
+  if (comm.is_root()) {
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      len[i] = static_cast<std::int64_t>(v[i].size());
+      chars += v[i];
+    }
+  }
+  if (n > 0) comm.bcast(len.data(), len.size());
+  chars = comm.bcast(chars);
+  std::vector<std::string> out(static_cast<std::size_t>(n));
+  std::size_t pos = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    out[i] = chars.substr(pos, static_cast<std::size_t>(len[i]));
+    pos += static_cast<std::size_t>(len[i]);
+  }
+  return out;
+}
+
+std::vector<std::string> scatter_strings(const std::vector<std::string>& all, const std::vector<std::int64_t>& b,
+                                         const Comm& comm) {
+  const int p = comm.size();
+  std::vector<std::int64_t> len_counts(p, 0), char_counts(p, 0), lens;
+  std::vector<char> chars;
+  if (comm.is_root()) {
+    for (int r = 0; r < p; ++r) {
+      len_counts[r] = b[r + 1] - b[r];
+      for (std::int64_t i = b[r]; i < b[r + 1]; ++i) {
+        const std::string& s = all[static_cast<std::size_t>(i)];
+        lens.push_back(static_cast<std::int64_t>(s.size()));
+        chars.insert(chars.end(), s.begin(), s.end());
+        char_counts[r] += static_cast<std::int64_t>(s.size());
+      }
+    }
+  }
+  std::vector<std::int64_t> my_lens = comm.alltoallv(lens, len_counts);
+  std::vector<char> my_chars = comm.alltoallv(chars, char_counts);
+  std::vector<std::string> out(my_lens.size());
+  std::size_t pos = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    out[i].assign(my_chars.data() + pos, static_cast<std::size_t>(my_lens[i]));
+    pos += static_cast<std::size_t>(my_lens[i]);
+  }
+  return out;
+}
+
 SharedCounter::SharedCounter(const Comm& comm) {
   const MPI_Aint bytes = comm.is_root() ? static_cast<MPI_Aint>(sizeof(std::int64_t)) : 0;
   check_mpi(MPI_Win_allocate(bytes, sizeof(std::int64_t), MPI_INFO_NULL, comm.native(), &base_, &win_),
@@ -120,6 +184,10 @@ int run_program_impl(const char* name, int argc, char** argv, int (*body)(void*,
   try {
     Comm world = Comm::world();
     status = body(ctx, world);
+  } catch (const AgreedError& e) {
+    if (rank == 0) std::fprintf(stderr, "%s: error: %s\n", name, e.what());
+    MPI_Finalize();
+    return 2;
   } catch (const ConfigError& e) {
     if (rank == 0) std::fprintf(stderr, "%s: error: %s\n", name, e.what());
     MPI_Finalize();

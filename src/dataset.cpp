@@ -7,6 +7,7 @@
 
 #include "mfrec/comm.hpp"
 #include "mfrec/error.hpp"
+#include "mfrec/hash.hpp"
 
 namespace mfrec::dataset {
 
@@ -144,21 +145,15 @@ void write_csr(h5::File& f, const std::string& group, const CsrBlock& local, con
 std::uint64_t fingerprint(const CsrBlock& local, const Comm& comm) {
   // A sum (mod 2^64) of a mixed hash of every (row, column, value): order-free, so it does not
   // depend on how the rows were partitioned over ranks.
-  auto mix = [](std::uint64_t x) {  // splitmix64's finaliser
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-  };
   std::uint64_t h = 0;
   for (Index r = 0; r < local.n_rows(); ++r)
     for (std::int64_t k = local.indptr[r]; k < local.indptr[r + 1]; ++k) {
       std::uint32_t bits;
       std::memcpy(&bits, &local.data[k], sizeof bits);
-      h += mix(mix(static_cast<std::uint64_t>(local.row_begin + r)) ^ mix(static_cast<std::uint64_t>(local.indices[k]) << 32 | bits));
+      h += splitmix64(splitmix64(static_cast<std::uint64_t>(local.row_begin + r)) ^ splitmix64(static_cast<std::uint64_t>(local.indices[k]) << 32 | bits));
     }
   h = comm.sum<std::uint64_t>(h);
-  return mix(h ^ static_cast<std::uint64_t>(local.n_rows_global) * 31 ^ static_cast<std::uint64_t>(local.n_cols));
+  return splitmix64(h ^ static_cast<std::uint64_t>(local.n_rows_global) * 31 ^ static_cast<std::uint64_t>(local.n_cols));
 }
 
 }  // namespace mfrec::dataset

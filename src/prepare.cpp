@@ -16,6 +16,7 @@
 #include "mfrec/comm.hpp"
 #include "mfrec/config.hpp"
 #include "mfrec/h5.hpp"
+#include "mfrec/hash.hpp"
 #include "mfrec/version.hpp"
 
 namespace mfrec::prepare {
@@ -25,12 +26,6 @@ namespace fs = std::filesystem;
 
 constexpr std::int64_t kRouteChunk = 1 << 20;  // records per rank per alltoallv round
 
-std::uint64_t mix64(std::uint64_t x) {  // splitmix64's step and finaliser
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -55,18 +50,6 @@ bool parse_number(const std::string& s, double& out) {
   return end == s.c_str() + s.size();
 }
 
-// ---- agreement on errors over ranks ---------------------------------------------------------
-
-// Collective: the message of the error with the lowest key (then the lowest rank) among the
-// ranks that have one, on every rank; empty when no rank has an error.
-std::string agree(const Comm& comm, const std::string& local_error, std::int64_t key = 0) {
-  const std::int64_t none = std::numeric_limits<std::int64_t>::max();
-  const std::int64_t min_key = comm.min<std::int64_t>(local_error.empty() ? none : key);
-  if (min_key == none) return {};
-  const int root = comm.min<int>(!local_error.empty() && key == min_key ? comm.rank() : comm.size());
-  return comm.bcast(local_error, root);
-}
-
 // Runs f; an InputError it raises becomes this rank's message (empty when none).
 template <class F>
 std::string catch_input(F&& f) {
@@ -78,56 +61,6 @@ std::string catch_input(F&& f) {
   return {};
 }
 
-// ---- strings over ranks ---------------------------------------------------------------------
-
-std::vector<std::string> bcast_strings(const std::vector<std::string>& v, const Comm& comm) {
-  std::int64_t n = static_cast<std::int64_t>(v.size());
-  comm.bcast(&n, 1);
-  std::vector<std::int64_t> len(static_cast<std::size_t>(n));
-  std::string chars;
-  if (comm.is_root()) {
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      len[i] = static_cast<std::int64_t>(v[i].size());
-      chars += v[i];
-    }
-  }
-  if (n > 0) comm.bcast(len.data(), len.size());
-  chars = comm.bcast(chars);
-  std::vector<std::string> out(static_cast<std::size_t>(n));
-  std::size_t pos = 0;
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    out[i] = chars.substr(pos, static_cast<std::size_t>(len[i]));
-    pos += static_cast<std::size_t>(len[i]);
-  }
-  return out;
-}
-
-// Rank 0's `all` (one string per row) cut into the ranks' row ranges under `b`.
-std::vector<std::string> scatter_strings(const std::vector<std::string>& all, const Bounds& b, const Comm& comm) {
-  const int p = comm.size();
-  std::vector<std::int64_t> len_counts(p, 0), char_counts(p, 0), lens;
-  std::vector<char> chars;
-  if (comm.is_root()) {
-    for (int r = 0; r < p; ++r) {
-      len_counts[r] = b[r + 1] - b[r];
-      for (Index i = b[r]; i < b[r + 1]; ++i) {
-        const std::string& s = all[static_cast<std::size_t>(i)];
-        lens.push_back(static_cast<std::int64_t>(s.size()));
-        chars.insert(chars.end(), s.begin(), s.end());
-        char_counts[r] += static_cast<std::int64_t>(s.size());
-      }
-    }
-  }
-  std::vector<std::int64_t> my_lens = comm.alltoallv(lens, len_counts);
-  std::vector<char> my_chars = comm.alltoallv(chars, char_counts);
-  std::vector<std::string> out(my_lens.size());
-  std::size_t pos = 0;
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    out[i].assign(my_chars.data() + pos, static_cast<std::size_t>(my_lens[i]));
-    pos += static_cast<std::size_t>(my_lens[i]);
-  }
-  return out;
-}
 
 // ---- loading the input ------------------------------------------------------------------------
 
@@ -424,7 +357,7 @@ std::string weights_string(const Weights& w) {
 }
 
 double split_hash(std::uint64_t seed, Index user, Index item) {
-  const std::uint64_t h = mix64(mix64(mix64(seed) ^ static_cast<std::uint64_t>(user)) ^ static_cast<std::uint64_t>(item));
+  const std::uint64_t h = splitmix64(splitmix64(splitmix64(seed) ^ static_cast<std::uint64_t>(user)) ^ static_cast<std::uint64_t>(item));
   return static_cast<double>(h >> 11) * 0x1.0p-53;
 }
 

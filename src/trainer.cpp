@@ -7,6 +7,7 @@
 
 #include "mfrec/dataset.hpp"
 #include "mfrec/error.hpp"
+#include "mfrec/hash.hpp"
 
 namespace mfrec {
 
@@ -32,15 +33,9 @@ TrainData load_train_data(const h5::File& f, const Comm& comm) {
 }
 
 void init_factor_row(std::uint64_t seed, int side, Index row, Real scale, Real* out, int f) {
-  auto mix = [](std::uint64_t x) {  // splitmix64
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-  };
-  std::uint64_t state = mix(mix(seed) ^ mix(static_cast<std::uint64_t>(side) << 56 ^ static_cast<std::uint64_t>(row)));
+  std::uint64_t state = splitmix64(splitmix64(seed) ^ splitmix64(static_cast<std::uint64_t>(side) << 56 ^ static_cast<std::uint64_t>(row)));
   for (int k = 0; k < f; ++k) {
-    state = mix(state);
+    state = splitmix64(state);
     out[k] = scale * static_cast<Real>(static_cast<double>(state >> 11) * 0x1.0p-53);
   }
 }

@@ -26,7 +26,6 @@ bool writable_dir(const std::string& dir) {
 int main(int argc, char** argv) {
   return mfrec::run_program("mfrec_gen", argc, argv, [&](mfrec::Comm& comm) -> int {
     using namespace mfrec;
-    namespace po = boost::program_options;
     gen::Options opt;
     std::int64_t seed = 42;
     std::string catalog = std::string(kSourceDir) + "/data/retail-demo-store-products.yaml";
@@ -37,24 +36,21 @@ int main(int argc, char** argv) {
             "Generate the synthetic Retail Demo Store data set (users with personas, the product catalog,\n"
             "and View/AddToCart/ViewCart/StartCheckout/Purchase events) as one HDF5 file, in parallel.\n"
             "The output is identical for any number of ranks. See docs/generator.md.");
-    cli.add()
-        ("users", po::value(&opt.n_users)->default_value(opt.n_users), "number of users, 1 .. 2^31")
-        ("items", po::value(&opt.n_items)->default_value(opt.n_items),
-         "number of items (default: the catalog's size): fewer takes a stratified subset of the catalog, "
+    cli
+        .option("users", &opt.n_users, "number of users, 1 .. 2^31")
+        .option("items", &opt.n_items, "number of items (default: the catalog's size): fewer takes a stratified subset of the catalog, "
          "more adds clones \"<name> #k\" of catalog items")
-        ("events", po::value(&opt.n_events)->default_value(opt.n_events), "number of events (exactly)")
-        ("seed", po::value(&seed)->default_value(seed), "random seed, >= 0")
-        ("end-time", po::value(&opt.end_time)->default_value(opt.end_time),
-         "unix time (s) that closes the 90-day window of the events (default 2021-01-01T00:00:00Z)")
-        ("output,o", po::value(&opt.output)->default_value(opt.output), "output HDF5 file (written atomically)")
-        ("catalog", po::value(&catalog)->default_value(catalog), "product catalog (Retail Demo Store YAML)")
-        ("csv", po::value(&csv)->default_value(""),
+        .option("events", &opt.n_events, "number of events (exactly)")
+        .option("seed", &seed, "random seed, >= 0")
+        .option("end-time", &opt.end_time, "unix time (s) that closes the 90-day window of the events (default 2021-01-01T00:00:00Z)")
+        .path("output,o", &opt.output, PathRole::OutputFile, "output HDF5 file (written atomically)")
+        .path("catalog", &catalog, PathRole::InputFile, "product catalog (Retail Demo Store YAML)")
+        .path("csv", &csv, PathRole::OutputDir,
          "also write users.csv, items.csv and events.csv into this directory (empty: no CSV)")
-        ("batch-events", po::value(&opt.batch_events)->default_value(opt.batch_events),
-         "events generated and written per batch (bounds memory)")
-        ("deflate", po::value(&opt.deflate)->default_value(opt.deflate), "gzip level of /users and /events, 0 .. 9")
-        ("verbose,v", po::bool_switch(&verbose), "log debug messages")
-        ("quiet,q", po::bool_switch(&quiet), "log warnings only");
+        .option("batch-events", &opt.batch_events, "events generated and written per batch (bounds memory)")
+        .option("deflate", &opt.deflate, "gzip level of /users and /events, 0 .. 9")
+        .flag("verbose,v", &verbose, "log debug messages")
+        .flag("quiet,q", &quiet, "log warnings only");
     if (!cli.parse(argc, argv, comm.is_root())) return 0;
     init_logging(comm, "mfrec_gen", verbose ? "debug" : quiet ? "warn" : "info");
 

@@ -35,24 +35,23 @@ int body(mfrec::Comm& comm, int argc, char** argv) {
           "holds out --test-fraction of the pairs (seeded hash) and writes /matrix/{train,train_by_item,test}.\n"
           "Input: an mfrec data set (HDF5), a CSV of events (user_id,item_id,event_type[,timestamp]) or a CSV\n"
           "of triplets (user_id,item_id,confidence), with or without a header line.");
-  auto add = cli.add();
-  add("input,i", po::value(&opt.input)->default_value("retail.h5"), "the data set (HDF5 from mfrec_gen) or a CSV file")
-     ("output,o", po::value(&opt.output), "the prepared file (default: <input stem>_prepared.h5 beside the input)")
-     ("format", po::value(&format)->default_value("auto"), "input format: auto, hdf5, csv-events or csv-triplets")
-     ("weights", po::value(&weights),
-      "confidence weights of View,AddToCart,ViewCart,StartCheckout,Purchase (default 1,2,3,4,5)");
+  opt.input = "retail.h5";
+  format = "auto";
+  opt.test_fraction = 0.2;
+  seed = 42;
+  cli.path("input,i", &opt.input, PathRole::InputFile, "the data set (HDF5 from mfrec_gen) or a CSV file")
+     .path("output,o", &opt.output, PathRole::OutputFile, "the prepared file (default: <input stem>_prepared.h5 beside the input)")
+     .option("format", &format, "input format: auto, hdf5, csv-events or csv-triplets")
+     .optional("weights", &weights, "confidence weights of View,AddToCart,ViewCart,StartCheckout,Purchase (default 1,2,3,4,5)");
   for (const auto& t : kTypeOptions)
-    add(t.name, po::value<float>(&type_weight[t.type]),
-        (std::string("weight of ") + dataset::kEventTypes[t.type] + " events (overrides --weights)").c_str());
-  add("test-fraction", po::value(&opt.test_fraction)->default_value(0.2),
+    cli.optional(t.name, &type_weight[t.type], std::string("weight of ") + dataset::kEventTypes[t.type] + " events (overrides --weights)");
+  cli.option("test-fraction", &opt.test_fraction,
       "share of the non-zero (user, item) pairs held out for testing, in (0, 1)")
-     ("seed", po::value(&seed)->default_value(42), "seed of the train/test split (>= 0)")
-     ("batch", po::value(&opt.batch_events)->default_value(opt.batch_events),
-      "events per rank per read-and-route round (bounds memory)")
-     ("export-csv", po::value(&opt.export_csv_dir),
-      "also write DIR/train.csv and DIR/test.csv (user_id,item_id,confidence with the original ids)")
-     ("verbose,v", po::bool_switch(&verbose), "debug logging")
-     ("quiet,q", po::bool_switch(&quiet), "warnings and errors only");
+     .option("seed", &seed, "seed of the train/test split (>= 0)")
+     .option("batch", &opt.batch_events, "events per rank per read-and-route round (bounds memory)")
+     .path("export-csv", &opt.export_csv_dir, PathRole::OutputDir, "also write DIR/train.csv and DIR/test.csv (user_id,item_id,confidence with the original ids)")
+     .flag("verbose,v", &verbose, "debug logging")
+     .flag("quiet,q", &quiet, "warnings and errors only");
   if (!cli.parse(argc, argv, comm.is_root())) return 0;
   init_logging(comm, "mfrec_prep", quiet ? "warn" : verbose ? "debug" : "info");
 

@@ -104,23 +104,23 @@ int main(int argc, char** argv) {
             "users without history get the popular items), similar items, fold-in for a new user from\n"
             "an item history, the popular list, a sample of users, or every user's top N as a batch job\n"
             "under MPI (--all). Exactly one of --user, --similar, --history, --popular, --sample, --all.");
-    cli.add()
-        ("model,m", po::value(&o.model)->default_value(o.model), "model file (HDF5)")
-        ("registry", po::value(&o.registry)->default_value(o.registry), "load from this model registry instead of --model")
-        ("spec", po::value(&o.spec)->default_value(o.spec), "registry spec: NAME (latest), NAME:VERSION or NAME@STAGE")
-        ("user,u", po::value(&o.user), "top N for this user id")
-        ("similar,s", po::value(&o.similar), "the N items most similar to this item id (cosine of item factors)")
-        ("history", po::value(&o.history), "comma-separated item ids of a new user: fold-in recommendations")
-        ("weights", po::value(&o.weights), "comma-separated observation weights for --history (default 1 each; 1 = a view, 5 = a purchase)")
-        ("popular", po::bool_switch(&o.popular), "the N most popular items")
-        ("sample", po::value(&o.sample)->default_value(0), "print the top N for this many sample users and the popular list")
-        ("all", po::bool_switch(&o.all), "every user's top N (batch, MPI): needs --output")
-        ("output,o", po::value(&o.output)->default_value(o.output), "--all: HDF5 file to write")
-        ("csv", po::value(&o.csv)->default_value(o.csv), "--all: also write this CSV file")
-        ("n,n", po::value(&o.n)->default_value(o.n), "number of items (1 to 1000)")
-        ("format", po::value(&o.format)->default_value(o.format), "text or json (single queries)")
-        ("threads", po::value(&o.threads)->default_value(o.threads), "--all: OpenMP threads per rank (0: automatic)")
-        ("log-level", po::value(&o.log_level)->default_value(o.log_level), "debug, info, warn or error");
+    cli
+        .path("model,m", &o.model, PathRole::InputFile, "model file (HDF5)")
+        .path("registry", &o.registry, PathRole::InputDir, "load from this model registry instead of --model")
+        .option("spec", &o.spec, "registry spec: NAME (latest), NAME:VERSION or NAME@STAGE")
+        .optional("user,u", &o.user, "top N for this user id")
+        .optional("similar,s", &o.similar, "the N items most similar to this item id (cosine of item factors)")
+        .optional("history", &o.history, "comma-separated item ids of a new user: fold-in recommendations")
+        .optional("weights", &o.weights, "comma-separated observation weights for --history (default 1 each; 1 = a view, 5 = a purchase)")
+        .flag("popular", &o.popular, "the N most popular items")
+        .option("sample", &o.sample, "print the top N for this many sample users and the popular list")
+        .flag("all", &o.all, "every user's top N (batch, MPI): needs --output")
+        .path("output,o", &o.output, PathRole::OutputFile, "--all: HDF5 file to write")
+        .path("csv", &o.csv, PathRole::OutputFile, "--all: also write this CSV file")
+        .option("n,n", &o.n, "number of items (1 to 1000)")
+        .option("format", &o.format, "text or json (single queries)")
+        .option("threads", &o.threads, "--all: OpenMP threads per rank (0: automatic)")
+        .option("log-level", &o.log_level, "debug, info, warn or error");
     if (!cli.parse(argc, argv, world.is_root())) return 0;
     const int modes = cli.given("user") + cli.given("similar") + cli.given("history") + (o.popular ? 1 : 0) +
                       (o.sample > 0 ? 1 : 0) + (o.all ? 1 : 0);

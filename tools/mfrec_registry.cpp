@@ -72,12 +72,14 @@ int body(mfrec::Comm& comm, int argc, char** argv) {
   std::string dir, stage_text;
   bool as_json = false, verbose = false, quiet = false;
   Cli cli("mfrec_registry", kSummary);
-  cli.add()("registry", po::value(&dir)->default_value("registry"), "the registry directory")
-      ("stage", po::value(&stage_text)->default_value("candidate"),
+  dir = "registry";
+  stage_text = "candidate";
+  cli.option("registry", &dir, "the registry directory")
+      .option("stage", &stage_text,
        "publish: comma-separated stage labels for the new version (candidate, staging, production; none)")
-      ("json", po::bool_switch(&as_json), "list: print the entries as JSON")
-      ("verbose,v", po::bool_switch(&verbose), "debug logging")
-      ("quiet,q", po::bool_switch(&quiet), "warnings and errors only");
+      .flag("json", &as_json, "list: print the entries as JSON")
+      .flag("verbose,v", &verbose, "debug logging")
+      .flag("quiet,q", &quiet, "warnings and errors only");
   if (!cli.parse(static_cast<int>(opts.size()), opts.data(), comm.is_root())) return 0;
   init_logging(comm, "mfrec_registry", quiet ? "warn" : verbose ? "debug" : "info");
 

@@ -228,20 +228,20 @@ int main(int argc, char** argv) {
             "unless --host says otherwise. Endpoints: GET /recommendations?user_id=ID&n=N,\n"
             "POST /recommendations {\"items\": [ID, ...]}, GET /items/ID/similar?n=N, GET /items/ID,\n"
             "GET /popular?n=N, GET /healthz, GET /metrics. SIGINT/SIGTERM: finish requests and exit.");
-    cli.add()
-        ("registry", po::value(&o.registry)->default_value(o.registry), "model registry directory")
-        ("spec", po::value(&o.spec)->default_value(o.spec), "registry spec to serve: NAME@STAGE, NAME:VERSION or NAME")
-        ("model,m", po::value(&o.model), "serve this model file instead of the registry's")
-        ("host", po::value(&o.host)->default_value(o.host), "address to bind (0.0.0.0: every interface)")
-        ("port,p", po::value(&o.port)->default_value(o.port), "TCP port (0: any free port; see --port-file)")
-        ("port-file", po::value(&o.port_file)->default_value(o.port_file), "write the bound port to this file once listening")
-        ("threads,t", po::value(&o.threads)->default_value(o.threads), "request worker threads (each serves one connection at a time)")
-        ("poll-seconds", po::value(&o.poll_seconds)->default_value(o.poll_seconds), "check the registry (or model file) for a new version this often; 0: only on SIGHUP")
-        ("max-body", po::value(&o.max_body)->default_value(o.max_body), "largest request body in bytes (larger: 413)")
-        ("max-history", po::value(&o.max_history)->default_value(o.max_history), "most items in a POST history (more: 400)")
-        ("default-n", po::value(&o.default_n)->default_value(o.default_n), "items per response when n is not given")
-        ("access-log", po::bool_switch(&o.access_log), "log one line per request (method, target, status, time)")
-        ("log-level", po::value(&o.log_level)->default_value(o.log_level), "debug, info, warn or error");
+    cli
+        .option("registry", &o.registry, "model registry directory")
+        .option("spec", &o.spec, "registry spec to serve: NAME@STAGE, NAME:VERSION or NAME")
+        .path("model,m", &o.model, PathRole::InputFile, "serve this model file instead of the registry's")
+        .option("host", &o.host, "address to bind (0.0.0.0: every interface)")
+        .option("port,p", &o.port, "TCP port (0: any free port; see --port-file)")
+        .path("port-file", &o.port_file, PathRole::OutputFile, "write the bound port to this file once listening")
+        .option("threads,t", &o.threads, "request worker threads (each serves one connection at a time)")
+        .option("poll-seconds", &o.poll_seconds, "check the registry (or model file) for a new version this often; 0: only on SIGHUP")
+        .option("max-body", &o.max_body, "largest request body in bytes (larger: 413)")
+        .option("max-history", &o.max_history, "most items in a POST history (more: 400)")
+        .option("default-n", &o.default_n, "items per response when n is not given")
+        .flag("access-log", &o.access_log, "log one line per request (method, target, status, time)")
+        .option("log-level", &o.log_level, "debug, info, warn or error");
     if (!cli.parse(argc, argv, world.is_root())) return 0;
     require_option(world.size() == 1, "threads", "mfrec_serve runs as one process (use --threads for parallelism)");
     require_option(o.port >= 0 && o.port <= 65535, "port", "must be from 0 to 65535");

@@ -113,10 +113,49 @@ class SharedCounter {
   std::int64_t* base_ = nullptr;
 };
 
+// ---- the cross-rank error policy ------------------------------------------------------------
+// A check that can fail on some ranks and not others (a file only rank 0 opens, a malformed
+// line in one rank's share of a CSV) must not leave the others waiting in the next collective.
+// Run it through agree_on (or report it to check_agreed): every rank then throws the same
+// AgreedError, which run_program turns into one printed line and exit status 2 on every rank.
+
+// Collective: the message of the error with the lowest key (then the lowest rank) among the
+// ranks that have one, on every rank; empty when no rank has an error.
+std::string agree(const Comm& comm, const std::string& local_error, std::int64_t key = 0);
+
+// Collective: throws AgreedError(agree(...)) on every rank when any rank has an error.
+void check_agreed(const Comm& comm, const std::string& local_error, std::int64_t key = 0);
+
+// Collective: runs f() on every rank; if it throws an mfrec::Error (other than CommError) on any
+// rank, every rank throws the same AgreedError. Other exceptions propagate (and abort).
+template <class F>
+void agree_on(const Comm& comm, F&& f) {
+  std::string err;
+  try {
+    f();
+  } catch (const CommError&) {
+    throw;
+  } catch (const Error& e) {
+    err = e.what();
+    if (err.empty()) err = "error";
+  }
+  check_agreed(comm, err);
+}
+
+// ---- strings over ranks ---------------------------------------------------------------------
+
+// Collective: rank 0's strings on every rank.
+std::vector<std::string> bcast_strings(const std::vector<std::string>& v, const Comm& comm);
+
+// Collective: rank 0's `all` (one string per row) cut into the ranks' row ranges: rank r gets
+// rows [bounds[r], bounds[r+1]).
+std::vector<std::string> scatter_strings(const std::vector<std::string>& all, const std::vector<std::int64_t>& bounds,
+                                         const Comm& comm);
+
 // Process-wide MPI set-up and the error policy of every program's main:
 //   int main(int argc, char** argv) { return mfrec::run_program("mfrec_x", argc, argv, body); }
-// Errors: a ConfigError (raised the same way on every rank) prints one line from rank 0 and
-// exits 2 after MPI_Finalize; any other exception prints one line from the rank that saw it
+// Errors: a ConfigError (raised the same way on every rank) or an AgreedError prints one line
+// from rank 0 and exits 2 after MPI_Finalize on every rank; any other exception prints one line from the rank that saw it
 // and calls MPI_Abort, so no rank is left waiting in a collective.
 template <class F>
 int run_program(const char* name, int argc, char** argv, F&& body);

@@ -1,33 +1,64 @@
-// Options, declared once per program with Boost.ProgramOptions, read from the command line and
-// from an INI file (--config FILE; the command line wins). --help lists every option with its
-// default. Any bad option becomes a ConfigError naming it.
+// Options, declared once per program, read from the command line and from an INI file
+// (--config FILE; the command line wins). --help lists every option with its default;
+// --list-options prints them as JSON (name, type, default, path role), which the generated
+// option tests read. Any bad option becomes a ConfigError naming it. Boost.ProgramOptions does
+// the parsing, behind this interface.
+//
+//   Cli cli("mfrec_x", "what it does");
+//   cli.option("factors,f", &o.factors, "latent factors")          // default: o.factors as it is
+//      .flag("resume", &o.resume, "continue from the checkpoints")
+//      .path("output,o", &o.output, PathRole::OutputFile, "the model file");
+//   if (!cli.parse(argc, argv, comm.is_root())) return 0;          // --help, --version, --list-options
 #pragma once
-#include <boost/program_options.hpp>
-
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "mfrec/error.hpp"
+#include "mfrec/paths.hpp"
 
 namespace mfrec {
 
-namespace po = boost::program_options;
+struct OptionInfo {
+  std::string name;          // long name, e.g. "output"
+  std::string short_name;    // e.g. "o", or empty
+  std::string type;          // int, int64, uint64, double, float, string, bool, flag
+  bool has_default = false;  // false: optional(), given() tells whether it was set
+  std::string default_text;  // as --help shows it
+  std::string role;          // for path(): input-file, input-dir, output-file, output-dir; else empty
+  std::string doc;
+};
 
 class Cli {
  public:
   Cli(std::string program, std::string summary);
-  // Declare options: cli.add()("users", po::value(&cfg.users)->default_value(100000), "doc")...
-  po::options_description_easy_init add() { return options_.add_options(); }
-  // Parse argv and the --config file. Returns false when --help or --version was printed
-  // (on `print` ranks only): the caller then exits 0.
+  ~Cli();
+  Cli(const Cli&) = delete;
+  Cli& operator=(const Cli&) = delete;
+
+  // A value option whose default is *var as it is now. T: int, long, long long, unsigned long,
+  // double, float, bool (true/false/yes/no/1/0), std::string. Numbers are parsed strictly (the
+  // whole text; no sign for unsigned types).
+  template <class T> Cli& option(const std::string& names, T* var, const std::string& doc);
+  // A value option without a default: *var is left alone unless given; given() tells.
+  template <class T> Cli& optional(const std::string& names, T* var, const std::string& doc);
+  // A switch without a value: *var becomes true when given.
+  Cli& flag(const std::string& names, bool* var, const std::string& doc);
+  // A string option that names a file or directory (default: *var; empty = not given).
+  // check_paths(cli.paths()) checks them all together.
+  Cli& path(const std::string& names, std::string* var, PathRole role, const std::string& doc);
+
+  // Parses argv and the --config file. Returns false when --help, --version or --list-options
+  // was printed (on `print` ranks only): the caller then exits 0.
   bool parse(int argc, char** argv, bool print);
-  bool given(const std::string& name) const { return vm_.count(name) > 0 && !vm_[name].defaulted(); }
-  const po::variables_map& vm() const { return vm_; }
+  bool given(const std::string& name) const;
+  // The path options with their values after parse(), in declaration order.
+  std::vector<PathArg> paths() const;
+  const std::vector<OptionInfo>& options() const;
 
  private:
-  std::string program_, summary_;
-  po::options_description options_;
-  po::variables_map vm_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // A comma-separated list: "1,10,100" -> {1, 10, 100}. Empty items or bad numbers: ConfigError

@@ -30,6 +30,14 @@ class IoError : public Error {
   using Error::Error;
 };
 
+// An error every rank of a communicator raised together, after agreeing on it (comm.hpp's
+// agree_on / check_agreed): the program prints it once and every rank exits 2, with no
+// MPI_Abort. The message is the first failing rank's.
+class AgreedError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A failed MPI call.
 class CommError : public Error {
  public:

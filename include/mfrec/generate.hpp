@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "mfrec/dataset.hpp"
+#include "mfrec/hash.hpp"
 
 namespace mfrec {
 class Comm;
@@ -28,7 +29,6 @@ inline constexpr std::int64_t kMaxItems = (std::int64_t(1) << 31) - 1;  // /even
 
 // ---- random numbers: own generators, so the output is the same with every standard library --
 
-std::uint64_t splitmix64(std::uint64_t x);
 // The seed of an independent stream: (seed, domain, index) -> 64 bits.
 std::uint64_t stream_seed(std::uint64_t seed, std::uint64_t domain, std::uint64_t index);
 enum Domain : std::uint64_t { kUserStream = 1, kItemStream = 2, kTreeStream = 3, kCloneStream = 4 };
