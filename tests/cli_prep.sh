@@ -202,7 +202,7 @@ expect_error "non-numeric confidence" word.h5 "word.csv:2: confidence 'lots' is 
 expect_error "empty csv" empty.h5 "empty.csv: no events (the file is empty)" -i empty.csv -o empty.h5
 printf 'user_id,item_id,event_type\n' >header.csv
 expect_error "header only" header.h5 "header.csv: no events (no data lines)" -i header.csv -o header.h5
-expect_error "missing input" missing.h5 "no-such.csv: cannot open" -i no-such.csv -o missing.h5
+expect_error "missing input" missing.h5 "option --input: no-such.csv: no such file" -i no-such.csv -o missing.h5
 printf 'u1,i1,View\n' >ok.csv
 expect_error "csv events forced as triplets" forced.h5 "ok.csv:1: confidence 'View' is not a number" -i ok.csv \
   -o forced.h5 --format csv-triplets
@@ -247,7 +247,7 @@ expect_error "negative per-type weight" opt.h5 "option --weight-purchase: must b
   -i events.csv -o opt.h5 --weight-purchase=-2
 expect_error "unknown format" opt.h5 "option --format: unknown format 'xml'" -i events.csv -o opt.h5 --format xml
 expect_error "negative seed" opt.h5 "option --seed: must be >= 0" -i events.csv -o opt.h5 --seed=-1
-expect_error "output = input" events.csv.none "option --output: must differ from the input" -i events.csv \
+expect_error "output = input" events.csv.none "option --output: events.csv: is the same file as --input" -i events.csv \
   -o events.csv
 expect_error "unknown option" opt.h5 "unrecognised option '--bogus'" -i events.csv -o opt.h5 --bogus
 

@@ -290,7 +290,7 @@ TEST(Prepare, CsvImportAndExportRoundTrip) {
   try {
     prepare::run(options(csv, out), world);
     FAIL() << "a line with too many fields was accepted";
-  } catch (const prepare::SharedInputError& e) {
+  } catch (const AgreedError& e) {
     EXPECT_EQ(std::string(e.what()), csv + ":7: found 5 fields, the header has 4");
   }
   EXPECT_FALSE(exists(out));
@@ -398,7 +398,7 @@ TEST(Prepare, BadDataSetsFailOnEveryRankWithoutOutput) {
       try {
         prepare::run(opt, world);
         ADD_FAILURE() << "accepted: " << message;
-      } catch (const prepare::SharedInputError& e) {
+      } catch (const AgreedError& e) {
         EXPECT_EQ(std::string(e.what()), in + ": " + message);
       }
       world.barrier();
@@ -410,8 +410,8 @@ TEST(Prepare, BadDataSetsFailOnEveryRankWithoutOutput) {
   const std::string junk = scratch(world, "junk.h5");
   if (world.is_root()) std::ofstream(junk) << "this is not HDF5\n";
   world.barrier();
-  EXPECT_THROW(prepare::run(options(junk, junk + ".out"), world), prepare::SharedInputError);
-  EXPECT_THROW(prepare::run(options(junk + ".missing", junk + ".out"), world), prepare::SharedInputError);
+  EXPECT_THROW(prepare::run(options(junk, junk + ".out"), world), AgreedError);
+  EXPECT_THROW(prepare::run(options(junk + ".missing", junk + ".out"), world), AgreedError);
   auto bad = options(junk, junk + ".out");
   bad.test_fraction = 1;
   EXPECT_THROW(prepare::run(bad, world), ConfigError);

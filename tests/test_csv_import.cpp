@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "mfrec/csv.hpp"
 #include "mfrec/prepare.hpp"
 
 using namespace mfrec;

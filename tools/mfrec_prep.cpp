@@ -1,8 +1,10 @@
 // mfrec_prep: events (an mfrec data set, or a CSV of real events or triplets) -> the prepared
 // file with the train / test matrices. Run under mpirun with any number of ranks; the output is
 // the same byte for byte.
+//
+// Phases: options -> check paths -> prepare (load, aggregate, split, transpose, write) -> report.
+// Every error ends every rank with status 2 and one line from rank 0 (comm.hpp's policy).
 #include <cmath>
-#include <cstdio>
 #include <string>
 
 #include "mfrec/comm.hpp"
@@ -11,6 +13,8 @@
 #include "mfrec/prepare.hpp"
 
 namespace {
+
+using namespace mfrec;
 
 struct TypeOption {
   const char* name;
@@ -22,26 +26,30 @@ constexpr TypeOption kTypeOptions[] = {{"weight-view", 0},
                                        {"weight-start-checkout", 3},
                                        {"weight-purchase", 4}};
 
-int body(mfrec::Comm& comm, int argc, char** argv) {
-  using namespace mfrec;
+struct Setup {
   prepare::Options opt;
-  std::string format = "auto", weights;
+  std::vector<PathArg> paths;
+};
+
+// Options: declared, parsed and checked the same way on every rank (ConfigError otherwise).
+// False when --help, --version or --list-options was printed.
+bool read_options(int argc, char** argv, const Comm& comm, Setup& setup) {
+  prepare::Options& opt = setup.opt;
+  std::string format = "auto", encoding = "utf-8", weights;
   std::int64_t seed = 42;
   float type_weight[5] = {0, 0, 0, 0, 0};
   bool verbose = false, quiet = false;
+  opt.input = "retail.h5";
 
   Cli cli("mfrec_prep",
           "Turn events into training matrices: weights events into confidences, sums them per (user, item),\n"
           "holds out --test-fraction of the pairs (seeded hash) and writes /matrix/{train,train_by_item,test}.\n"
           "Input: an mfrec data set (HDF5), a CSV of events (user_id,item_id,event_type[,timestamp]) or a CSV\n"
           "of triplets (user_id,item_id,confidence), with or without a header line.");
-  opt.input = "retail.h5";
-  format = "auto";
-  opt.test_fraction = 0.2;
-  seed = 42;
   cli.path("input,i", &opt.input, PathRole::InputFile, "the data set (HDF5 from mfrec_gen) or a CSV file")
      .path("output,o", &opt.output, PathRole::OutputFile, "the prepared file (default: <input stem>_prepared.h5 beside the input)")
      .option("format", &format, "input format: auto, hdf5, csv-events or csv-triplets")
+     .option("encoding", &encoding, "text encoding of a CSV input: utf-8 (ids must be valid UTF-8) or latin1 (converted to UTF-8)")
      .optional("weights", &weights, "confidence weights of View,AddToCart,ViewCart,StartCheckout,Purchase (default 1,2,3,4,5)");
   for (const auto& t : kTypeOptions)
     cli.optional(t.name, &type_weight[t.type], std::string("weight of ") + dataset::kEventTypes[t.type] + " events (overrides --weights)");
@@ -52,10 +60,11 @@ int body(mfrec::Comm& comm, int argc, char** argv) {
      .path("export-csv", &opt.export_csv_dir, PathRole::OutputDir, "also write DIR/train.csv and DIR/test.csv (user_id,item_id,confidence with the original ids)")
      .flag("verbose,v", &verbose, "debug logging")
      .flag("quiet,q", &quiet, "warnings and errors only");
-  if (!cli.parse(argc, argv, comm.is_root())) return 0;
+  if (!cli.parse(argc, argv, comm.is_root())) return false;
   init_logging(comm, "mfrec_prep", quiet ? "warn" : verbose ? "debug" : "info");
 
   opt.format = prepare::parse_format(format);
+  opt.encoding = prepare::parse_encoding(encoding);
   if (cli.given("weights")) {
     const auto w = parse_list<float>("weights", weights);
     require_option(w.size() == opt.weights.size(), "weights",
@@ -72,32 +81,43 @@ int body(mfrec::Comm& comm, int argc, char** argv) {
   require_option(seed >= 0, "seed", "must be >= 0, got " + std::to_string(seed));
   opt.seed = static_cast<std::uint64_t>(seed);
   opt.progress = !quiet;
+  prepare::validate(opt);
 
-  prepare::Summary s;
-  try {
-    s = prepare::run(opt, comm);
-  } catch (const prepare::SharedInputError& e) {  // every rank has it: one line, a clean exit
-    if (comm.is_root()) std::fprintf(stderr, "mfrec_prep: error: %s\n", e.what());
-    return 1;
-  } catch (const prepare::SharedIoError& e) {
-    if (comm.is_root()) std::fprintf(stderr, "mfrec_prep: error: %s\n", e.what());
-    return 1;
-  }
+  // The paths as they will be used: the default output, and the export's files.
+  if (opt.output.empty()) opt.output = prepare::default_output(opt.input);
+  setup.paths = cli.paths();
+  for (auto& p : setup.paths)
+    if (p.option == "output") p.path = opt.output;
+  for (auto& p : prepare::export_paths(opt)) setup.paths.push_back(p);
+  return true;
+}
 
+void report(const prepare::Options& opt, const prepare::Summary& s, const Comm& comm) {
   const auto phases = s.timer.summary(comm);
-  if (comm.is_root()) {
-    spdlog::info("wrote {} ({} input, weights {}, test fraction {}, seed {})", s.output,
-                 prepare::format_name(s.source_format), prepare::weights_string(opt.weights), opt.test_fraction,
-                 opt.seed);
-    spdlog::info("users {}, items {}, events read {}", s.n_users, s.n_items, s.n_events);
-    spdlog::info("non-zeros: train {}, test {} ({:.1f}% held out), density {:.4f}%", s.nnz_train, s.nnz_test,
-                 100.0 * double(s.nnz_test) / double(std::max<Index>(1, s.nnz_train + s.nnz_test)),
-                 100.0 * s.density());
-    for (const auto& [name, st] : phases)
-      spdlog::info("  {:<10} {:.3f}s (min {:.3f}s, max {:.3f}s over {} ranks)", name, st.mean, st.min, st.max,
-                   comm.size());
-    spdlog::info("prepared in {:.3f}s on {} rank{}", s.seconds, comm.size(), comm.size() > 1 ? "s" : "");
-  }
+  if (!comm.is_root()) return;
+  spdlog::info("wrote {} ({} input, weights {}, test fraction {}, seed {})", s.output,
+               prepare::format_name(s.source_format), prepare::weights_string(opt.weights), opt.test_fraction,
+               opt.seed);
+  spdlog::info("users {}, items {}, events read {}", s.n_users, s.n_items, s.n_events);
+  spdlog::info("non-zeros: train {}, test {} ({:.1f}% held out), density {:.4f}%", s.nnz_train, s.nnz_test,
+               100.0 * double(s.nnz_test) / double(std::max<Index>(1, s.nnz_train + s.nnz_test)),
+               100.0 * s.density());
+  for (const auto& [name, st] : phases)
+    spdlog::info("  {:<10} {:.3f}s (min {:.3f}s, max {:.3f}s over {} ranks)", name, st.mean, st.min, st.max,
+                 comm.size());
+  spdlog::info("prepared in {:.3f}s on {} rank{}", s.seconds, comm.size(), comm.size() > 1 ? "s" : "");
+}
+
+int body(Comm& comm, int argc, char** argv) {
+  // 1. Set-up: options.
+  Setup setup;
+  if (!read_options(argc, argv, comm, setup)) return 0;
+  // 2. Check paths: inputs exist, outputs can be written and overwrite no input.
+  agree_on(comm, [&] { check_paths(setup.paths); });
+  // 3. Load, aggregate, split, transpose and write (prepare::run's steps).
+  const prepare::Summary s = prepare::run(setup.opt, comm);
+  // 4. Report.
+  report(setup.opt, s, comm);
   return 0;
 }
 
