@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <set>
@@ -447,6 +449,54 @@ TEST(Generate, EventsFollowPersonasCountsAndTime) {
     EXPECT_GT(*std::max_element(ts.begin(), ts.end()), end - 86400);
   }
   world.barrier();
+}
+
+// A CSV file that cannot be put in place (a directory is in the way of events.csv, found only
+// when it is renamed, after items.csv and users.csv are complete): the same AgreedError on every
+// rank, and none of the three files nor a partial one is left.
+TEST(Generate, CsvFailureIsAgreedAndLeavesNoFile) {
+  Comm world = Comm::world();
+  const std::string path = world_file();
+  const std::string dir = scratch(world, "csv_blocked");
+  if (world.is_root()) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir + "/events.csv");
+  }
+  world.barrier();
+  try {
+    gen::write_csv(path, dir, world);
+    ADD_FAILURE() << "a directory in the way of events.csv was not noticed";
+  } catch (const AgreedError& e) {
+    EXPECT_NE(std::string(e.what()).find("events.csv"), std::string::npos) << e.what();
+  }
+  if (world.is_root()) {
+    std::vector<std::string> left;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) left.push_back(entry.path().filename().string());
+    EXPECT_EQ(left, std::vector<std::string>{"events.csv"});  // only the directory that was there
+    std::filesystem::remove_all(dir);
+  }
+  world.barrier();
+}
+
+// Catalog text must be UTF-8: a Latin-1 name is refused with the file, the line and the product.
+TEST(GenerateCatalog, TextThatIsNotUtf8IsRefused) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "latin1.yaml");
+  if (world.is_root()) {
+    std::ofstream f(path, std::ios::binary);
+    f << "- id: p1\n  name: Chair\n  category: furniture\n  price: 10\n"
+      << "- id: p2\n  category: homedecor\n  description: Caf\xe9 table\n  price: 20\n";
+  }
+  world.barrier();
+  try {
+    gen::load_catalog(path);
+    ADD_FAILURE() << "a Latin-1 description was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()).substr(0, path.size() + 60),
+              (path + ":7: product 1: description is not valid UTF-8 (byte 0xE9 at byte 4)").substr(0, path.size() + 60));
+  }
+  world.barrier();
+  if (world.is_root()) std::remove(path.c_str());
 }
 
 TEST(Generate, CsvHasOneLinePerRow) {

@@ -359,6 +359,61 @@ TEST(Prepare, CsvImportAndExportRoundTrip) {
   world.barrier();
 }
 
+// The CSV export cannot be put in place (a directory is in the way of test.csv, found only when
+// it is renamed, after the HDF5 file and train.csv): the same AgreedError on every rank, and no
+// output is left -- neither the HDF5 file nor train.csv nor a partial file.
+TEST(Prepare, ExportFailureIsAgreedAndLeavesNoOutput) {
+  Comm world = Comm::world();
+  const std::string csv = scratch(world, "export_fail.csv"), out = scratch(world, "export_fail.h5");
+  const std::string dir = scratch(world, "export_fail");
+  if (world.is_root()) {
+    std::ofstream(csv) << "u1,i1,View\nu2,i2,Purchase\nu1,i2,AddToCart\nu3,i1,View\nu4,i3,View\n";
+    fs::create_directories(dir + "/test.csv");
+  }
+  world.barrier();
+  auto opt = options(csv, out);
+  opt.export_csv_dir = dir;
+  try {
+    prepare::run(opt, world);
+    ADD_FAILURE() << "a directory in the way of test.csv was not noticed";
+  } catch (const AgreedError& e) {
+    EXPECT_NE(std::string(e.what()).find("test.csv"), std::string::npos) << e.what();
+  }
+  world.barrier();
+  EXPECT_FALSE(exists(out));
+  EXPECT_FALSE(exists(out + ".partial"));
+  if (world.is_root()) {
+    std::vector<std::string> left;
+    for (const auto& entry : fs::directory_iterator(dir)) left.push_back(entry.path().filename().string());
+    EXPECT_EQ(left, std::vector<std::string>{"test.csv"});  // only the directory that was there
+  }
+  world.barrier();
+}
+
+// Ids that are not UTF-8 are refused on every rank with the file and line; --encoding latin1
+// converts them.
+TEST(Prepare, Latin1IdsAreRefusedOrConverted) {
+  Comm world = Comm::world();
+  const std::string csv = scratch(world, "latin1.csv"), out = scratch(world, "latin1.h5");
+  if (world.is_root()) std::ofstream(csv, std::ios::binary) << "u1,i1,View\nj\xf6rg,i2,Purchase\nu3,i1,View\n";
+  world.barrier();
+  try {
+    prepare::run(options(csv, out), world);
+    ADD_FAILURE() << "a Latin-1 user id was accepted";
+  } catch (const AgreedError& e) {
+    EXPECT_EQ(std::string(e.what()).substr(0, csv.size() + 50),
+              (csv + ":2: user id is not valid UTF-8 (byte 0xF6 at byte 2)").substr(0, csv.size() + 50));
+  }
+  world.barrier();
+  EXPECT_FALSE(exists(out));
+  auto opt = options(csv, out);
+  opt.encoding = prepare::Encoding::kLatin1;
+  prepare::run(opt, world);
+  h5::File f = h5::File::open(out);
+  EXPECT_EQ(f.read_strings("/users/id"), (std::vector<std::string>{"u1", "j\xc3\xb6rg", "u3"}));
+  world.barrier();
+}
+
 TEST(Prepare, CsvRankCountInvariance) {
   Comm world = Comm::world();
   const std::string csv = scratch(world, "many.csv");

@@ -79,6 +79,16 @@ TEST(CsvQuote, RoundTripsThroughSplit) {
   EXPECT_EQ(csv::quote("a,b"), "\"a,b\"");
 }
 
+TEST(CsvWrite, RowsUseTheOneQuotingRule) {
+  std::ostringstream out;
+  csv::write_row(out, {"plain", "a,b", "say \"hi\"", " pad", "line\nbreak", ""});
+  EXPECT_EQ(out.str(), "plain,\"a,b\",\"say \"\"hi\"\"\",\" pad\",\"line\nbreak\",\n");
+  std::string line = "x,";
+  csv::append_field(line, "a,b");
+  EXPECT_EQ(line, "x,\"a,b\"");
+  EXPECT_EQ(csv::split_line("plain,\"a,b\",\" pad\"", ',', "f", 1), (std::vector<std::string>{"plain", "a,b", " pad"}));
+}
+
 TEST(CsvParse, EventsWithoutHeader) {
   CsvData d = parse("u1,i1,View\nu2,i1,purchase,1600000000\nu1,i2,AddToCart\n");
   EXPECT_EQ(d.format, InputFormat::kCsvEvents);
@@ -158,6 +168,23 @@ TEST(CsvParse, ErrorsNameTheLine) {
   EXPECT_NE(error_of("user_id,item_id,event_type\nu,i,Click\n").find("in.csv:2: unknown event type 'Click'"),
             std::string::npos);
   EXPECT_NE(error_of("a,b,c\nu,i,Click\n").find("in.csv:2: 'Click' is neither an event type"), std::string::npos);
+}
+
+// Ids are stored as UTF-8: another encoding is refused with the file, the line and the byte
+// (the error text itself stays valid UTF-8), or converted when the file is declared Latin-1.
+TEST(CsvParse, IdsMustBeUtf8OrDeclaredLatin1) {
+  const std::string latin1 = "user_id,item_id,event_type\nu1,i1,View\nu2,caf\xe9,View\n";
+  const std::string err = error_of(latin1);
+  EXPECT_EQ(err.substr(0, 60), std::string("in.csv:3: item id is not valid UTF-8 (byte 0xE9 at byte 4); ").substr(0, 60));
+  EXPECT_NE(err.find("--encoding latin1"), std::string::npos);
+  EXPECT_EQ(err.find('\xe9'), std::string::npos);
+  EXPECT_NE(error_of("j\xf6rg,i,1\n").find("in.csv:1: user id is not valid UTF-8 (byte 0xF6 at byte 2)"),
+            std::string::npos);
+  std::istringstream in(latin1);
+  const CsvData d = parse_csv(in, "in.csv", InputFormat::kAuto, kW, Encoding::kLatin1);
+  EXPECT_EQ(d.item_ids, (std::vector<std::string>{"i1", "caf\xc3\xa9"}));
+  // UTF-8 passes as it is.
+  EXPECT_EQ(parse("u,caf\xc3\xa9,View\n").item_ids, (std::vector<std::string>{"caf\xc3\xa9"}));
 }
 
 TEST(CsvParse, EmptyInput) {
