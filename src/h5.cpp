@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "mfrec/comm.hpp"
+#include "mfrec/durable.hpp"
 
 namespace mfrec::h5 {
 namespace {
@@ -146,7 +147,7 @@ File File::open(const std::string& path, const Comm* comm, bool writable) {
 }
 
 File File::create_atomic(const std::string& path, const Comm* comm) {
-  const std::string tmp = path + ".partial";
+  const std::string tmp = partial_path(path);
   hid_t id = open_or_create(tmp, comm, true, true);
   if (id < 0) throw IoError(tmp + ": cannot create HDF5 file (" + error_stack() + ")");
   File f(path, id, comm);
@@ -162,13 +163,18 @@ void File::close() {
 void File::commit() {
   close();
   if (!atomic_) return;
+  // Rank 0 renames; the others learn the outcome, so a failed rename is one error on every rank
+  // (and the partial file is removed by the destructors) instead of a rank left waiting.
   if (comm_) comm_->barrier();
-  if (!comm_ || comm_->is_root()) {
-    if (std::rename(open_path_.c_str(), path_.c_str()) != 0)
-      throw IoError(path_ + ": cannot rename " + open_path_ + ": " + std::strerror(errno));
+  std::string err;
+  if ((!comm_ || comm_->is_root()) && std::rename(open_path_.c_str(), path_.c_str()) != 0)
+    err = path_ + ": cannot rename " + open_path_ + ": " + std::strerror(errno);
+  if (comm_) {
+    check_agreed(*comm_, err);
+  } else if (!err.empty()) {
+    throw IoError(err);
   }
   atomic_ = false;
-  if (comm_) comm_->barrier();
 }
 
 bool File::exists(const std::string& name) const {
