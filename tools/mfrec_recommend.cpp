@@ -119,9 +119,9 @@ void declare_options(Cli& cli, Options& o) {
 void check_options(const Cli& cli, const Options& o) {
   const int modes = cli.given("user") + cli.given("similar") + cli.given("history") + (o.popular ? 1 : 0) +
                     (o.sample > 0 ? 1 : 0) + (o.all ? 1 : 0);
+  require_option(o.sample >= 0, "sample", "must not be negative");  // before the modes: it names one
   require_option(modes == 1, "user", "give exactly one of --user, --similar, --history, --popular, --sample, --all");
   require_option(o.n >= 1 && o.n <= kMaxN, "n", "must be between 1 and " + std::to_string(kMaxN));
-  require_option(o.sample >= 0, "sample", "must not be negative");
   require_option(o.format == "text" || o.format == "json", "format", "must be text or json");
   require_option(o.threads >= 0, "threads", "must not be negative");
   require_option(!o.all || !o.output.empty(), "output", "--all needs an output file");
@@ -147,9 +147,10 @@ ModelSource resolve_on_root(const Comm& world, const Options& o) {
   return src;
 }
 
-// --all: every path before any work: the model found, outputs in writable directories, no output
-// the same file as the model or the other output. Agreed over the ranks.
-void check_batch_files(const Comm& world, const Cli& cli, const std::string& model_path) {
+// Every path before any work: the model found, outputs in writable directories, no output the
+// same file as the model or the other output. Agreed over the ranks. `model_path` is the
+// registry's file when --registry is given (empty before it is resolved: not checked).
+void check_files(const Comm& world, const Cli& cli, const std::string& model_path) {
   std::vector<PathArg> paths = cli.paths();
   for (auto& p : paths)
     if (p.option == "model") p.path = model_path;  // the registry's file when --registry is given
@@ -254,9 +255,10 @@ int main(int argc, char** argv) {
     check_options(cli, o);
     init_logging(world, "mfrec_recommend", o.log_level);
 
+    check_files(world, cli, o.registry.empty() ? o.model : "");  // what was named, before reading
     const ModelSource src = resolve_on_root(world, o);
     if (o.all) {
-      check_batch_files(world, cli, src.path);
+      check_files(world, cli, src.path);  // again with the registry's model file
       return run_batch(world, o, src.path);
     }
     on_root(world, [&] { run_query(cli, o, src); });  // a single query runs on rank 0
