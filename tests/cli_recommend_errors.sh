@@ -91,7 +91,8 @@ for np in 2 3; do
   e "--spec names no version" "has no version 7" --registry reg --spec retail-als:7 --all -o out.h5
   e "--model is not a model" "prepared.h5" --model prepared.h5 --all -o out.h5
   e "--model is not a model (query)" "prepared.h5" --model prepared.h5 --popular
-  e "--model is missing" "option --model: no_such_model.h5" --model no_such_model.h5 --popular
+  e "--model is missing" "option --model: no_such_model.h5" --model no_such_model.h5 --all -o out.h5
+  e "--model is missing (query)" "no_such_model.h5" --model no_such_model.h5 --popular
   e "--similar names no item" "option --similar" --model model.h5 --similar no-such-item
   e "--history names no item" "option --history" --model model.h5 --history no-such-item
   # Option values.

@@ -255,7 +255,9 @@ int main(int argc, char** argv) {
     check_options(cli, o);
     init_logging(world, "mfrec_recommend", o.log_level);
 
-    check_files(world, cli, o.registry.empty() ? o.model : "");  // what was named, before reading
+    // --all: what was named, before anything is read. (A query keeps its documented statuses:
+    // a model that cannot be opened is exit 1.)
+    if (o.all) check_files(world, cli, o.registry.empty() ? o.model : "");
     const ModelSource src = resolve_on_root(world, o);
     if (o.all) {
       check_files(world, cli, src.path);  // again with the registry's model file
