@@ -1,10 +1,12 @@
 #include "mfrec/model.hpp"
 
+#include <cmath>
 #include <ctime>
 
 #include "mfrec/error.hpp"
 #include "mfrec/h5.hpp"
 #include "mfrec/metrics.hpp"
+#include "mfrec/partition.hpp"
 #include "mfrec/version.hpp"
 
 namespace mfrec {
@@ -116,28 +118,154 @@ void write_model(const std::string& path, const Comm& comm, const ModelParts& p,
   file.commit();
 }
 
-Model read_model(const std::string& path) {
-  h5::File f = h5::File::open(path);
+namespace {
+
+std::string count_text(hsize_t n) { return std::to_string(static_cast<unsigned long long>(n)); }
+
+// The checks on the file's metadata (attributes and dataset shapes): the same answer on every
+// rank, so a parallel reader throws on all of them or none.
+struct ModelShape {
+  hsize_t n_users = 0, n_items = 0, factors = 0;
+};
+ModelShape check_model_shape(const h5::File& f, const ModelMeta& meta) {
+  const std::string& path = f.path();
+  if (meta.als.factors < 1)
+    throw InputError(path + ": root attribute factors = " + std::to_string(meta.als.factors) + " is not a positive width");
+  ModelShape s;
+  s.factors = static_cast<hsize_t>(meta.als.factors);
+  // Factor widths agree with the attribute (require names the dataset otherwise).
+  s.n_users = f.require<float>("/user_factors", 2, s.factors)[0];
+  s.n_items = f.require<float>("/item_factors", 2, s.factors)[0];
+  auto rows_of = [&](const std::string& name) {
+    if (!f.exists(name)) throw InputError(path + ": dataset " + name + " is missing");
+    return f.shape(name).at(0);
+  };
+  auto expect = [&](const std::string& name, hsize_t want, const char* against) {
+    const hsize_t got = rows_of(name);
+    if (got != want)
+      throw InputError(path + ": dataset " + name + " has " + count_text(got) + " rows, but " + against + " has " +
+                       count_text(want));
+  };
+  expect("/users/id", s.n_users, "/user_factors");
+  expect("/items/id", s.n_items, "/item_factors");
+  expect("/seen/indptr", s.n_users + 1, "/user_factors (+1)");
+  expect("/popularity/count", s.n_items, "/item_factors");
+  expect("/popularity/ranking", s.n_items, "/item_factors");
+  return s;
+}
+
+// Every value finite: NaN or infinite factors would be served as scores of null.
+void check_finite(const FactorMatrix& m, const std::string& path, const char* name, Index row_begin) {
+  for (Index r = 0; r < m.rows(); ++r)
+    for (Index c = 0; c < m.cols(); ++c)
+      if (!std::isfinite(m(r, c)))
+        throw InputError(path + ": dataset " + name + " holds a non-finite value (" + std::to_string(m(r, c)) +
+                         ") at row " + std::to_string(row_begin + r) + ", column " + std::to_string(c));
+}
+
+// The ranking is a permutation of the items (it is served as the fallback list as it is).
+void check_ranking(const std::vector<std::int32_t>& ranking, Index n_items, const std::string& path) {
+  std::vector<char> listed(static_cast<std::size_t>(n_items), 0);
+  for (std::size_t k = 0; k < ranking.size(); ++k) {
+    const std::int32_t i = ranking[k];
+    if (i < 0 || i >= n_items)
+      throw InputError(path + ": dataset /popularity/ranking[" + std::to_string(k) + "] = " + std::to_string(i) +
+                       " is outside [0, " + std::to_string(n_items) + ")");
+    if (listed[static_cast<std::size_t>(i)]++)
+      throw InputError(path + ": dataset /popularity/ranking lists item " + std::to_string(i) + " twice");
+  }
+}
+
+void check_counts(const std::vector<Index>& counts, const std::string& path) {
+  for (std::size_t k = 0; k < counts.size(); ++k)
+    if (counts[k] < 0)
+      throw InputError(path + ": dataset /popularity/count[" + std::to_string(k) + "] = " + std::to_string(counts[k]) +
+                       " is negative");
+}
+
+}  // namespace
+
+void check_model(const Model& m) {
+  const std::string& path = m.path;
+  const Index rows = m.user_factors.rows(), ni = m.item_factors.rows(), f = m.meta.als.factors;
+  auto mismatch = [&](const std::string& what, std::size_t got, Index want, const char* against) {
+    if (static_cast<Index>(got) != want)
+      throw InputError(path + ": " + what + " has " + std::to_string(got) + " rows, but " + against + " has " +
+                       std::to_string(want));
+  };
+  if (m.user_factors.cols() != f || m.item_factors.cols() != f)
+    throw InputError(path + ": the factor matrices are " + std::to_string(m.user_factors.cols()) + " and " +
+                     std::to_string(m.item_factors.cols()) + " wide, but the factors attribute is " + std::to_string(f));
+  mismatch("/users/id", m.user_ids.size(), rows, "/user_factors");
+  mismatch("/items", m.items.size(), ni, "/item_factors");
+  mismatch("/seen", static_cast<std::size_t>(m.seen.n_rows()), rows, "/user_factors");
+  mismatch("/popularity/count", m.popularity.size(), ni, "/item_factors");
+  mismatch("/popularity/ranking", m.popular.size(), ni, "/item_factors");
+  if (m.seen.n_cols != ni)
+    throw InputError(path + ": /seen has " + std::to_string(m.seen.n_cols) + " columns, but /item_factors has " +
+                     std::to_string(ni) + " rows");
+  for (std::size_t k = 0; k < m.seen.indices.size(); ++k)
+    if (m.seen.indices[k] < 0 || m.seen.indices[k] >= ni)
+      throw InputError(path + ": dataset /seen/indices holds " + std::to_string(m.seen.indices[k]) +
+                       ", outside [0, " + std::to_string(ni) + ")");
+  check_finite(m.user_factors, path, "/user_factors", m.row_begin);
+  check_finite(m.item_factors, path, "/item_factors", 0);
+  check_ranking(m.popular, ni, path);
+  check_counts(m.popularity, path);
+}
+
+namespace {
+
+// Users [bounds[part], bounds[part + 1]) of partition_even(n_users, parts), and every item.
+Model read_model_part(const std::string& path, const Comm* comm, int part, int parts) {
+  h5::File f = h5::File::open(path, comm);
   Model m;
   m.path = path;
-  m.meta = read_meta(f);
-  const auto fdim = static_cast<hsize_t>(m.meta.als.factors);
-  auto ud = f.require<float>("/user_factors", 2, fdim);
-  auto id = f.require<float>("/item_factors", 2, fdim);
-  m.user_factors.resize(static_cast<Index>(ud[0]), m.meta.als.factors);
-  m.item_factors.resize(static_cast<Index>(id[0]), m.meta.als.factors);
-  f.read_rows("/user_factors", 0, ud[0], m.user_factors.data());
-  f.read_rows("/item_factors", 0, id[0], m.item_factors.data());
-  m.user_ids = f.read_strings("/users/id");
+  ModelShape s;
+  try {
+    m.meta = read_meta(f);
+    s = check_model_shape(f, m.meta);
+  } catch (const Error&) {
+    f.close();  // the same answer on every rank: close together, not leak a parallel handle
+    throw;
+  }
+  const auto nu = static_cast<Index>(s.n_users);
+  const Bounds bounds = partition_even(nu, parts);
+  const Index row_begin = bounds[static_cast<std::size_t>(part)], row_end = bounds[static_cast<std::size_t>(part) + 1];
+  const auto rb = static_cast<hsize_t>(row_begin), rn = static_cast<hsize_t>(row_end - row_begin);
+  m.row_begin = row_begin;
+  m.n_users_total = nu;
+  m.user_factors.resize(row_end - row_begin, m.meta.als.factors);
+  m.item_factors.resize(static_cast<Index>(s.n_items), m.meta.als.factors);
+  f.read_rows("/user_factors", rb, rn, m.user_factors.data());
+  f.read_rows("/item_factors", 0, s.n_items, m.item_factors.data());
+  m.user_ids = f.read_string_rows("/users/id", rb, rn);
   m.items = dataset::read_items(f);
-  if (m.user_ids.size() != ud[0] || m.items.size() != id[0])
-    throw InputError(path + ": /users/id or /items/id does not match the factor matrices' rows");
-  m.seen = dataset::read_csr_rows(f, "/seen", 0, static_cast<Index>(ud[0]));
   m.popularity = f.read_all<std::int64_t>("/popularity/count");
   m.popular = f.read_all<std::int32_t>("/popularity/ranking");
-  if (m.popularity.size() != id[0] || m.popular.size() != id[0])
-    throw InputError(path + ": /popularity does not match the number of items");
+  // Last of the collective reads: its content checks may fail on some ranks only, which must
+  // still close the file together with the others.
+  std::string seen_error;
+  try {
+    m.seen = dataset::read_csr_rows(f, "/seen", row_begin, row_end);
+  } catch (const InputError& e) {
+    seen_error = e.what();
+  }
+  f.close();  // collective: before any check that may fail on some ranks only
+  if (!seen_error.empty()) throw InputError(seen_error);
+  if (m.seen.n_rows_global != nu)
+    throw InputError(path + ": /seen has " + std::to_string(m.seen.n_rows_global) + " rows, but /user_factors has " +
+                     std::to_string(nu));
+  check_model(m);
   return m;
+}
+
+}  // namespace
+
+Model read_model(const std::string& path) { return read_model_part(path, nullptr, 0, 1); }
+
+Model read_model_share(const std::string& path, const Comm& comm) {
+  return read_model_part(path, &comm, comm.rank(), comm.size());
 }
 
 ModelMeta read_model_meta(const std::string& path) { return read_meta(h5::File::open(path)); }

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -126,6 +128,84 @@ TEST(RecommendAll, BadModelIsAnInputErrorOnEveryRank) {
   Comm world = Comm::world();
   const std::string path = scratch(world, "not_a_model.h5");
   testdata::write_random_prepared(path, world, 10, 5);
-  EXPECT_THROW(recommend_all(world, path, scratch(world, "never.h5"), "", 5, 1), InputError);
+  EXPECT_THROW(recommend_all(world, path, scratch(world, "never.h5"), "", 5, 1), AgreedError);
   EXPECT_THROW(recommend_all(world, path, scratch(world, "never.h5"), "", 0, 1), ConfigError);
+}
+
+namespace {
+
+// A copy of `model` with one value changed by rank 0 (serial write), seen by every rank.
+template <class T>
+std::string corrupt_copy(const Comm& world, const std::string& model, const std::string& name,
+                         const std::string& dataset, hsize_t row, T value) {
+  const std::string path = scratch(world, name);
+  if (world.is_root()) {
+    std::filesystem::copy_file(model, path, std::filesystem::copy_options::overwrite_existing);
+    h5::File f = h5::File::open(path, nullptr, /*writable=*/true);
+    const h5::Dims d = f.shape(dataset);
+    std::vector<T> row_values(d.size() > 1 ? d[1] : 1, value);
+    f.write_rows(dataset, row, 1, row_values.data());
+    f.close();
+  }
+  world.barrier();
+  return path;
+}
+
+// Every rank threw the same AgreedError naming `what`, and neither output exists.
+void expect_refused(const Comm& world, const std::string& model, const std::string& csv, const std::string& what) {
+  const std::string out = scratch(world, "refused.h5");
+  std::string err;
+  try {
+    recommend_all(world, model, out, csv, 5, 1);
+  } catch (const AgreedError& e) {
+    err = e.what();
+  }
+  EXPECT_NE(err.find(what), std::string::npos) << "rank " << world.rank() << ": '" << err << "'";
+  world.barrier();
+  EXPECT_FALSE(std::filesystem::exists(out)) << out;
+  EXPECT_FALSE(std::filesystem::exists(out + ".partial")) << out;
+  if (!csv.empty()) {
+    EXPECT_FALSE(std::filesystem::exists(csv)) << csv;
+    EXPECT_FALSE(std::filesystem::exists(csv + ".partial")) << csv;
+  }
+  world.barrier();
+}
+
+}  // namespace
+
+// The model is validated by the one reader, whichever rank's rows hold the fault; the verdict
+// is agreed and nothing is written.
+TEST(RecommendAll, RefusesAModelWithNonFiniteFactorsOrABadRanking) {
+  Comm world = Comm::world();
+  const std::string data = scratch(world, "bad_data.h5"), model = scratch(world, "bad_base.h5");
+  make_model(world, data, model, 40, 12, {});
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  expect_refused(world, corrupt_copy(world, model, "nan_user.h5", "/user_factors", 39, nan), "",
+                 "dataset /user_factors holds a non-finite value");
+  expect_refused(world, corrupt_copy(world, model, "inf_item.h5", "/item_factors", 3, inf), "",
+                 "dataset /item_factors holds a non-finite value");
+  expect_refused(world, corrupt_copy(world, model, "bad_rank.h5", "/popularity/ranking", 0, std::int32_t{12}), "",
+                 "/popularity/ranking[0] = 12 is outside [0, 12)");
+  expect_refused(world, corrupt_copy(world, model, "neg_rank.h5", "/popularity/ranking", 1, std::int32_t{-1}), "",
+                 "/popularity/ranking[1] = -1");
+}
+
+// Outputs are checked before any work, and a CSV that cannot be written takes the HDF5 file
+// this run wrote with it.
+TEST(RecommendAll, AnUnwritableOutputLeavesNothingBehind) {
+  Comm world = Comm::world();
+  const std::string data = scratch(world, "out_data.h5"), model = scratch(world, "out_model.h5");
+  make_model(world, data, model, 30, 10, {});
+  expect_refused(world, model, scratch(world, "no_such_dir/recs.csv"), "option --csv");
+  expect_refused(world, model, "/proc/mfrec_cannot_write_here.csv", "/proc/mfrec_cannot_write_here.csv");
+  // An output that is the input is refused before anything is read or written.
+  std::string err;
+  try {
+    recommend_all(world, model, model, "", 5, 1);
+  } catch (const AgreedError& e) {
+    err = e.what();
+  }
+  EXPECT_NE(err.find("same file"), std::string::npos) << err;
+  EXPECT_NO_THROW(Recommender::load(resolve_model(model, "", "")));  // the input is intact
+  world.barrier();
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <set>
 
 #include "mfrec/experiment.hpp"
@@ -245,9 +246,6 @@ TEST(Recommender, ModelSourcesAndCsvFields) {
   EXPECT_EQ(resolve_model("m.h5", "", "").describe(), "m.h5");
   EXPECT_THROW(resolve_model("", "no_such_registry_dir", "x@production"), ConfigError);
   EXPECT_THROW(Recommender::load(resolve_model("no_such_model.h5", "", "")), Error);
-  EXPECT_EQ(csv_field("plain"), "plain");
-  EXPECT_EQ(csv_field("a,b"), "\"a,b\"");
-  EXPECT_EQ(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
 }
 
 TEST(Recommender, LoadsFromTheRegistryByNameVersionAndStage) {
@@ -275,4 +273,58 @@ TEST(Recommender, LoadsFromTheRegistryByNameVersionAndStage) {
   EXPECT_TRUE(fs::exists(p.path));
   EXPECT_THROW(resolve_model("", dir, "retail-als@staging"), InputError);
   EXPECT_THROW(resolve_model("", dir, "other"), InputError);
+}
+
+namespace {
+
+// A copy of the unit model with row `row` of `dataset` set to `value` throughout.
+template <class T>
+std::string corrupted(const std::string& name, const std::string& dataset, hsize_t row, T value) {
+  std::filesystem::copy_file(model_path(), name, std::filesystem::copy_options::overwrite_existing);
+  h5::File f = h5::File::open(name, nullptr, /*writable=*/true);
+  const h5::Dims d = f.shape(dataset);
+  std::vector<T> values(d.size() > 1 ? d[1] : 1, value);
+  f.write_rows(dataset, row, 1, values.data());
+  f.close();
+  return name;
+}
+
+std::string load_error(const std::string& path) {
+  try {
+    Recommender::load(resolve_model(path, "", ""));
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "(loaded)";
+}
+
+}  // namespace
+
+// One reader validates every model (batch, single queries and the server): faults are refused at
+// load, naming the file and the dataset.
+TEST(Recommender, RefusesNonFiniteFactorsAndABadPopularityRanking) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const std::string a = corrupted("recommend_nan.h5", "/user_factors", 3, nan);
+  EXPECT_NE(load_error(a).find(a + ": dataset /user_factors holds a non-finite value (nan) at row 3"), std::string::npos)
+      << load_error(a);
+  const std::string b = corrupted("recommend_inf.h5", "/item_factors", 0, -inf);
+  EXPECT_NE(load_error(b).find("dataset /item_factors holds a non-finite value"), std::string::npos) << load_error(b);
+  const std::string c = corrupted("recommend_rank.h5", "/popularity/ranking", 5, std::int32_t{kItems});
+  EXPECT_NE(load_error(c).find("/popularity/ranking[5] = 40 is outside [0, 40)"), std::string::npos) << load_error(c);
+  const std::int32_t first = rec().model().popular[0];
+  const std::string d = corrupted("recommend_dup.h5", "/popularity/ranking", 1, first);
+  EXPECT_NE(load_error(d).find("lists item " + std::to_string(first) + " twice"), std::string::npos) << load_error(d);
+  const std::string e = corrupted("recommend_count.h5", "/popularity/count", 2, std::int64_t{-4});
+  EXPECT_NE(load_error(e).find("/popularity/count[2] = -4 is negative"), std::string::npos) << load_error(e);
+  EXPECT_EQ(load_error(model_path()), "(loaded)");
+}
+
+// A model assembled in memory goes through the same checks.
+TEST(Recommender, ChecksAModelMadeInMemory) {
+  Model m = rec().model();
+  m.user_ids.pop_back();  // one id fewer than factor rows
+  EXPECT_THROW(Recommender r(m), InputError);
+  Model w = rec().model();
+  w.popular[0] = -1;
+  EXPECT_THROW(Recommender r(w), InputError);
 }

@@ -14,6 +14,7 @@
 #include "mfrec/comm.hpp"
 #include "mfrec/config.hpp"
 #include "mfrec/log.hpp"
+#include "mfrec/paths.hpp"
 #include "mfrec/recommend.hpp"
 #include "mfrec/trainer.hpp"
 
@@ -93,6 +94,151 @@ void emit(const Recommender& r, const ItemList& list, const std::string& title, 
   }
 }
 
+// ---- the phases of main ------------------------------------------------------------------
+
+void declare_options(Cli& cli, Options& o) {
+  cli.path("model,m", &o.model, PathRole::InputFile, "model file (HDF5)")
+      .path("registry", &o.registry, PathRole::InputDir, "load from this model registry instead of --model")
+      .option("spec", &o.spec, "registry spec: NAME (latest), NAME:VERSION or NAME@STAGE")
+      .optional("user,u", &o.user, "top N for this user id")
+      .optional("similar,s", &o.similar, "the N items most similar to this item id (cosine of item factors)")
+      .optional("history", &o.history, "comma-separated item ids of a new user: fold-in recommendations")
+      .optional("weights", &o.weights, "comma-separated observation weights for --history (default 1 each; 1 = a view, 5 = a purchase)")
+      .flag("popular", &o.popular, "the N most popular items")
+      .option("sample", &o.sample, "print the top N for this many sample users and the popular list")
+      .flag("all", &o.all, "every user's top N (batch, MPI): needs --output")
+      .path("output,o", &o.output, PathRole::OutputFile, "--all: HDF5 file to write")
+      .path("csv", &o.csv, PathRole::OutputFile, "--all: also write this CSV file")
+      .option("n,n", &o.n, "number of items (1 to 1000)")
+      .option("format", &o.format, "text or json (single queries)")
+      .option("threads", &o.threads, "--all: OpenMP threads per rank (0: automatic)")
+      .option("log-level", &o.log_level, "debug, info, warn or error");
+}
+
+// The same answer on every rank: options only.
+void check_options(const Cli& cli, const Options& o) {
+  const int modes = cli.given("user") + cli.given("similar") + cli.given("history") + (o.popular ? 1 : 0) +
+                    (o.sample > 0 ? 1 : 0) + (o.all ? 1 : 0);
+  require_option(o.sample >= 0, "sample", "must not be negative");  // before the modes: it names one
+  require_option(modes == 1, "user", "give exactly one of --user, --similar, --history, --popular, --sample, --all");
+  require_option(o.n >= 1 && o.n <= kMaxN, "n", "must be between 1 and " + std::to_string(kMaxN));
+  require_option(o.format == "text" || o.format == "json", "format", "must be text or json");
+  require_option(o.threads >= 0, "threads", "must not be negative");
+  require_option(!o.all || !o.output.empty(), "output", "--all needs an output file");
+  require_option(!cli.given("weights") || cli.given("history"), "weights", "only with --history");
+  require_option(o.registry.empty() || !cli.given("model"), "model", "give either --model or --registry, not both");
+}
+
+// Runs f on rank 0. With more ranks the outcome is agreed, so none is left waiting: every rank
+// goes on, or every rank stops with rank 0's error (exit 2). Alone, f's error is rank 0's own.
+template <class F>
+void on_root(const Comm& world, F&& f) {
+  if (world.size() == 1) return f();
+  agree_on(world, [&] {
+    if (world.is_root()) f();
+  });
+}
+
+// Rank 0 resolves (and verifies) the model; every rank gets its path.
+ModelSource resolve_on_root(const Comm& world, const Options& o) {
+  ModelSource src;
+  on_root(world, [&] { src = resolve_model(o.model, o.registry, o.spec); });
+  src.path = world.bcast(src.path);
+  return src;
+}
+
+// Every path before any work: the model found, outputs in writable directories, no output the
+// same file as the model or the other output. Agreed over the ranks. `model_path` is the
+// registry's file when --registry is given (empty before it is resolved: not checked).
+void check_files(const Comm& world, const Cli& cli, const std::string& model_path) {
+  std::vector<PathArg> paths = cli.paths();
+  for (auto& p : paths)
+    if (p.option == "model") p.path = model_path;  // the registry's file when --registry is given
+  agree_on(world, [&] { check_paths(paths); });
+}
+
+int run_batch(const Comm& world, const Options& o, const std::string& model_path) {
+  const int threads = o.threads > 0 ? o.threads : default_threads(world);
+  BatchResult r = recommend_all(world, model_path, o.output, o.csv, o.n, threads);
+  if (world.is_root()) {
+    std::printf("top %d for %lld users (%lld without history got the popular list) written to %s%s%s in %.2f s "
+                "on %d ranks\n",
+                o.n, static_cast<long long>(r.users), static_cast<long long>(r.fallback_users), o.output.c_str(),
+                o.csv.empty() ? "" : " and ", o.csv.c_str(), r.seconds, world.size());
+  }
+  return 0;
+}
+
+// One query, on the calling rank.
+void run_query(const Cli& cli, const Options& o, const ModelSource& src) {
+  auto rec = Recommender::load(src);
+  const Recommender& r = *rec;
+  const std::string from = " [model " + src.describe() + "]";
+
+  if (cli.given("user")) {
+    ItemList list = r.for_user(o.user, o.n);
+    const Index row = r.user_row(o.user);
+    std::string title = "Top " + std::to_string(list.items.size()) + " for user " + o.user;
+    if (row < 0) title += ": unknown user, the most popular items instead";
+    else if (list.source == "popular") title += ": no history, the most popular items instead";
+    else title += " (history: " + history_summary(r, row) + ")";
+    emit(r, list, title + from, o.format, {{"user_id", o.user}, {"known_user", row >= 0}});
+  } else if (cli.given("similar")) {
+    const Index i = r.item_row(o.similar);
+    require_option(i >= 0, "similar", "unknown item '" + o.similar + "'");
+    const auto idx = static_cast<std::size_t>(i);
+    emit(r, r.similar(i, o.n),
+         "Items most similar to " + o.similar + " (" + r.model().items.name[idx] + ", " +
+             r.model().items.category[idx] + ")" + from,
+         o.format, {{"item", r.item_json(i)}});
+  } else if (cli.given("history")) {
+    const auto ids = parse_list<std::string>("history", o.history);
+    const auto rows = item_rows(r, ids, "history");
+    std::vector<Real> w;
+    if (cli.given("weights")) {
+      for (float x : parse_list<float>("weights", o.weights)) w.push_back(x);
+      require_option(w.size() == rows.size(), "weights", "needs one weight per --history item");
+      for (Real x : w) require_option(std::isfinite(x) && x > 0, "weights", "must be positive");
+    }
+    emit(r, r.fold_in(rows, w, o.n),
+         "Top " + std::to_string(o.n) + " for a new user with " + std::to_string(ids.size()) +
+             " items of history (fold-in)" + from,
+         o.format, {{"history", ids}});
+  } else if (o.popular) {
+    emit(r, r.popular(o.n), "The " + std::to_string(o.n) + " most popular items" + from, o.format, nlohmann::ordered_json::object());
+  } else {
+    // A few users with history, spread over the id list, then the popular list.
+    std::vector<Index> users;
+    const Index nu = r.n_users();
+    const Index step = std::max<Index>(1, nu / std::max(1, o.sample));
+    for (Index u = step / 2; u < nu && static_cast<int>(users.size()) < o.sample; u += step) {
+      Index v = u;
+      while (v < nu && !r.has_history(v)) ++v;
+      if (v < nu) users.push_back(v);
+    }
+    nlohmann::ordered_json all = nlohmann::ordered_json::array();
+    for (Index u : users) {
+      const std::string& id = r.model().user_ids[static_cast<std::size_t>(u)];
+      ItemList list = r.for_user_row(u, o.n);
+      if (o.format == "json") {
+        all.push_back(r.response(list, {{"user_id", id}}));
+      } else {
+        print_list(r, list,
+                   "User " + id + " -- history: " + history_summary(r, u) + "\n  recommended: " +
+                       category_summary(r, list));
+      }
+    }
+    ItemList pop = r.popular(o.n);
+    if (o.format == "json") {
+      all.push_back(r.response(pop, {{"user_id", nullptr}}));
+      std::cout << all.dump(2) << "\n";
+    } else {
+      print_list(r, pop, "The " + std::to_string(o.n) + " most popular items (for unknown users)" + from);
+    }
+  }
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,134 +250,20 @@ int main(int argc, char** argv) {
             "users without history get the popular items), similar items, fold-in for a new user from\n"
             "an item history, the popular list, a sample of users, or every user's top N as a batch job\n"
             "under MPI (--all). Exactly one of --user, --similar, --history, --popular, --sample, --all.");
-    cli
-        .path("model,m", &o.model, PathRole::InputFile, "model file (HDF5)")
-        .path("registry", &o.registry, PathRole::InputDir, "load from this model registry instead of --model")
-        .option("spec", &o.spec, "registry spec: NAME (latest), NAME:VERSION or NAME@STAGE")
-        .optional("user,u", &o.user, "top N for this user id")
-        .optional("similar,s", &o.similar, "the N items most similar to this item id (cosine of item factors)")
-        .optional("history", &o.history, "comma-separated item ids of a new user: fold-in recommendations")
-        .optional("weights", &o.weights, "comma-separated observation weights for --history (default 1 each; 1 = a view, 5 = a purchase)")
-        .flag("popular", &o.popular, "the N most popular items")
-        .option("sample", &o.sample, "print the top N for this many sample users and the popular list")
-        .flag("all", &o.all, "every user's top N (batch, MPI): needs --output")
-        .path("output,o", &o.output, PathRole::OutputFile, "--all: HDF5 file to write")
-        .path("csv", &o.csv, PathRole::OutputFile, "--all: also write this CSV file")
-        .option("n,n", &o.n, "number of items (1 to 1000)")
-        .option("format", &o.format, "text or json (single queries)")
-        .option("threads", &o.threads, "--all: OpenMP threads per rank (0: automatic)")
-        .option("log-level", &o.log_level, "debug, info, warn or error");
+    declare_options(cli, o);
     if (!cli.parse(argc, argv, world.is_root())) return 0;
-    const int modes = cli.given("user") + cli.given("similar") + cli.given("history") + (o.popular ? 1 : 0) +
-                      (o.sample > 0 ? 1 : 0) + (o.all ? 1 : 0);
-    require_option(modes == 1, "user", "give exactly one of --user, --similar, --history, --popular, --sample, --all");
-    require_option(o.n >= 1 && o.n <= kMaxN, "n", "must be between 1 and " + std::to_string(kMaxN));
-    require_option(o.sample >= 0, "sample", "must not be negative");
-    require_option(o.format == "text" || o.format == "json", "format", "must be text or json");
-    require_option(o.threads >= 0, "threads", "must not be negative");
-    require_option(!o.all || !o.output.empty(), "output", "--all needs an output file");
-    require_option(!cli.given("weights") || cli.given("history"), "weights", "only with --history");
-    require_option(o.registry.empty() || !cli.given("model"), "model", "give either --model or --registry, not both");
+    check_options(cli, o);
     init_logging(world, "mfrec_recommend", o.log_level);
 
+    // --all: what was named, before anything is read. (A query keeps its documented statuses:
+    // a model that cannot be opened is exit 1.)
+    if (o.all) check_files(world, cli, o.registry.empty() ? o.model : "");
+    const ModelSource src = resolve_on_root(world, o);
     if (o.all) {
-      // Rank 0 resolves (and verifies) the model; every rank then uses its path, or every rank
-      // raises its error, so no rank is left waiting.
-      std::string path, error;
-      int kind = 0;  // 1: a ConfigError, 2: any other error
-      if (world.is_root()) {
-        try {
-          path = resolve_model(o.model, o.registry, o.spec).path;
-        } catch (const ConfigError& e) {
-          kind = 1, error = e.what();
-        } catch (const std::exception& e) {
-          kind = 2, error = e.what();
-        }
-      }
-      world.bcast(&kind, 1);
-      error = world.bcast(error);
-      if (kind == 1) throw ConfigError(error);
-      if (kind == 2) throw InputError(error);
-      path = world.bcast(path);
-      const int threads = o.threads > 0 ? o.threads : default_threads(world);
-      BatchResult r = recommend_all(world, path, o.output, o.csv, o.n, threads);
-      if (world.is_root()) {
-        std::printf("top %d for %lld users (%lld without history got the popular list) written to %s%s%s in %.2f s "
-                    "on %d ranks\n",
-                    o.n, static_cast<long long>(r.users), static_cast<long long>(r.fallback_users), o.output.c_str(),
-                    o.csv.empty() ? "" : " and ", o.csv.c_str(), r.seconds, world.size());
-      }
-      return 0;
+      check_files(world, cli, src.path);  // again with the registry's model file
+      return run_batch(world, o, src.path);
     }
-    if (!world.is_root()) return 0;  // single queries run on one rank
-
-    const ModelSource src = resolve_model(o.model, o.registry, o.spec);
-    auto rec = Recommender::load(src);
-    const Recommender& r = *rec;
-    const std::string from = " [model " + src.describe() + "]";
-
-    if (cli.given("user")) {
-      ItemList list = r.for_user(o.user, o.n);
-      const Index row = r.user_row(o.user);
-      std::string title = "Top " + std::to_string(list.items.size()) + " for user " + o.user;
-      if (row < 0) title += ": unknown user, the most popular items instead";
-      else if (list.source == "popular") title += ": no history, the most popular items instead";
-      else title += " (history: " + history_summary(r, row) + ")";
-      emit(r, list, title + from, o.format, {{"user_id", o.user}, {"known_user", row >= 0}});
-    } else if (cli.given("similar")) {
-      const Index i = r.item_row(o.similar);
-      require_option(i >= 0, "similar", "unknown item '" + o.similar + "'");
-      const auto idx = static_cast<std::size_t>(i);
-      emit(r, r.similar(i, o.n),
-           "Items most similar to " + o.similar + " (" + r.model().items.name[idx] + ", " +
-               r.model().items.category[idx] + ")" + from,
-           o.format, {{"item", r.item_json(i)}});
-    } else if (cli.given("history")) {
-      const auto ids = parse_list<std::string>("history", o.history);
-      const auto rows = item_rows(r, ids, "history");
-      std::vector<Real> w;
-      if (cli.given("weights")) {
-        for (float x : parse_list<float>("weights", o.weights)) w.push_back(x);
-        require_option(w.size() == rows.size(), "weights", "needs one weight per --history item");
-        for (Real x : w) require_option(std::isfinite(x) && x > 0, "weights", "must be positive");
-      }
-      emit(r, r.fold_in(rows, w, o.n),
-           "Top " + std::to_string(o.n) + " for a new user with " + std::to_string(ids.size()) +
-               " items of history (fold-in)" + from,
-           o.format, {{"history", ids}});
-    } else if (o.popular) {
-      emit(r, r.popular(o.n), "The " + std::to_string(o.n) + " most popular items" + from, o.format, nlohmann::ordered_json::object());
-    } else {
-      // A few users with history, spread over the id list, then the popular list.
-      std::vector<Index> users;
-      const Index nu = r.n_users();
-      const Index step = std::max<Index>(1, nu / std::max(1, o.sample));
-      for (Index u = step / 2; u < nu && static_cast<int>(users.size()) < o.sample; u += step) {
-        Index v = u;
-        while (v < nu && !r.has_history(v)) ++v;
-        if (v < nu) users.push_back(v);
-      }
-      nlohmann::ordered_json all = nlohmann::ordered_json::array();
-      for (Index u : users) {
-        const std::string& id = r.model().user_ids[static_cast<std::size_t>(u)];
-        ItemList list = r.for_user_row(u, o.n);
-        if (o.format == "json") {
-          all.push_back(r.response(list, {{"user_id", id}}));
-        } else {
-          print_list(r, list,
-                     "User " + id + " -- history: " + history_summary(r, u) + "\n  recommended: " +
-                         category_summary(r, list));
-        }
-      }
-      ItemList pop = r.popular(o.n);
-      if (o.format == "json") {
-        all.push_back(r.response(pop, {{"user_id", nullptr}}));
-        std::cout << all.dump(2) << "\n";
-      } else {
-        print_list(r, pop, "The " + std::to_string(o.n) + " most popular items (for unknown users)" + from);
-      }
-    }
-    std::fflush(stdout);
+    on_root(world, [&] { run_query(cli, o, src); });  // a single query runs on rank 0
     return 0;
   });
 }

@@ -54,18 +54,33 @@ struct ModelParts {
 // Collective: writes the model to `path` atomically (a .partial file renamed when complete).
 void write_model(const std::string& path, const Comm& comm, const ModelParts& parts, const ModelMeta& meta);
 
-// A model loaded into memory (serial; for recommending and serving).
+// A model loaded into memory: every user (read_model; for recommending and serving) or one
+// rank's rows of the users (read_model_rows; the batch job), and every item.
 struct Model {
   std::string path;
-  FactorMatrix user_factors, item_factors;
-  std::vector<std::string> user_ids;
+  FactorMatrix user_factors, item_factors;  // user_factors: the rows read
+  std::vector<std::string> user_ids;        // of the rows read
   dataset::ItemTable items;
-  CsrBlock seen;
+  CsrBlock seen;                            // the rows read
   std::vector<Index> popularity;
   std::vector<std::int32_t> popular;  // items by descending popularity
   ModelMeta meta;
+  Index row_begin = 0;      // the first user row read
+  Index n_users_total = 0;  // users in the file
 };
+// The one reader of model files, which validates what every use relies on. InputError naming the
+// file and dataset when: it is not an mfrec model; a factor matrix is not as wide as the factors
+// attribute; /users/id, /seen or /popularity do not match the factor matrices' rows; a factor
+// is NaN or infinite; /popularity/ranking is not a permutation of the items (an index out of
+// range, or one twice); /seen's indices are out of range or its confidences negative.
 Model read_model(const std::string& path);
+// Collective over comm (parallel HDF5): this rank's even share of the users (partition_even) and
+// every item, checked as read_model checks. The shape checks fail on every rank alike; the
+// content checks (finite factors, /seen) on the ranks whose rows hold the fault, after the file
+// is closed: agree on them (comm.hpp's agree_on).
+Model read_model_share(const std::string& path, const Comm& comm);
+// The content checks of read_model on a model in memory (the Recommender runs them too).
+void check_model(const Model& m);
 // Only the metadata (attributes), without the factors.
 ModelMeta read_model_meta(const std::string& path);
 

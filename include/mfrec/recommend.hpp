@@ -124,20 +124,22 @@ TopNBlock top_n_rows(const FactorMatrix& X, const FactorMatrix& Y, const CsrBloc
                      int threads);
 
 // The batch job, collective over comm: every rank reads its even share of the users from the
-// model (parallel HDF5), computes their top n and writes its rows into `output` (atomically):
+// model (parallel HDF5, read_model_share: validated as every model is), computes their top n and
+// writes its rows into `output` (atomically):
 //   /recommendations/items int32 [n_users, n] (-1 padding), /recommendations/scores float32,
 //   /recommendations/fallback uint8 [n_users] (1: popular list, no history), /users/id,
 //   /items/id; root attributes format = "mfrec-recommendations", n, model.
-// With `csv` non-empty, also a CSV file user_id,rank,item_id,score,source (rank 0 joins the
-// ranks' parts in order). Returns the number of users.
+// With `csv` non-empty, also a CSV file (csv.hpp's quoting) with the header
+//   user_id,rank,item_id,item_name,category,score,source
+// (rank 0 joins the ranks' parts in order). The paths are checked first (check_paths: the model
+// exists, the outputs' directories are writable, no two are the same file); any failure, on any
+// rank, is agreed (AgreedError on every rank) and leaves neither output behind. Returns the
+// number of users.
 struct BatchResult {
   Index users = 0, fallback_users = 0;
   double seconds = 0;
 };
 BatchResult recommend_all(const Comm& comm, const std::string& model_path, const std::string& output,
                           const std::string& csv, int n, int threads);
-
-// Quote a CSV field when it holds a comma, quote or line break (RFC 4180).
-std::string csv_field(const std::string& s);
 
 }  // namespace mfrec
