@@ -55,6 +55,7 @@ void check_one(const PathArg& a) {
     case PathRole::OutputFile: {
       if (exists && fs::is_directory(st)) fail(a, "is a directory, not a file");
       fs::path dir = fs::absolute(a.path, ec).parent_path();
+      if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) fail(a, dir.string() + " is a file, not a directory");
       if (!fs::is_directory(dir, ec)) fail(a, "its directory " + dir.string() + " does not exist");
       if (!writable_dir(dir)) fail(a, "its directory " + dir.string() + " is not writable");
       break;
