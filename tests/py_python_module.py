@@ -226,6 +226,8 @@ def check_api(a):
     check("to_implicit: user_factors . item_factors^T and user_items give recommend()",
           [imp.item_ids[i] for i in top] == filtered.ids and imp.shape == (a.n_users, a.n_items)
           and imp.item_index[imp.item_ids[5]] == 5 and len(data) == len(indices))
+    check("to_implicit: constructor kwargs", imp.kwargs == {"factors": a.factors, "regularization": 1.0, "alpha": 10.0},
+          imp.kwargs)
     imp.user_factors[:] = 0
     check("to_implicit returns copies", a.recommend(u, 5).ids == filtered.ids[:5])
 

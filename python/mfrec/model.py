@@ -34,7 +34,10 @@ class ImplicitArrays:
     user_factors [n_users, factors] and item_factors [n_items, factors], float32, C-contiguous,
     row r of each belonging to user_ids[r] / item_ids[r] (user_index / item_index map ids back to
     rows); user_items the training matrix (users x items) as CSR arrays, for
-    scipy.sparse.csr_matrix((data, indices, indptr), shape=shape)."""
+    scipy.sparse.csr_matrix((data, indices, indptr), shape=shape); kwargs the constructor
+    arguments of implicit.als.AlternatingLeastSquares (factors, regularization, alpha), which
+    mean the same there only for a model trained with --confidence implicit and without
+    --scale-regularization (docs/python.md)."""
     user_factors: np.ndarray
     item_factors: np.ndarray
     user_ids: list
@@ -43,6 +46,7 @@ class ImplicitArrays:
     item_index: dict
     user_items: tuple  # (data float32, indices int32, indptr int64)
     shape: tuple       # (n_users, n_items)
+    kwargs: dict
 
 
 def _text(v):
@@ -320,7 +324,8 @@ class Model:
             item_factors=np.array(self.item_factors, dtype=np.float32, order="C"),
             user_ids=list(self.user_ids), item_ids=list(self.item_ids),
             user_index=dict(self.user_index), item_index=dict(self.item_index),
-            user_items=(data.copy(), indices.copy(), indptr.copy()), shape=(self.n_users, self.n_items))
+            user_items=(data.copy(), indices.copy(), indptr.copy()), shape=(self.n_users, self.n_items),
+            kwargs={k: self.params[k] for k in ("factors", "regularization", "alpha")})
 
     def __repr__(self):
         return (f"<mfrec.Model {self.source.describe()}: {self.n_users} users, {self.n_items} items, "
