@@ -61,22 +61,13 @@ Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg
 }
 
 DenseMatrix Trainer::gram(const FactorMatrix& M, const Bounds& bounds) const {
-  // YtY in double end to end: each rank multiplies its own rows in double and the allreduce adds
-  // the partial sums in double. Partitions then differ only by double rounding (~1e-16 relative),
-  // which the final cast to float absorbs, so the factors do not depend on the rank count.
-  // (Float products would differ by ~1e-7 with the chunking, and CG amplifies that.)
-  const int f = cfg_.als.factors;
-  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(f, f);
+  // The kernel bench_als times (als_kernels): float chunk products summed in double, chunks
+  // aligned to absolute row numbers, so a rank's part groups its rows as one rank would; the
+  // allreduce adds the partial sums in double.
+  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(cfg_.als.factors, cfg_.als.factors);
   {
     auto t = timer_.scope("gram");
-    constexpr Index kChunk = 4096;
-    const Index b = bounds[comm_.rank()], e = bounds[comm_.rank() + 1];
-    Eigen::MatrixXd chunk;
-    for (Index r = b; r < e; r += kChunk) {
-      chunk = M.middleRows(r, std::min(kChunk, e - r)).cast<double>();
-      G.selfadjointView<Eigen::Lower>().rankUpdate(chunk.transpose());
-    }
-    G.triangularView<Eigen::StrictlyUpper>() = G.transpose();
+    gram_accumulate(M, bounds[comm_.rank()], bounds[comm_.rank() + 1], G, cfg_.threads);
   }
   {
     auto t = timer_.scope("allreduce");

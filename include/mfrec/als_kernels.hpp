@@ -33,9 +33,10 @@ struct AlsParams {
   int cg_steps = 3;
 };
 
-// out += Y[begin:end)^T Y[begin:end) (f x f). Products run in float over fixed chunks of rows and
-// are accumulated in double. threads <= 0 means omp_get_max_threads(). The result does not
-// depend on the thread count.
+// out += Y[begin:end)^T Y[begin:end) (f x f), in double: the Gram matrix the trainer uses (each
+// rank its part of Y, then an allreduce) and bench_als times. threads <= 0 means
+// omp_get_max_threads(). The result does not depend on the thread count, and a range split into
+// parts sums to the whole up to double rounding, so training does not depend on the rank count.
 void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
                      int threads = 0);
 
