@@ -2,7 +2,7 @@
 // depend on the rank count.
 #include <gtest/gtest.h>
 
-#include "mfrec/experiment.hpp"
+#include "mfrec/training_run.hpp"
 #include "mfrec/model.hpp"
 #include "test_data.hpp"
 
@@ -128,7 +128,7 @@ TEST(Model, WrittenCollectivelyAndReadBack) {
   world.barrier();
 }
 
-TEST(Trainer, MissingMatricesAreAnInputErrorOnEveryRank) {
+TEST(Trainer, MissingMatricesAreAnAgreedErrorOnEveryRank) {
   Comm world = Comm::world();
   const std::string path = scratch(world, "empty.h5");
   {
@@ -136,5 +136,5 @@ TEST(Trainer, MissingMatricesAreAnInputErrorOnEveryRank) {
     f.write_strings("/users/id", {"a"});
   }
   h5::File f = h5::File::open(path, &world);
-  EXPECT_THROW(load_group_data(f, world), InputError);
+  EXPECT_THROW(load_group_data(f, world), AgreedError);
 }
