@@ -206,12 +206,12 @@ TrainData load_train_data(const h5::File& f, const Comm& comm) {
   // next collective read.
   dataset::MatrixInfo mu, mi;
   agree_on(comm, [&] {
+    mu = dataset::matrix_info(f, train);  // first: its error says to run mfrec_prep
+    mi = dataset::matrix_info(f, by_item);
     const std::string format = f.has_attr("/", "format") ? f.attr_string("/", "format") : "";
     if (format != dataset::kPreparedFormat)
       throw InputError(f.path() + ": root attribute format is " + (format.empty() ? "missing" : "'" + format + "'") +
                        ", expected '" + dataset::kPreparedFormat + "' (a file written by mfrec_prep)");
-    mu = dataset::matrix_info(f, train);
-    mi = dataset::matrix_info(f, by_item);
     if (mu.n_rows != mi.n_cols || mu.n_cols != mi.n_rows || mu.nnz != mi.nnz)
       throw InputError(f.path() + ": " + train + " (" + std::to_string(mu.n_rows) + " x " + std::to_string(mu.n_cols) +
                        ", " + std::to_string(mu.nnz) + " non-zeros) and " + by_item + " (" + std::to_string(mi.n_rows) +
