@@ -30,7 +30,7 @@ constexpr Index kCgBlockFloats = 1 << 17;  // ... whose gathered y_i (nnz x f) s
 constexpr Index kCgGatherMaxFloats = 1 << 22;  // a larger (single-row) block reads Y in place
 constexpr Index kCholBlockRows = 32;    // rows per scheduling unit of the direct solver
 constexpr Index kBlockNnz = 16384;      // ... or this many non-zeros (also loss_rows blocks)
-constexpr Index kGramChunk = 256;       // rows per double rank-k update of a Gram task
+constexpr Index kGramChunk = 256;       // rows per float partial Gram (then summed in double)
 constexpr Index kGramSpan = 4096;       // rows per Gram task (a multiple of kGramChunk)
 constexpr Index kGatherRows = 256;      // gathered rows per rank-k update of the direct solver
 constexpr Index kLightDivisor = 4;      // rows with nnz <= f / kLightDivisor use Woodbury
@@ -542,36 +542,63 @@ void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMa
 
 void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
                      int threads) {
+  using RowMatD = Eigen::Matrix<double, Dynamic, Dynamic, Eigen::RowMajor>;
   const Index f = Y.cols();
   if (out.size() == 0) out = Eigen::MatrixXd::Zero(f, f);
   if (out.rows() != f || out.cols() != f || begin < 0 || end > Y.rows())
     throw Error("gram_accumulate: inconsistent shapes or row range");
   if (end <= begin || f == 0) return;
-  // Products and sums in double: a product of two floats is exact in double, so a rank's part
-  // differs from the whole only by double rounding (~1e-16), which the trainer's cast to float
-  // absorbs. (Float sums over chunks differ by ~1e-7 between partitions, and CG amplifies that
-  // to ~1e-4 in the factors.) Tasks cover spans aligned to absolute row numbers, each summing
-  // its chunks in double; the tasks are then added in order, whatever the thread count.
+  const Index ld = round_up(f, kPad);
+  const bool copy = ld != f;  // the B operand must be readable up to a multiple of kPad
+  const Index groups = (f + kMr - 1) / kMr;
+  // Tasks over spans and float chunk products over chunks both start at multiples of their size
+  // in absolute row numbers, so the rows of a range fall into the same chunks as in any larger
+  // range, except the chunks cut by the range's ends. Each task sums its chunk products in
+  // double; the tasks are then added in order, whatever the thread count.
   const Index first_task = begin / kGramSpan, tasks = (end - 1) / kGramSpan + 1 - first_task;
-  std::vector<Eigen::MatrixXd> part(static_cast<std::size_t>(tasks));
+  std::vector<RowMatD> part(tasks);
 #pragma omp parallel num_threads(resolve_threads(threads))
   {
-    Eigen::MatrixXd chunk;
+    std::vector<float> buf(copy ? kGramChunk * ld : 0, 0.0f), tile(kMr * ld);
 #pragma omp for schedule(dynamic, 1)
     for (Index task = 0; task < tasks; ++task) {
-      Eigen::MatrixXd G = Eigen::MatrixXd::Zero(f, f);  // lower triangle
+      RowMatD G = RowMatD::Zero(f, f);  // lower triangle
       const Index t_begin = std::max(begin, (first_task + task) * kGramSpan);
       const Index t_end = std::min(end, (first_task + task + 1) * kGramSpan);
-      for (Index c0 = t_begin; c0 < t_end; c0 += kGramChunk) {
-        chunk = Y.middleRows(c0, std::min(kGramChunk, t_end - c0)).cast<double>();
-        G.selfadjointView<Lower>().rankUpdate(chunk.transpose());
+      for (Index c0 = t_begin; c0 < t_end; c0 = (c0 / kGramChunk + 1) * kGramChunk) {
+        const Index n = std::min((c0 / kGramChunk + 1) * kGramChunk, t_end) - c0;
+        const float* base = Y.data() + c0 * f;
+        Index ldy = f;
+        if (copy) {
+          for (Index i = 0; i < n; ++i) std::memcpy(&buf[i * ld], base + i * f, sizeof(float) * f);
+          base = buf.data();
+          ldy = ld;
+        }
+        // Rows r0..r0+mr of this chunk's Y^T Y up to the diagonal: a 6 x w tile over n rows.
+        for (Index g = 0; g < groups; ++g) {
+          const Index r0 = g * kMr, mr = std::min<Index>(kMr, f - r0);
+          small_gemm(mr, n, base + r0, 1, ldy, base, ldy, round_up(r0 + mr, kPad), tile.data(),
+                     ld);
+          for (Index r = 0; r < mr; ++r)
+            for (Index j = 0; j <= r0 + r; ++j) G(r0 + r, j) += tile[r * ld + j];
+        }
       }
-      part[static_cast<std::size_t>(task)] = std::move(G);
+      part[task] = std::move(G);
     }
   }
-  for (const Eigen::MatrixXd& G : part)
-    for (Index j = 0; j < f; ++j)
-      for (Index i = 0; i < f; ++i) out(i, j) += j <= i ? G(i, j) : G(j, i);
+  for (const RowMatD& G : part)
+    for (Index i = 0; i < f; ++i)
+      for (Index j = 0; j < f; ++j) out(i, j) += j <= i ? G(i, j) : G(j, i);
+}
+
+void gram_accumulate_share(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
+                           int threads) {
+  if (begin < 0 || end < begin || end > Y.rows())
+    throw Error("gram_accumulate_share: row range outside Y");
+  // Whole chunks only: a chunk belongs to the share that holds its first row.
+  const Index b = std::min(round_up(begin, kGramChunk), Y.rows());
+  const Index e = end == Y.rows() ? end : std::min(round_up(end, kGramChunk), Y.rows());
+  gram_accumulate(Y, b, std::max(b, e), out, threads);
 }
 
 void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,

@@ -39,13 +39,12 @@ Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg
 }
 
 DenseMatrix Trainer::gram(const FactorMatrix& M, const Bounds& bounds) const {
-  // The kernel bench_als times (als_kernels): float chunk products summed in double, chunks
-  // aligned to absolute row numbers, so a rank's part groups its rows as one rank would; the
-  // allreduce adds the partial sums in double.
+  // The kernel bench_als times (als_kernels): this rank's share of whole aligned chunks, so every
+  // chunk's float products are the same for any partition; the allreduce adds them in double.
   Eigen::MatrixXd G = Eigen::MatrixXd::Zero(cfg_.als.factors, cfg_.als.factors);
   {
     auto t = timer_.scope("gram");
-    gram_accumulate(M, bounds[comm_.rank()], bounds[comm_.rank() + 1], G, cfg_.threads);
+    gram_accumulate_share(M, bounds[comm_.rank()], bounds[comm_.rank() + 1], G, cfg_.threads);
   }
   {
     auto t = timer_.scope("allreduce");

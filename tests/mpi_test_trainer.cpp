@@ -67,6 +67,23 @@ TEST_P(TrainerInvariance, FactorsAndMetricsDoNotDependOnRankCount) {
   world.barrier();
 }
 
+// Enough users that the ranks' parts cut through the Gram kernel's 256-row chunks.
+TEST(Trainer, InvariantWhenRanksSplitGramChunks) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "inv_big.h5");
+  testdata::write_random_prepared(path, world, 1500, 60, 6, 13);
+  const RunOptions o = options(Solver::kConjugateGradient);
+  Outcome dist = train_on(world, path, o);
+  Comm self = world.split(world.rank(), 0);
+  if (world.rank() == 0) {
+    Outcome one = train_on(self, path, o);
+    EXPECT_LE(rel_diff(dist.X, one.X), 1e-5);
+    EXPECT_LE(rel_diff(dist.Y, one.Y), 1e-5);
+    EXPECT_NEAR(dist.e.model.map, one.e.model.map, 1e-6);
+  }
+  world.barrier();
+}
+
 INSTANTIATE_TEST_SUITE_P(Solvers, TrainerInvariance,
                          ::testing::Values(Solver::kConjugateGradient, Solver::kCholesky));
 

@@ -47,12 +47,22 @@ struct AlsParams {
   int cg_steps = defaults::kCgSteps;
 };
 
-// out += Y[begin:end)^T Y[begin:end) (f x f), in double: the Gram matrix the trainer uses (each
-// rank its part of Y, then an allreduce) and bench_als times. threads <= 0 means
-// omp_get_max_threads(). The result does not depend on the thread count, and a range split into
-// parts sums to the whole up to double rounding, so training does not depend on the rank count.
+// out += Y[begin:end)^T Y[begin:end) (f x f): the one Gram kernel, which the trainer runs and
+// bench_als times. Products run in float over chunks of rows aligned to absolute row numbers and
+// are accumulated in double. threads <= 0 means omp_get_max_threads(). The result does not
+// depend on the thread count.
 void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
                      int threads = 0);
+
+// A rank's share of the Gram matrix of a Y every rank holds in full: the aligned chunks whose
+// first row lies in [begin, end) (whole, even where they reach past `end`). For consecutive ranges
+// that cover Y's rows, the shares sum to gram_accumulate(Y, 0, rows) and every chunk is computed
+// by exactly one share, with the same float operations whatever the ranges: the sum over ranks
+// differs between partitions only by double rounding, so training does not depend on the rank
+// count. (Cutting chunks at the ranges' ends would differ by float rounding, ~1e-7, which CG
+// amplifies to ~1e-4 in the factors.)
+void gram_accumulate_share(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
+                           int threads = 0);
 
 // One half-step for the rows of R (column j of R is row j of Y): writes the solution of eq. 4 into
 // X.row(u) for every local row u. X has R.n_rows() rows and f = Y.cols() columns; with the
