@@ -3,10 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <set>
-#include <sstream>
 
 #include "mfrec/config.hpp"
 #include "mfrec/error.hpp"

@@ -131,8 +131,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
 
   GridOptions& go = s.grid;
   go.groups = o.groups;
-  go.select_metric = o.select_metric;
-  check_grid_options(go, world.size());
+  go.select_metric = o.select_metric;  // checked, with groups, by run_grid before any work
   go.base.train.als.cg_steps = o.cg_steps;
   go.base.train.als.confidence = parse_confidence(o.confidence);
   go.base.train.als.scale_regularization = o.scale_regularization;
