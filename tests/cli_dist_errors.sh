@@ -137,6 +137,9 @@ fi
 # An output directory that is missing: nothing is trained, so no model is left behind.
 expect_error "--report in a missing directory" "option --report" --data in.h5 --output m.h5 --report nodir/r.json "${DIST[@]}"
 expect_error "--summary-csv in a missing directory" "option --summary-csv" --data in.h5 --output m.h5 --summary-csv nodir/s.csv "${DIST[@]}"
+# A failure after the model is written (the registry refuses the name): the model, the summary
+# and the registry directory this run created are removed.
+expect_error "late failure: bad --model-name" "model name" --data in.h5 --output m.h5 --summary-csv s.csv --registry reg --model-name bad/name "${DIST[@]}"
 expect_error "--seed -1" "seed" --data in.h5 --output m.h5 --seed -1 "${DIST[@]}"
 
 # Data that would train garbage silently, or fail without naming the dataset.

@@ -2,6 +2,7 @@
 //   mpirun -n 32 mfrec_dist --data retail_prepared.h5 --output model.h5 --report run.json
 //   mpirun -n 8 mfrec_dist --alpha 1,10 --factors 16,32 --regularization 10,100 --groups 4 --registry registry
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include <spdlog/spdlog.h>
@@ -147,13 +148,14 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
 }
 
 // Removes the outputs this run wrote unless dismissed: a failure after the model is written
-// leaves nothing half-done behind (on the rank that wrote each file).
+// (e.g. the registry refuses the model name) leaves nothing half-done behind. Rank 0 removes
+// them: the model file is shared, the other outputs are rank 0's.
 class OutputsOnFailure {
  public:
   void add(const std::string& path) { if (!path.empty()) paths_.push_back(path); }
   void dismiss() { paths_.clear(); }
-  ~OutputsOnFailure() {
-    for (const auto& p : paths_) std::remove(p.c_str());
+  ~OutputsOnFailure() {  // newest first: files before the directory that may hold them
+    for (auto p = paths_.rbegin(); p != paths_.rend(); ++p) std::remove(p->c_str());  // a non-empty directory stays
   }
 
  private:
@@ -234,16 +236,18 @@ int main(int argc, char** argv) {
     // Check paths: no output may replace an input or another output; every directory must be
     // writable before any work starts.
     agree_on(world, [&] { check_paths(s.paths); });
+    OutputsOnFailure written;
     std::unique_ptr<Registry> registry;  // rank 0 opens it; every rank learns whether it could
     agree_on(world, [&] {
-      if (!o.registry.empty() && world.is_root()) registry = std::make_unique<Registry>(o.registry);
+      if (o.registry.empty() || !world.is_root()) return;
+      if (!std::filesystem::exists(o.registry)) written.add(o.registry);  // removed on failure if still empty
+      registry = std::make_unique<Registry>(o.registry);
     });
 
     // Load, train and evaluate: every grid point, on its group of ranks; the best model written.
     install_stop_signals();
     s.grid.base.should_stop = [] { return stop_requested(); };  // made collective by run_grid
     spdlog::info("{} ranks x {} threads, data {}", world.size(), s.grid.base.train.threads, o.data);
-    OutputsOnFailure written;
     GridResult res = run_grid(world, o.data, s.runs, s.grid, o.output);
     if (res.interrupted) {
       spdlog::warn("stopped by a signal; checkpoints in {}: run again with --resume to continue", o.checkpoint_dir);
