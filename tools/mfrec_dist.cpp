@@ -255,13 +255,14 @@ int main(int argc, char** argv) {
     }
     if (world.is_root()) written.add(o.output);  // the model file is shared; rank 0 removes it on failure
 
-    // Write, register, report (rank 0); every rank agrees on the outcome.
+    // Write, register, report: rank 0's files; every rank agrees on the outcome.
     agree_on(world, [&] {
       if (!world.is_root()) return;
       print_results(res, o);
+      write_experiment(o.experiment, "", res, s.grid, o.data);  // the experiment: the grid's log
       written.add(o.experiment);
+      write_experiment("", o.summary_csv, res, s.grid, o.data);
       written.add(o.summary_csv);
-      write_experiment(o.experiment, o.summary_csv, res, s.grid, o.data);
       const PointResult& best = res.points.at(static_cast<std::size_t>(res.best));
       const bool beats = metric_value(best.evaluation.model, o.select_metric) >
                          metric_value(best.evaluation.baseline, o.select_metric);
