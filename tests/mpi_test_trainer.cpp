@@ -155,3 +155,39 @@ TEST(Trainer, MissingMatricesAreAnAgreedErrorOnEveryRank) {
   h5::File f = h5::File::open(path, &world);
   EXPECT_THROW(load_group_data(f, world), AgreedError);
 }
+
+// A bad entry in the last rank's rows only, and a train_by_item that is not the transpose: every
+// rank throws the same AgreedError (no rank is left waiting in the next collective read).
+TEST(Trainer, BadDataIsAgreedOnEveryRank) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "bad.h5");
+  testdata::write_random_prepared(path, world, 120, 30, 5, 3);
+  {
+    h5::File f = h5::File::open(path, &world, true);
+    const auto nnz = static_cast<hsize_t>(f.attr_int("/matrix/train", "nnz"));
+    const std::int32_t bad = 1000;  // outside [0, 30), in the last row's entries
+    f.write_rows("/matrix/train/indices", nnz - 1, world.is_root() ? 1 : 0, &bad);
+  }
+  {
+    h5::File f = h5::File::open(path, &world);
+    try {
+      load_group_data(f, world);
+      ADD_FAILURE() << "no error";
+    } catch (const AgreedError& e) {
+      EXPECT_NE(std::string(e.what()).find("/matrix/train/indices"), std::string::npos) << e.what();
+    }
+  }
+  testdata::write_random_prepared(path, world, 120, 30, 5, 3);
+  {
+    h5::File f = h5::File::open(path, &world, true);
+    const float v = 7.5f;  // one value changed in train_by_item only: same shape, not the transpose
+    f.write_rows("/matrix/train_by_item/data", 0, world.is_root() ? 1 : 0, &v);
+  }
+  h5::File f = h5::File::open(path, &world);
+  try {
+    load_group_data(f, world);
+    ADD_FAILURE() << "no error";
+  } catch (const AgreedError& e) {
+    EXPECT_NE(std::string(e.what()).find("is not the transpose"), std::string::npos) << e.what();
+  }
+}
