@@ -1,6 +1,7 @@
 // Throughput of one ALS iteration (Gram of Y, user half-step, Gram of X, item half-step) on a
 // synthetic implicit-feedback matrix shaped like the seed data set, for both solvers and
-// several factor counts, next to the rate of a plain float GEMM on the same threads.
+// several factor counts, next to the rate of a plain float GEMM on the same threads. The Gram
+// matrix (gram_accumulate) and the solvers are the kernels mfrec_dist's trainer runs on each rank.
 //
 //   bench_als [--threads N] [--users U] [--items I] [--nnz Z] [--iters K] [--factors 64,128,200]
 //             [--solvers cg,chol] [--seed S]

@@ -31,8 +31,7 @@ constexpr Index kCgGatherMaxFloats = 1 << 22;  // a larger (single-row) block re
 constexpr Index kCholBlockRows = 32;    // rows per scheduling unit of the direct solver
 constexpr Index kBlockNnz = 16384;      // ... or this many non-zeros (also loss_rows blocks)
 constexpr Index kGramChunk = 256;       // rows per float partial Gram (then summed in double)
-constexpr Index kGramSpan = 4096;       // minimum rows per Gram task
-constexpr Index kGramTasks = 16;        // maximum Gram tasks (each holds an f x f double sum)
+constexpr Index kGramSpan = 4096;       // rows per Gram task (a multiple of kGramChunk)
 constexpr Index kGatherRows = 256;      // gathered rows per rank-k update of the direct solver
 constexpr Index kLightDivisor = 4;      // rows with nnz <= f / kLightDivisor use Woodbury
 constexpr float kCgTiny = 1e-20f;       // residual norm^2 below which a CG row has converged
@@ -552,11 +551,11 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
   const Index ld = round_up(f, kPad);
   const bool copy = ld != f;  // the B operand must be readable up to a multiple of kPad
   const Index groups = (f + kMr - 1) / kMr;
-  // At most kGramTasks independent tasks over fixed row spans (a function of the row count only),
-  // each summing float chunk products in double; the tasks are then added in order.
-  const Index rows = end - begin;
-  const Index span = round_up(std::max(kGramSpan, (rows + kGramTasks - 1) / kGramTasks), kGramChunk);
-  const Index tasks = (rows + span - 1) / span;
+  // Tasks over spans and float chunk products over chunks both start at multiples of their size
+  // in absolute row numbers, so the rows of a range fall into the same chunks as in any larger
+  // range, except the chunks cut by the range's ends. Each task sums its chunk products in
+  // double; the tasks are then added in order, whatever the thread count.
+  const Index first_task = begin / kGramSpan, tasks = (end - 1) / kGramSpan + 1 - first_task;
   std::vector<RowMatD> part(tasks);
 #pragma omp parallel num_threads(resolve_threads(threads))
   {
@@ -564,9 +563,10 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
 #pragma omp for schedule(dynamic, 1)
     for (Index task = 0; task < tasks; ++task) {
       RowMatD G = RowMatD::Zero(f, f);  // lower triangle
-      const Index t_end = std::min(end, begin + (task + 1) * span);
-      for (Index c0 = begin + task * span; c0 < t_end; c0 += kGramChunk) {
-        const Index n = std::min(kGramChunk, t_end - c0);
+      const Index t_begin = std::max(begin, (first_task + task) * kGramSpan);
+      const Index t_end = std::min(end, (first_task + task + 1) * kGramSpan);
+      for (Index c0 = t_begin; c0 < t_end; c0 = (c0 / kGramChunk + 1) * kGramChunk) {
+        const Index n = std::min((c0 / kGramChunk + 1) * kGramChunk, t_end) - c0;
         const float* base = Y.data() + c0 * f;
         Index ldy = f;
         if (copy) {
@@ -589,6 +589,16 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
   for (const RowMatD& G : part)
     for (Index i = 0; i < f; ++i)
       for (Index j = 0; j < f; ++j) out(i, j) += j <= i ? G(i, j) : G(j, i);
+}
+
+void gram_accumulate_share(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
+                           int threads) {
+  if (begin < 0 || end < begin || end > Y.rows())
+    throw Error("gram_accumulate_share: row range outside Y");
+  // Whole chunks only: a chunk belongs to the share that holds its first row.
+  const Index b = std::min(round_up(begin, kGramChunk), Y.rows());
+  const Index e = end == Y.rows() ? end : std::min(round_up(end, kGramChunk), Y.rows());
+  gram_accumulate(Y, b, std::max(b, e), out, threads);
 }
 
 void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,

@@ -87,6 +87,39 @@ std::vector<std::int64_t> read_indptr(const h5::File& f, const std::string& grou
   return indptr;
 }
 
+namespace {
+
+// Sorts each row's column indices (with their values) where a row is not sorted already; a
+// column repeated within a row is an InputError.
+void sort_rows(const h5::File& f, const std::string& group, CsrBlock& b) {
+  std::vector<std::pair<std::int32_t, float>> row;
+  for (Index r = 0; r < b.n_rows(); ++r) {
+    const std::int64_t lo = b.indptr[r], hi = b.indptr[r + 1];
+    bool sorted = true;
+    for (std::int64_t k = lo + 1; k < hi && sorted; ++k) sorted = b.indices[k - 1] < b.indices[k];
+    if (sorted) continue;
+    row.clear();
+    for (std::int64_t k = lo; k < hi; ++k) row.emplace_back(b.indices[k], b.data[k]);
+    std::sort(row.begin(), row.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (std::int64_t k = lo; k < hi; ++k) {
+      b.indices[k] = row[static_cast<std::size_t>(k - lo)].first;
+      b.data[k] = row[static_cast<std::size_t>(k - lo)].second;
+      if (k > lo && b.indices[k] == b.indices[k - 1])
+        throw InputError(f.path() + ": dataset " + group + "/indices: column " + std::to_string(b.indices[k]) +
+                         " appears twice in row " + std::to_string(b.row_begin + r));
+    }
+  }
+}
+
+std::uint64_t triple_hash(std::int64_t row, std::int32_t col, float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  return splitmix64(splitmix64(static_cast<std::uint64_t>(row)) ^
+                    splitmix64(static_cast<std::uint64_t>(static_cast<std::uint32_t>(col)) << 32 | bits));
+}
+
+}  // namespace
+
 CsrBlock read_csr_rows(const h5::File& f, const std::string& group, Index row_begin, Index row_end) {
   MatrixInfo m = matrix_info(f, group);
   CsrBlock b;
@@ -108,6 +141,7 @@ CsrBlock read_csr_rows(const h5::File& f, const std::string& group, Index row_be
   b.data.resize(static_cast<std::size_t>(count));
   f.read_rows(group + "/indices", static_cast<hsize_t>(first), static_cast<hsize_t>(count), b.indices.data());
   f.read_rows(group + "/data", static_cast<hsize_t>(first), static_cast<hsize_t>(count), b.data.data());
+  sort_rows(f, group, b);
   for (std::int64_t k = 0; k < count; ++k) {
     if (b.indices[k] < 0 || b.indices[k] >= m.n_cols)
       throw InputError(f.path() + ": dataset " + group + "/indices[" + std::to_string(first + k) + "] = " +
@@ -142,18 +176,66 @@ void write_csr(h5::File& f, const std::string& group, const CsrBlock& local, con
   f.set_attr(group, "nnz", nnz);
 }
 
-std::uint64_t fingerprint(const CsrBlock& local, const Comm& comm) {
-  // A sum (mod 2^64) of a mixed hash of every (row, column, value): order-free, so it does not
-  // depend on how the rows were partitioned over ranks.
+std::uint64_t triples_checksum(const CsrBlock& local, bool transposed, const Comm& comm) {
+  // A sum (mod 2^64) of a mixed hash of every triple: order-free, so it depends neither on how
+  // the rows were partitioned over ranks nor on which side is the row.
   std::uint64_t h = 0;
   for (Index r = 0; r < local.n_rows(); ++r)
     for (std::int64_t k = local.indptr[r]; k < local.indptr[r + 1]; ++k) {
-      std::uint32_t bits;
-      std::memcpy(&bits, &local.data[k], sizeof bits);
-      h += splitmix64(splitmix64(static_cast<std::uint64_t>(local.row_begin + r)) ^ splitmix64(static_cast<std::uint64_t>(local.indices[k]) << 32 | bits));
+      const std::int64_t row = local.row_begin + r;
+      const std::int32_t col = local.indices[k];
+      h += transposed ? triple_hash(col, static_cast<std::int32_t>(row), local.data[k])
+                      : triple_hash(row, col, local.data[k]);
     }
-  h = comm.sum<std::uint64_t>(h);
+  return comm.sum<std::uint64_t>(h);
+}
+
+std::uint64_t fingerprint(const CsrBlock& local, const Comm& comm) {
+  const std::uint64_t h = triples_checksum(local, false, comm);
   return splitmix64(h ^ static_cast<std::uint64_t>(local.n_rows_global) * 31 ^ static_cast<std::uint64_t>(local.n_cols));
 }
 
 }  // namespace mfrec::dataset
+
+namespace mfrec {
+
+TrainData load_train_data(const h5::File& f, const Comm& comm) {
+  TrainData d;
+  const std::string train = "/matrix/train", by_item = "/matrix/train_by_item";
+  // Each step ends in an agreement, so a rank that fails never leaves the others waiting in the
+  // next collective read.
+  dataset::MatrixInfo mu, mi;
+  agree_on(comm, [&] {
+    mu = dataset::matrix_info(f, train);  // first: its error says to run mfrec_prep
+    mi = dataset::matrix_info(f, by_item);
+    const std::string format = f.has_attr("/", "format") ? f.attr_string("/", "format") : "";
+    if (format != dataset::kPreparedFormat)
+      throw InputError(f.path() + ": root attribute format is " + (format.empty() ? "missing" : "'" + format + "'") +
+                       ", expected '" + dataset::kPreparedFormat + "' (a file written by mfrec_prep)");
+    if (mu.n_rows != mi.n_cols || mu.n_cols != mi.n_rows || mu.nnz != mi.nnz)
+      throw InputError(f.path() + ": " + train + " (" + std::to_string(mu.n_rows) + " x " + std::to_string(mu.n_cols) +
+                       ", " + std::to_string(mu.nnz) + " non-zeros) and " + by_item + " (" + std::to_string(mi.n_rows) +
+                       " x " + std::to_string(mi.n_cols) + ", " + std::to_string(mi.nnz) + " non-zeros) are not transposes");
+    if (mu.n_rows == 0) throw InputError(f.path() + ": dataset " + train + " has no users (rows)");
+    if (mu.n_cols == 0) throw InputError(f.path() + ": dataset " + train + " has no items (columns)");
+    if (mu.nnz == 0) throw InputError(f.path() + ": dataset " + train + " has no non-zeros");
+  });
+  d.n_users = mu.n_rows;
+  d.n_items = mu.n_cols;
+  d.nnz = mu.nnz;
+  // Cost of a row: its non-zeros plus a fixed share for the dense f x f work every row does.
+  agree_on(comm, [&] {
+    d.user_bounds = partition_by_nnz(dataset::read_indptr(f, train), comm.size(), 8.0);
+    d.item_bounds = partition_by_nnz(dataset::read_indptr(f, by_item), comm.size(), 8.0);
+  });
+  const int r = comm.rank();
+  agree_on(comm, [&] { d.users = dataset::read_csr_rows(f, train, d.user_bounds[r], d.user_bounds[r + 1]); });
+  agree_on(comm, [&] { d.items = dataset::read_csr_rows(f, by_item, d.item_bounds[r], d.item_bounds[r + 1]); });
+  // Same shape and nnz but other content trains garbage silently: compare the triples.
+  if (dataset::triples_checksum(d.users, false, comm) != dataset::triples_checksum(d.items, true, comm))
+    throw AgreedError(f.path() + ": dataset " + by_item + " is not the transpose of " + train +
+                      " (same shape and non-zeros, different entries): prepare the data again with mfrec_prep");
+  return d;
+}
+
+}  // namespace mfrec

@@ -5,32 +5,10 @@
 #include <algorithm>
 #include <thread>
 
-#include "mfrec/dataset.hpp"
 #include "mfrec/error.hpp"
 #include "mfrec/hash.hpp"
 
 namespace mfrec {
-
-TrainData load_train_data(const h5::File& f, const Comm& comm) {
-  TrainData d;
-  auto mu = dataset::matrix_info(f, "/matrix/train");
-  auto mi = dataset::matrix_info(f, "/matrix/train_by_item");
-  if (mu.n_rows != mi.n_cols || mu.n_cols != mi.n_rows || mu.nnz != mi.nnz)
-    throw InputError(f.path() + ": /matrix/train (" + std::to_string(mu.n_rows) + " x " + std::to_string(mu.n_cols) +
-                     ", " + std::to_string(mu.nnz) + " non-zeros) and /matrix/train_by_item (" +
-                     std::to_string(mi.n_rows) + " x " + std::to_string(mi.n_cols) + ", " + std::to_string(mi.nnz) +
-                     " non-zeros) are not transposes");
-  d.n_users = mu.n_rows;
-  d.n_items = mu.n_cols;
-  d.nnz = mu.nnz;
-  // Cost of a row: its non-zeros plus a fixed share for the dense f x f work every row does.
-  d.user_bounds = partition_by_nnz(dataset::read_indptr(f, "/matrix/train"), comm.size(), 8.0);
-  d.item_bounds = partition_by_nnz(dataset::read_indptr(f, "/matrix/train_by_item"), comm.size(), 8.0);
-  const int r = comm.rank();
-  d.users = dataset::read_csr_rows(f, "/matrix/train", d.user_bounds[r], d.user_bounds[r + 1]);
-  d.items = dataset::read_csr_rows(f, "/matrix/train_by_item", d.item_bounds[r], d.item_bounds[r + 1]);
-  return d;
-}
 
 void init_factor_row(std::uint64_t seed, int side, Index row, Real scale, Real* out, int f) {
   std::uint64_t state = splitmix64(splitmix64(seed) ^ splitmix64(static_cast<std::uint64_t>(side) << 56 ^ static_cast<std::uint64_t>(row)));
@@ -61,22 +39,12 @@ Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg
 }
 
 DenseMatrix Trainer::gram(const FactorMatrix& M, const Bounds& bounds) const {
-  // YtY in double end to end: each rank multiplies its own rows in double and the allreduce adds
-  // the partial sums in double. Partitions then differ only by double rounding (~1e-16 relative),
-  // which the final cast to float absorbs, so the factors do not depend on the rank count.
-  // (Float products would differ by ~1e-7 with the chunking, and CG amplifies that.)
-  const int f = cfg_.als.factors;
-  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(f, f);
+  // The kernel bench_als times (als_kernels): this rank's share of whole aligned chunks, so every
+  // chunk's float products are the same for any partition; the allreduce adds them in double.
+  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(cfg_.als.factors, cfg_.als.factors);
   {
     auto t = timer_.scope("gram");
-    constexpr Index kChunk = 4096;
-    const Index b = bounds[comm_.rank()], e = bounds[comm_.rank() + 1];
-    Eigen::MatrixXd chunk;
-    for (Index r = b; r < e; r += kChunk) {
-      chunk = M.middleRows(r, std::min(kChunk, e - r)).cast<double>();
-      G.selfadjointView<Eigen::Lower>().rankUpdate(chunk.transpose());
-    }
-    G.triangularView<Eigen::StrictlyUpper>() = G.transpose();
+    gram_accumulate_share(M, bounds[comm_.rank()], bounds[comm_.rank() + 1], G, cfg_.threads);
   }
   {
     auto t = timer_.scope("allreduce");

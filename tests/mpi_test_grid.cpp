@@ -65,10 +65,10 @@ TEST(Grid, BestPointAndMetricsDoNotDependOnGroups) {
   GridResult one;
   {
     Comm self = world.split(world.rank(), 0);
-    if (world.rank() == 0) one = run_grid(self, data, small_space(), grid_options(1), "");
+    if (world.rank() == 0) one = run_grid(self, data, expand_grid(small_space()), grid_options(1), "");
   }
   world.barrier();
-  GridResult ref = run_grid(world, data, small_space(), grid_options(1), scratch(world, "m1.h5"));
+  GridResult ref = run_grid(world, data, expand_grid(small_space()), grid_options(1), scratch(world, "m1.h5"));
   ASSERT_EQ(ref.points.size(), 16u);
   if (world.rank() == 0) {
     EXPECT_EQ(one.best, ref.best);
@@ -77,7 +77,7 @@ TEST(Grid, BestPointAndMetricsDoNotDependOnGroups) {
   }
   for (int g = 2; g <= world.size(); g *= 2) {
     const std::string model = scratch(world, "m" + std::to_string(g) + ".h5");  // collective: outside rank-0 blocks
-    GridResult r = run_grid(world, data, small_space(), grid_options(g), model);
+    GridResult r = run_grid(world, data, expand_grid(small_space()), grid_options(g), model);
     EXPECT_EQ(r.best, ref.best) << g << " groups";
     std::set<int> groups_used;
     for (std::size_t i = 0; i < r.points.size(); ++i) {
@@ -102,7 +102,7 @@ TEST(Grid, BestPointAndMetricsDoNotDependOnGroups) {
 
 TEST(Grid, MoreGroupsThanRanksIsAConfigError) {
   Comm world = Comm::world();
-  EXPECT_THROW(run_grid(world, "unused.h5", small_space(), grid_options(world.size() + 1), ""), ConfigError);
+  EXPECT_THROW(run_grid(world, "unused.h5", expand_grid(small_space()), grid_options(world.size() + 1), ""), ConfigError);
 }
 
 TEST(Grid, ExperimentLogAndCsv) {
@@ -111,7 +111,7 @@ TEST(Grid, ExperimentLogAndCsv) {
   testdata::write_random_prepared(data, world, 60, 20);
   GridSpace s = small_space();
   s.alpha = {1};
-  GridResult r = run_grid(world, data, s, grid_options(1), "");
+  GridResult r = run_grid(world, data, expand_grid(s), grid_options(1), "");
   const std::string h5p = scratch(world, "exp.h5"), csv = scratch(world, "exp.csv");
   if (world.rank() == 0) {
     write_experiment(h5p, csv, r, grid_options(1), data);

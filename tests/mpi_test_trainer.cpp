@@ -2,7 +2,7 @@
 // depend on the rank count.
 #include <gtest/gtest.h>
 
-#include "mfrec/experiment.hpp"
+#include "mfrec/training_run.hpp"
 #include "mfrec/model.hpp"
 #include "test_data.hpp"
 
@@ -63,6 +63,23 @@ TEST_P(TrainerInvariance, FactorsAndMetricsDoNotDependOnRankCount) {
     EXPECT_NEAR(dist.e.baseline.map, one.e.baseline.map, 1e-12);
     EXPECT_EQ(dist.e.model.n_users, one.e.model.n_users);
     EXPECT_EQ(dist.e.cold_users, 2);
+  }
+  world.barrier();
+}
+
+// Enough users that the ranks' parts cut through the Gram kernel's 256-row chunks.
+TEST(Trainer, InvariantWhenRanksSplitGramChunks) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "inv_big.h5");
+  testdata::write_random_prepared(path, world, 1500, 60, 6, 13);
+  const RunOptions o = options(Solver::kConjugateGradient);
+  Outcome dist = train_on(world, path, o);
+  Comm self = world.split(world.rank(), 0);
+  if (world.rank() == 0) {
+    Outcome one = train_on(self, path, o);
+    EXPECT_LE(rel_diff(dist.X, one.X), 1e-5);
+    EXPECT_LE(rel_diff(dist.Y, one.Y), 1e-5);
+    EXPECT_NEAR(dist.e.model.map, one.e.model.map, 1e-6);
   }
   world.barrier();
 }
@@ -128,7 +145,7 @@ TEST(Model, WrittenCollectivelyAndReadBack) {
   world.barrier();
 }
 
-TEST(Trainer, MissingMatricesAreAnInputErrorOnEveryRank) {
+TEST(Trainer, MissingMatricesAreAnAgreedErrorOnEveryRank) {
   Comm world = Comm::world();
   const std::string path = scratch(world, "empty.h5");
   {
@@ -136,5 +153,41 @@ TEST(Trainer, MissingMatricesAreAnInputErrorOnEveryRank) {
     f.write_strings("/users/id", {"a"});
   }
   h5::File f = h5::File::open(path, &world);
-  EXPECT_THROW(load_group_data(f, world), InputError);
+  EXPECT_THROW(load_group_data(f, world), AgreedError);
+}
+
+// A bad entry in the last rank's rows only, and a train_by_item that is not the transpose: every
+// rank throws the same AgreedError (no rank is left waiting in the next collective read).
+TEST(Trainer, BadDataIsAgreedOnEveryRank) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "bad.h5");
+  testdata::write_random_prepared(path, world, 120, 30, 5, 3);
+  {
+    h5::File f = h5::File::open(path, &world, true);
+    const auto nnz = static_cast<hsize_t>(f.attr_int("/matrix/train", "nnz"));
+    const std::int32_t bad = 1000;  // outside [0, 30), in the last row's entries
+    f.write_rows("/matrix/train/indices", nnz - 1, world.is_root() ? 1 : 0, &bad);
+  }
+  {
+    h5::File f = h5::File::open(path, &world);
+    try {
+      load_group_data(f, world);
+      ADD_FAILURE() << "no error";
+    } catch (const AgreedError& e) {
+      EXPECT_NE(std::string(e.what()).find("/matrix/train/indices"), std::string::npos) << e.what();
+    }
+  }
+  testdata::write_random_prepared(path, world, 120, 30, 5, 3);
+  {
+    h5::File f = h5::File::open(path, &world, true);
+    const float v = 7.5f;  // one value changed in train_by_item only: same shape, not the transpose
+    f.write_rows("/matrix/train_by_item/data", 0, world.is_root() ? 1 : 0, &v);
+  }
+  h5::File f = h5::File::open(path, &world);
+  try {
+    load_group_data(f, world);
+    ADD_FAILURE() << "no error";
+  } catch (const AgreedError& e) {
+    EXPECT_NE(std::string(e.what()).find("is not the transpose"), std::string::npos) << e.what();
+  }
 }

@@ -129,6 +129,25 @@ TEST(GramAccumulate, EqualsDoubleProductOnARowRange) {
   }
 }
 
+// The trainer's per-rank shares: for any partition of the rows they sum to the whole Gram matrix
+// up to double rounding (each aligned chunk's float products are computed once, identically).
+TEST(GramAccumulate, SharesOfAnyPartitionSumToTheWhole) {
+  const Index n = 9000, f = 13;
+  const FactorMatrix Y = random_factors(n, f, 3);
+  Eigen::MatrixXd whole = Eigen::MatrixXd::Zero(f, f);
+  gram_accumulate(Y, 0, n, whole, 2);
+  for (const std::vector<Index>& bounds : std::vector<std::vector<Index>>{
+           {0, n}, {0, 4500, n}, {0, 37, 700, 4097, 8999, n}, {0, 0, 255, 256, 257, n}}) {
+    Eigen::MatrixXd sum = Eigen::MatrixXd::Zero(f, f);
+    for (std::size_t p = 0; p + 1 < bounds.size(); ++p) {
+      Eigen::MatrixXd share = Eigen::MatrixXd::Zero(f, f);
+      gram_accumulate_share(Y, bounds[p], bounds[p + 1], share, 1 + static_cast<int>(p % 3));
+      sum += share;
+    }
+    EXPECT_LT((sum - whole).norm() / whole.norm(), 1e-14) << "parts " << bounds.size() - 1;
+  }
+}
+
 // The oracle itself, against normal equations assembled independently in this file.
 TEST(DenseOracle, MatchesIndependentlyAssembledSystem) {
   const Index f = 6, n_items = 25;

@@ -2,15 +2,20 @@
 //   mpirun -n 32 mfrec_dist --data retail_prepared.h5 --output model.h5 --report run.json
 //   mpirun -n 8 mfrec_dist --alpha 1,10 --factors 16,32 --regularization 10,100 --groups 4 --registry registry
 #include <cstdio>
-#include <fstream>
+#include <filesystem>
+#include <memory>
+
+#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 
 #include "mfrec/comm.hpp"
 #include "mfrec/config.hpp"
+#include "mfrec/durable.hpp"
 #include "mfrec/grid.hpp"
 #include "mfrec/log.hpp"
 #include "mfrec/model.hpp"
+#include "mfrec/paths.hpp"
 #include "mfrec/registry.hpp"
 #include "mfrec/signals.hpp"
 #include "mfrec/version.hpp"
@@ -22,13 +27,15 @@ namespace {
 struct Options {
   std::string data = "retail_prepared.h5", output = "model.h5", report, experiment, summary_csv, registry;
   std::string model_name = "retail-als", select_metric = "map_at_k";
-  // Defaults chosen on the default data set (docs/benchmarks.md): MAP@20 0.23 against popularity's 0.03.
-  std::string alpha = "40", factors = "64", regularization = "10", iterations = "15", solver = "cg";
-  int cg_steps = 3, k = 20, threads = 0, loss_every = 0, groups = 1;
+  // Lists, defaulting to the one table of defaults (als_kernels.hpp: defaults).
+  std::string alpha = fmt::format("{}", defaults::kAlpha), factors = std::to_string(defaults::kFactors),
+              regularization = fmt::format("{}", defaults::kRegularization),
+              iterations = std::to_string(defaults::kIterations), solver = "cg";
+  int cg_steps = defaults::kCgSteps, k = 20, threads = 0, loss_every = 0, groups = 1;
   std::string confidence = "hu", log_level = "info", checkpoint_dir;
   int checkpoint_every = 0;
   bool scale_regularization = false, auto_promote = true, resume = false;
-  std::int64_t seed = 42;
+  unsigned long seed = defaults::kSeed;  // unsigned: "-1" is refused by the parser
 };
 
 nlohmann::json metrics_json(const MetricSums& m) {
@@ -57,155 +64,213 @@ nlohmann::json phases_json(const std::map<std::string, PhaseTimer::Stat>& phases
   return j;
 }
 
-void write_json(const std::string& path, const nlohmann::json& j) {
-  const std::string tmp = path + ".partial";
-  std::ofstream out(tmp);
-  out << j.dump(2) << "\n";
-  out.close();
-  if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) throw IoError(path + ": cannot write report");
+// Set-up: the options, the grid (expanded and validated once) and the training options.
+struct Setup {
+  Options o;
+  std::vector<PathArg> paths;  // every file and directory this run reads or writes
+  std::vector<GridRun> runs;
+  GridOptions grid;
+};
+
+// False when --help, --version or --list-options was printed.
+bool set_up(Comm& world, int argc, char** argv, Setup& s) {
+  Options& o = s.o;
+  Cli cli("mfrec_dist",
+          "Distributed implicit-feedback ALS (Hu, Koren, Volinsky 2008). Trains on a prepared data set (mfrec_prep),\n"
+          "evaluates on its held-out test matrix against the popularity baseline and writes the model as HDF5.\n"
+          "Users and items are partitioned over the ranks. Hyperparameters take comma-separated lists: their\n"
+          "product is a grid, searched by --groups groups of ranks in parallel; the best point by --select-metric\n"
+          "is written to --output and, with --registry, registered.");
+  cli
+      .path("data", &o.data, PathRole::InputFile, "prepared data set (HDF5, from mfrec_prep)")
+      .path("output,o", &o.output, PathRole::OutputFile, "model file of the best point (HDF5; empty: none)")
+      .path("report", &o.report, PathRole::OutputFile, "JSON run report (rank 0; empty: none)")
+      .path("experiment", &o.experiment, PathRole::OutputFile, "experiment log of every point (HDF5; empty: none)")
+      .path("summary-csv", &o.summary_csv, PathRole::OutputFile, "CSV summary, one row a point, best marked (empty: none)")
+      .option("alpha,a", &o.alpha, "confidence scale alpha (list)")
+      .option("factors,f", &o.factors, "latent factors (list)")
+      .option("regularization,l", &o.regularization, "regularisation lambda (list)")
+      .option("iterations,i", &o.iterations, "ALS iterations (list; one run per other point, evaluated at each)")
+      .option("solver", &o.solver, "cg (conjugate gradient, warm-started) or cholesky (exact) (list)")
+      .option("cg-steps", &o.cg_steps, "conjugate-gradient steps per solve")
+      .option("confidence", &o.confidence, "hu: c = 1 + alpha r; implicit: c = alpha r (as the `implicit` library)")
+      .flag("scale-regularization", &o.scale_regularization, "scale lambda by each row's non-zeros (ALS-WR, as Spark)")
+      .option("seed", &o.seed, "seed of the initial factors (0 or more)")
+      .option("k", &o.k, "cut-off K of the ranking metrics")
+      .option("groups,g", &o.groups, "grid: split the ranks into this many groups, each training one point at a time")
+      .option("select-metric", &o.select_metric, "grid: the metric that picks the best point (map_at_k, map_at_k_seed, precision_at_k, recall_at_k, ndcg_at_k, auc)")
+      .path("registry", &o.registry, PathRole::OutputDir, "register the best model in this registry directory (empty: none)")
+      .option("model-name", &o.model_name, "name of the model in the registry")
+      .option("auto-promote", &o.auto_promote, "label the registered model 'production' if it beats the popularity baseline")
+      .path("checkpoint-dir", &o.checkpoint_dir, PathRole::OutputDir, "write checkpoints (one HDF5 file per training run) here; empty: <output>.ckpt when --checkpoint-every is set")
+      .option("checkpoint-every", &o.checkpoint_every, "checkpoint every N iterations (0: only on SIGTERM/SIGUSR1 and at the end of each run, if a directory is set)")
+      .flag("resume", &o.resume, "continue from the checkpoints in --checkpoint-dir (completed runs are not trained again)")
+      .option("threads", &o.threads, "OpenMP threads per rank (0: the node's cores / ranks on the node)")
+      .option("loss-every", &o.loss_every, "log the training loss every N iterations (0: never)")
+      .option("log-level", &o.log_level, "debug, info, warn or error");
+  if (!cli.parse(argc, argv, world.is_root())) return false;
+
+  GridSpace space;
+  space.alpha = parse_list<double>("alpha", o.alpha);
+  space.factors = parse_list<int>("factors", o.factors);
+  space.regularization = parse_list<double>("regularization", o.regularization);
+  space.iterations = parse_list<int>("iterations", o.iterations);
+  space.solver = parse_list<std::string>("solver", o.solver);
+  s.runs = expand_grid(space);  // validates the lists
+  require_option(o.k >= 1, "k", "must be at least 1");
+  require_option(o.cg_steps >= 1, "cg-steps", "must be at least 1");
+  require_option(o.threads >= 0, "threads", "must not be negative (0: automatic)");
+  require_option(o.loss_every >= 0, "loss-every", "must not be negative");
+  require_option(o.checkpoint_every >= 0, "checkpoint-every", "must not be negative");
+  require_option(o.registry.empty() || !o.output.empty(), "registry", "needs a model file (--output)");
+
+  s.paths = cli.paths();
+  if (o.checkpoint_dir.empty() && (o.checkpoint_every > 0 || o.resume)) {
+    o.checkpoint_dir = (o.output.empty() ? std::string("mfrec") : o.output) + ".ckpt";
+    s.paths.push_back({"checkpoint-dir", o.checkpoint_dir, PathRole::OutputDir});  // derived: checked like the others
+  }
+
+  GridOptions& go = s.grid;
+  go.groups = o.groups;
+  go.select_metric = o.select_metric;  // checked, with groups, by run_grid before any work
+  go.base.train.als.cg_steps = o.cg_steps;
+  go.base.train.als.confidence = parse_confidence(o.confidence);
+  go.base.train.als.scale_regularization = o.scale_regularization;
+  go.base.train.seed = o.seed;
+  go.base.k = o.k;
+  go.base.loss_every = o.loss_every;
+  go.checkpoint_dir = o.checkpoint_dir;
+  go.base.checkpoint_every = o.checkpoint_every;
+  go.base.resume = o.resume;
+  init_logging(world, "mfrec_dist", o.log_level);
+  go.base.train.threads = o.threads > 0 ? o.threads : default_threads(world);
+  return true;
+}
+
+// Removes the outputs this run wrote unless dismissed: a failure after the model is written
+// (e.g. the registry refuses the model name) leaves nothing half-done behind. Rank 0 removes
+// them: the model file is shared, the other outputs are rank 0's.
+class OutputsOnFailure {
+ public:
+  void add(const std::string& path) { if (!path.empty()) paths_.push_back(path); }
+  void dismiss() { paths_.clear(); }
+  ~OutputsOnFailure() {  // newest first: files before the directory that may hold them
+    for (auto p = paths_.rbegin(); p != paths_.rend(); ++p) std::remove(p->c_str());  // a non-empty directory stays
+  }
+
+ private:
+  std::vector<std::string> paths_;
+};
+
+// Register: publish the model (rank 0) and label it production if it beats the baseline.
+nlohmann::json register_model(const Options& o, Registry& registry, bool beats) {
+  const bool promote = o.auto_promote && beats;
+  RegistryEntry e = registry.publish(o.output, o.model_name, {"candidate"});
+  if (promote) e = registry.promote(e.name + ":" + std::to_string(e.version), "production");
+  spdlog::info("registered {} version {} in {}{}", e.name, e.version, o.registry,
+               promote ? ", promoted to production"
+                       : (beats ? "" : " (not promoted: it does not beat the popularity baseline)"));
+  return {{"name", e.name}, {"version", e.version}, {"stages", e.stages}, {"file", e.file}};
+}
+
+// Report: the metrics table on stdout.
+void print_results(const GridResult& res, const Options& o) {
+  const PointResult& best = res.points.at(static_cast<std::size_t>(res.best));
+  const double v = metric_value(best.evaluation.model, o.select_metric);
+  const double base = metric_value(best.evaluation.baseline, o.select_metric);
+  if (res.points.size() > 1) std::printf("\n%s", format_grid_table(res, o.select_metric).c_str());
+  print_best(best);
+  std::printf("ALS %s %.4f vs popularity %.4f: %s (%.2fx)\n", o.select_metric.c_str(), v, base,
+              v > base ? "beats the baseline" : "does NOT beat the baseline", base > 0 ? v / base : 0.0);
+  std::fflush(stdout);
+}
+
+// The JSON run report: configuration, ranks and threads, timings, metrics, the grid.
+nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, const nlohmann::json& reg) {
+  const Options& o = s.o;
+  const PointResult& best = res.points.at(static_cast<std::size_t>(res.best));
+  const double v = metric_value(best.evaluation.model, o.select_metric);
+  const double base = metric_value(best.evaluation.baseline, o.select_metric);
+  nlohmann::json j;
+  j["program"] = "mfrec_dist";
+  j["version"] = kVersion;
+  j["config"] = {{"data", o.data},           {"alpha", o.alpha},       {"factors", o.factors},
+                 {"regularization", o.regularization}, {"iterations", o.iterations}, {"solver", o.solver},
+                 {"cg_steps", o.cg_steps},   {"confidence", o.confidence},
+                 {"scale_regularization", o.scale_regularization}, {"seed", o.seed}, {"k", o.k},
+                 {"groups", o.groups},       {"select_metric", o.select_metric}, {"output", o.output}};
+  j["ranks"] = ranks;
+  j["threads"] = s.grid.base.train.threads;
+  j["seconds"] = res.seconds;
+  j["best"] = {{"run", best.run},       {"alpha", best.alpha},     {"factors", best.factors},
+               {"regularization", best.regularization}, {"solver", best.solver}, {"iterations", best.iterations},
+               {"ranks", best.ranks}};
+  j["data"] = {{"users", res.n_users}, {"items", res.n_items}, {"nnz_train", res.nnz_train},
+               {"nnz_test", res.nnz_test}, {"evaluated_users", best.evaluation.model.n_users},
+               {"cold_users", best.evaluation.cold_users}};
+  j["seconds_per_iteration"] = best.seconds_per_iteration;
+  j["phases"] = phases_json(best.phases);
+  j["metrics"] = metrics_json(best.evaluation.model);
+  j["system"] = metrics_json(best.evaluation.system);
+  j["baseline"] = metrics_json(best.evaluation.baseline);
+  j["beats_baseline"] = v > base;
+  if (!reg.is_null()) j["registry"] = reg;
+  for (const auto& p : res.points)
+    j["grid"].push_back({{"run", p.run}, {"alpha", p.alpha}, {"factors", p.factors},
+                         {"regularization", p.regularization}, {"solver", p.solver},
+                         {"iterations", p.iterations}, {"group", p.group}, {"ranks", p.ranks},
+                         {"seconds", p.seconds}, {"seconds_per_iteration", p.seconds_per_iteration},
+                         {"metrics", metrics_json(p.evaluation.model)}, {"best", p.best}});
+  return j;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   return run_program("mfrec_dist", argc, argv, [&](Comm& world) {
-    Options o;
-    Cli cli("mfrec_dist",
-            "Distributed implicit-feedback ALS (Hu, Koren, Volinsky 2008). Trains on a prepared data set (mfrec_prep),\n"
-            "evaluates on its held-out test matrix against the popularity baseline and writes the model as HDF5.\n"
-            "Users and items are partitioned over the ranks. Hyperparameters take comma-separated lists: their\n"
-            "product is a grid, searched by --groups groups of ranks in parallel; the best point by --select-metric\n"
-            "is written to --output and, with --registry, registered.");
-    cli
-        .path("data", &o.data, PathRole::InputFile, "prepared data set (HDF5, from mfrec_prep)")
-        .path("output,o", &o.output, PathRole::OutputFile, "model file of the best point (HDF5; empty: none)")
-        .path("report", &o.report, PathRole::OutputFile, "JSON run report (rank 0; empty: none)")
-        .path("experiment", &o.experiment, PathRole::OutputFile, "experiment log of every point (HDF5; empty: none)")
-        .path("summary-csv", &o.summary_csv, PathRole::OutputFile, "CSV summary, one row a point, best marked (empty: none)")
-        .option("alpha,a", &o.alpha, "confidence scale alpha (list)")
-        .option("factors,f", &o.factors, "latent factors (list)")
-        .option("regularization,l", &o.regularization, "regularisation lambda (list)")
-        .option("iterations,i", &o.iterations, "ALS iterations (list; one run per other point, evaluated at each)")
-        .option("solver", &o.solver, "cg (conjugate gradient, warm-started) or cholesky (exact) (list)")
-        .option("cg-steps", &o.cg_steps, "conjugate-gradient steps per solve")
-        .option("confidence", &o.confidence, "hu: c = 1 + alpha r; implicit: c = alpha r (as the `implicit` library)")
-        .flag("scale-regularization", &o.scale_regularization, "scale lambda by each row's non-zeros (ALS-WR, as Spark)")
-        .option("seed", &o.seed, "seed of the initial factors")
-        .option("k", &o.k, "cut-off K of the ranking metrics")
-        .option("groups,g", &o.groups, "grid: split the ranks into this many groups, each training one point at a time")
-        .option("select-metric", &o.select_metric, "grid: the metric that picks the best point (map_at_k, map_at_k_seed, precision_at_k, recall_at_k, ndcg_at_k, auc)")
-        .path("registry", &o.registry, PathRole::OutputDir, "register the best model in this registry directory (empty: none)")
-        .option("model-name", &o.model_name, "name of the model in the registry")
-        .option("auto-promote", &o.auto_promote, "label the registered model 'production' if it beats the popularity baseline")
-        .path("checkpoint-dir", &o.checkpoint_dir, PathRole::OutputDir, "write checkpoints (one HDF5 file per training run) here; empty: <output>.ckpt when --checkpoint-every is set")
-        .option("checkpoint-every", &o.checkpoint_every, "checkpoint every N iterations (0: only on SIGTERM/SIGUSR1 and at the end of each run, if a directory is set)")
-        .flag("resume", &o.resume, "continue from the checkpoints in --checkpoint-dir (completed runs are not trained again)")
-        .option("threads", &o.threads, "OpenMP threads per rank (0: the node's cores / ranks on the node)")
-        .option("loss-every", &o.loss_every, "log the training loss every N iterations (0: never)")
-        .option("log-level", &o.log_level, "debug, info, warn or error");
-    if (!cli.parse(argc, argv, world.is_root())) return 0;
+    // Set-up.
+    Setup s;
+    if (!set_up(world, argc, argv, s)) return 0;
+    const Options& o = s.o;
 
-    GridSpace space;
-    space.alpha = parse_list<double>("alpha", o.alpha);
-    space.factors = parse_list<int>("factors", o.factors);
-    space.regularization = parse_list<double>("regularization", o.regularization);
-    space.iterations = parse_list<int>("iterations", o.iterations);
-    space.solver = parse_list<std::string>("solver", o.solver);
-    expand_grid(space);  // validates the lists
-    require_option(o.k >= 1, "k", "must be at least 1");
-    require_option(o.cg_steps >= 1, "cg-steps", "must be at least 1");
-    require_option(o.threads >= 0, "threads", "must not be negative (0: automatic)");
-    require_option(o.loss_every >= 0, "loss-every", "must not be negative");
-    require_option(o.groups >= 1, "groups", "must be at least 1");
-    require_option(o.groups <= world.size(), "groups",
-                   std::to_string(o.groups) + " groups need at least as many ranks (have " + std::to_string(world.size()) + ")");
-    check_metric_name(o.select_metric);
-    require_option(o.checkpoint_every >= 0, "checkpoint-every", "must not be negative");
-    if (o.checkpoint_dir.empty() && (o.checkpoint_every > 0 || o.resume))
-      o.checkpoint_dir = (o.output.empty() ? std::string("mfrec") : o.output) + ".ckpt";
-    require_option(o.registry.empty() || !o.output.empty(), "registry", "needs a model file (--output)");
-    std::unique_ptr<Registry> registry;
-    if (!o.registry.empty() && world.is_root()) registry = std::make_unique<Registry>(o.registry);  // checks the path early
-    init_logging(world, "mfrec_dist", o.log_level);
+    // Check paths: no output may replace an input or another output; every directory must be
+    // writable before any work starts.
+    agree_on(world, [&] { check_paths(s.paths); });
+    OutputsOnFailure written;
+    std::unique_ptr<Registry> registry;  // rank 0 opens it; every rank learns whether it could
+    agree_on(world, [&] {
+      if (o.registry.empty() || !world.is_root()) return;
+      if (!std::filesystem::exists(o.registry)) written.add(o.registry);  // removed on failure if still empty
+      registry = std::make_unique<Registry>(o.registry);
+    });
 
-    GridOptions go;
-    go.groups = o.groups;
-    go.select_metric = o.select_metric;
-    go.base.train.als.cg_steps = o.cg_steps;
-    go.base.train.als.confidence = parse_confidence(o.confidence);
-    go.base.train.als.scale_regularization = o.scale_regularization;
-    go.base.train.seed = static_cast<std::uint64_t>(o.seed);
-    go.base.k = o.k;
-    go.base.loss_every = o.loss_every;
-    go.base.train.threads = o.threads > 0 ? o.threads : default_threads(world);
-    go.checkpoint_dir = o.checkpoint_dir;
-    go.base.checkpoint_every = o.checkpoint_every;
-    go.base.resume = o.resume;
+    // Load, train and evaluate: every grid point, on its group of ranks; the best model written.
     install_stop_signals();
-    go.base.should_stop = [] { return stop_requested(); };  // made collective by run_grid
-    spdlog::info("{} ranks x {} threads, data {}", world.size(), go.base.train.threads, o.data);
-
-    GridResult res = run_grid(world, o.data, space, go, o.output);
+    s.grid.base.should_stop = [] { return stop_requested(); };  // made collective by run_grid
+    spdlog::info("{} ranks x {} threads, data {}", world.size(), s.grid.base.train.threads, o.data);
+    GridResult res = run_grid(world, o.data, s.runs, s.grid, o.output);
     if (res.interrupted) {
       spdlog::warn("stopped by a signal; checkpoints in {}: run again with --resume to continue", o.checkpoint_dir);
       return kExitInterrupted;
     }
-    const PointResult& best = res.points.at(static_cast<std::size_t>(res.best));
-    const double v = metric_value(best.evaluation.model, o.select_metric);
-    const double base = metric_value(best.evaluation.baseline, o.select_metric);
+    if (world.is_root()) written.add(o.output);  // the model file is shared; rank 0 removes it on failure
 
-    if (world.is_root()) {
-      if (res.points.size() > 1) std::printf("\n%s", format_grid_table(res, o.select_metric).c_str());
-      print_best(best);
-      std::printf("ALS %s %.4f vs popularity %.4f: %s (%.2fx)\n", o.select_metric.c_str(), v, base,
-                  v > base ? "beats the baseline" : "does NOT beat the baseline", base > 0 ? v / base : 0.0);
-      std::fflush(stdout);
-      write_experiment(o.experiment, o.summary_csv, res, go, o.data);
+    // Write, register, report: rank 0's files; every rank agrees on the outcome.
+    agree_on(world, [&] {
+      if (!world.is_root()) return;
+      print_results(res, o);
+      write_experiment(o.experiment, "", res, s.grid, o.data);  // the experiment: the grid's log
+      written.add(o.experiment);
+      write_experiment("", o.summary_csv, res, s.grid, o.data);
+      written.add(o.summary_csv);
+      const PointResult& best = res.points.at(static_cast<std::size_t>(res.best));
+      const bool beats = metric_value(best.evaluation.model, o.select_metric) >
+                         metric_value(best.evaluation.baseline, o.select_metric);
       nlohmann::json reg;
-      if (registry) {
-        const bool promote = o.auto_promote && v > base;
-        RegistryEntry e = registry->publish(o.output, o.model_name, {"candidate"});
-        if (promote) e = registry->promote(e.name + ":" + std::to_string(e.version), "production");
-        spdlog::info("registered {} version {} in {}{}", e.name, e.version, o.registry,
-                     promote ? ", promoted to production"
-                             : (v > base ? "" : " (not promoted: it does not beat the popularity baseline)"));
-        reg = {{"name", e.name}, {"version", e.version}, {"stages", e.stages}, {"file", e.file}};
-      }
-      if (!o.report.empty()) {
-        nlohmann::json j;
-        j["program"] = "mfrec_dist";
-        j["version"] = kVersion;
-        j["config"] = {{"data", o.data},           {"alpha", o.alpha},       {"factors", o.factors},
-                       {"regularization", o.regularization}, {"iterations", o.iterations}, {"solver", o.solver},
-                       {"cg_steps", o.cg_steps},   {"confidence", o.confidence},
-                       {"scale_regularization", o.scale_regularization}, {"seed", o.seed}, {"k", o.k},
-                       {"groups", o.groups},       {"select_metric", o.select_metric}, {"output", o.output}};
-        j["ranks"] = world.size();
-        j["threads"] = go.base.train.threads;
-        j["seconds"] = res.seconds;
-        j["best"] = {{"run", best.run},       {"alpha", best.alpha},     {"factors", best.factors},
-                     {"regularization", best.regularization}, {"solver", best.solver}, {"iterations", best.iterations},
-                     {"ranks", best.ranks}};
-        j["data"] = {{"users", res.n_users}, {"items", res.n_items}, {"nnz_train", res.nnz_train},
-                     {"nnz_test", res.nnz_test}, {"evaluated_users", best.evaluation.model.n_users},
-                     {"cold_users", best.evaluation.cold_users}};
-        j["seconds_per_iteration"] = best.seconds_per_iteration;
-        j["phases"] = phases_json(best.phases);
-        j["metrics"] = metrics_json(best.evaluation.model);
-        j["system"] = metrics_json(best.evaluation.system);
-        j["baseline"] = metrics_json(best.evaluation.baseline);
-        j["beats_baseline"] = v > base;
-        if (!reg.is_null()) j["registry"] = reg;
-        for (const auto& p : res.points)
-          j["grid"].push_back({{"run", p.run}, {"alpha", p.alpha}, {"factors", p.factors},
-                               {"regularization", p.regularization}, {"solver", p.solver},
-                               {"iterations", p.iterations}, {"group", p.group}, {"ranks", p.ranks},
-                               {"seconds", p.seconds}, {"seconds_per_iteration", p.seconds_per_iteration},
-                               {"metrics", metrics_json(p.evaluation.model)}, {"best", p.best}});
-        write_json(o.report, j);
-      }
-    }
-    world.barrier();
+      if (registry) reg = register_model(o, *registry, beats);
+      if (!o.report.empty()) write_file_atomic(o.report, report_json(res, s, world.size(), reg).dump(2) + "\n");
+    });
+    written.dismiss();
     return 0;
   });
 }

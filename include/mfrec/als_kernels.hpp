@@ -12,6 +12,8 @@
 #pragma once
 #include <Eigen/Core>
 
+#include <cstdint>
+
 #include "mfrec/types.hpp"
 
 namespace mfrec {
@@ -23,21 +25,44 @@ enum class ConfidenceRule {
   kImplicit,  // c = alpha * r      (the `implicit` library's convention)
 };
 
+// The one table of training defaults: AlsParams, TrainConfig, GridSpace and mfrec_dist's options
+// all start from these. Chosen on the default data set (docs/benchmarks.md), where they reach
+// MAP@20 0.23 against the popularity baseline's 0.03.
+namespace defaults {
+inline constexpr int kFactors = 64;
+inline constexpr Real kRegularization = 10;
+inline constexpr Real kAlpha = 40;
+inline constexpr int kIterations = 15;
+inline constexpr int kCgSteps = 3;  // as `implicit`
+inline constexpr std::uint64_t kSeed = 42;
+}  // namespace defaults
+
 struct AlsParams {
-  int factors = 32;
-  Real regularization = 100;
-  Real alpha = 1;
+  int factors = defaults::kFactors;
+  Real regularization = defaults::kRegularization;
+  Real alpha = defaults::kAlpha;
   ConfidenceRule confidence = ConfidenceRule::kHu;
   bool scale_regularization = false;  // ALS-WR (Zhou et al. 2008, Spark): lambda_u = lambda * nnz(u)
   Solver solver = Solver::kConjugateGradient;
-  int cg_steps = 3;
+  int cg_steps = defaults::kCgSteps;
 };
 
-// out += Y[begin:end)^T Y[begin:end) (f x f). Products run in float over fixed chunks of rows and
+// out += Y[begin:end)^T Y[begin:end) (f x f): the one Gram kernel, which the trainer runs and
+// bench_als times. Products run in float over chunks of rows aligned to absolute row numbers and
 // are accumulated in double. threads <= 0 means omp_get_max_threads(). The result does not
 // depend on the thread count.
 void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
                      int threads = 0);
+
+// A rank's share of the Gram matrix of a Y every rank holds in full: the aligned chunks whose
+// first row lies in [begin, end) (whole, even where they reach past `end`). For consecutive ranges
+// that cover Y's rows, the shares sum to gram_accumulate(Y, 0, rows) and every chunk is computed
+// by exactly one share, with the same float operations whatever the ranges: the sum over ranks
+// differs between partitions only by double rounding, so training does not depend on the rank
+// count. (Cutting chunks at the ranges' ends would differ by float rounding, ~1e-7, which CG
+// amplifies to ~1e-4 in the factors.)
+void gram_accumulate_share(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
+                           int threads = 0);
 
 // One half-step for the rows of R (column j of R is row j of Y): writes the solution of eq. 4 into
 // X.row(u) for every local row u. X has R.n_rows() rows and f = Y.cols() columns; with the

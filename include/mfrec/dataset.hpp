@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mfrec/h5.hpp"
+#include "mfrec/partition.hpp"
 #include "mfrec/types.hpp"
 
 namespace mfrec {
@@ -41,8 +42,8 @@ struct ItemTable {
   std::size_t size() const { return id.size(); }
   void resize(std::size_t n);
 };
-// Collective on a parallel file: rank 0's table is written (other ranks may pass an empty one
-// only if `from_root` is true).
+// Collective on a parallel file: every rank passes the same table (rank 0's values are written,
+// but each rank's sizes and string widths shape the datasets, so they must agree).
 void write_items(h5::File& f, const ItemTable& items);
 ItemTable read_items(const h5::File& f);
 
@@ -56,7 +57,9 @@ MatrixInfo matrix_info(const h5::File& f, const std::string& group);
 // ends at nnz.
 std::vector<std::int64_t> read_indptr(const h5::File& f, const std::string& group);
 // Rows [row_begin, row_end) as a CsrBlock (collective on a parallel file). Validates column
-// indices and that every value is finite and non-negative.
+// indices and that every value is finite and non-negative. Column indices that are not sorted
+// within a row (a file written by other tools, e.g. scipy) are sorted on read, their values with
+// them; a column repeated within a row is an InputError.
 CsrBlock read_csr_rows(const h5::File& f, const std::string& group, Index row_begin, Index row_end);
 // Write a distributed CSR matrix: every rank passes its block; blocks are consecutive in rank
 // order (rank r's row_begin = sum of the rows of ranks < r). Collective.
@@ -66,4 +69,30 @@ void write_csr(h5::File& f, const std::string& group, const CsrBlock& local, con
 // order): identifies the data a model was trained on. Collective.
 std::uint64_t fingerprint(const CsrBlock& local, const Comm& comm);
 
+// Order-free checksum of a block's (row, column, value) triples, summed over comm; with
+// `transposed`, of its (column, row, value) triples, so a matrix and its transpose agree.
+// Collective.
+std::uint64_t triples_checksum(const CsrBlock& local, bool transposed, const Comm& comm);
+
 }  // namespace mfrec::dataset
+
+namespace mfrec {
+
+// This rank's share of a prepared file's training data.
+struct TrainData {
+  Index n_users = 0, n_items = 0, nnz = 0;
+  Bounds user_bounds, item_bounds;  // partition over the comm's ranks
+  CsrBlock users;                   // local rows of /matrix/train (user x item)
+  CsrBlock items;                   // local rows of /matrix/train_by_item (item x user)
+  Index user_begin() const { return users.row_begin; }
+  Index item_begin() const { return items.row_begin; }
+};
+
+// Collective over comm: reads the row pointers, partitions both sides by non-zeros and reads
+// this rank's rows. Every failure is agreed over comm (AgreedError on every rank, naming the file
+// and dataset): a root attribute format other than mfrec-prepared, missing matrices or shapes
+// that disagree, no users, no items or no non-zeros, bad indices or values, and a
+// /matrix/train_by_item that is not the transpose of /matrix/train (compared by checksum).
+TrainData load_train_data(const h5::File& f, const Comm& comm);
+
+}  // namespace mfrec

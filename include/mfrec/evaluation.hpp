@@ -7,7 +7,7 @@
 
 #include "mfrec/comm.hpp"
 #include "mfrec/metrics.hpp"
-#include "mfrec/trainer.hpp"
+#include "mfrec/dataset.hpp"
 
 namespace mfrec {
 

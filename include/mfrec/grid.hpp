@@ -7,15 +7,15 @@
 #include <string>
 #include <vector>
 
-#include "mfrec/experiment.hpp"
+#include "mfrec/training_run.hpp"
 
 namespace mfrec {
 
 struct GridSpace {
-  std::vector<double> alpha{1.0};
-  std::vector<int> factors{32};
-  std::vector<double> regularization{100.0};
-  std::vector<int> iterations{15};
+  std::vector<double> alpha{defaults::kAlpha};
+  std::vector<int> factors{defaults::kFactors};
+  std::vector<double> regularization{defaults::kRegularization};
+  std::vector<int> iterations{defaults::kIterations};
   std::vector<std::string> solver{"cg"};
 };
 
@@ -45,6 +45,10 @@ struct PointResult {
   bool best = false;
 };
 
+// The metrics a grid reports and selects by, with their report keys.
+inline constexpr const char* kGridMetricKeys[] = {"map_at_k",    "map_at_k_seed", "precision_at_k",
+                                                  "recall_at_k", "ndcg_at_k",     "auc"};
+
 // The value of a metric by report key (map_at_k, map_at_k_seed, precision_at_k, recall_at_k,
 // ndcg_at_k, auc); ConfigError for an unknown key.
 double metric_value(const MetricSums& m, const std::string& key);
@@ -68,13 +72,18 @@ struct GridResult {
   bool interrupted = false;  // stopped (checkpointed) before every run was done; no points, no model
 };
 
-// Collective over world. Reads the prepared data once per group. When `model_path` is not
-// empty, the best point's model is written there (by the group that trained it).
-GridResult run_grid(const Comm& world, const std::string& data_path, const GridSpace& space, const GridOptions& opt,
-                    const std::string& model_path);
+// ConfigError naming the option: groups outside [1, world_size], an unknown select_metric.
+void check_grid_options(const GridOptions& opt, int world_size);
 
-// The experiment log: one HDF5 file and a CSV summary (one row a point, best marked).
-// Written by the caller's rank (serial files, atomically).
+// Collective over world: checks `opt` (check_grid_options), splits the world into the groups,
+// reads the prepared data once per group, trains and evaluates every run of `runs` (from
+// expand_grid), and collects the points. When `model_path` is not empty, the best point's model
+// is written there (by the group that trained it).
+GridResult run_grid(const Comm& world, const std::string& data_path, const std::vector<GridRun>& runs,
+                    const GridOptions& opt, const std::string& model_path);
+
+// The experiment (the grid's log): one HDF5 file and a CSV summary (one row a point, best
+// marked); an empty path skips that file. Written by the caller's rank (serial files, atomically).
 void write_experiment(const std::string& h5_path, const std::string& csv_path, const GridResult& r,
                       const GridOptions& opt, const std::string& data_path);
 

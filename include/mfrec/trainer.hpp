@@ -8,32 +8,17 @@
 
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/comm.hpp"
-#include "mfrec/h5.hpp"
+#include "mfrec/dataset.hpp"
 #include "mfrec/log.hpp"
 #include "mfrec/partition.hpp"
 #include "mfrec/types.hpp"
 
 namespace mfrec {
 
-// This rank's share of the prepared training data.
-struct TrainData {
-  Index n_users = 0, n_items = 0, nnz = 0;
-  Bounds user_bounds, item_bounds;  // partition over the comm's ranks
-  CsrBlock users;                   // local rows of /matrix/train (user x item)
-  CsrBlock items;                   // local rows of /matrix/train_by_item (item x user)
-  Index user_begin() const { return users.row_begin; }
-  Index item_begin() const { return items.row_begin; }
-};
-
-// Collective over comm: reads the row pointers, partitions both sides by non-zeros and reads
-// this rank's rows. Throws InputError when the file lacks prepared matrices or their shapes
-// disagree.
-TrainData load_train_data(const h5::File& f, const Comm& comm);
-
 struct TrainConfig {
   AlsParams als;
-  int iterations = 15;
-  std::uint64_t seed = 42;
+  int iterations = defaults::kIterations;
+  std::uint64_t seed = defaults::kSeed;
   int threads = 1;          // OpenMP threads per rank
   Real init_scale = 0.01f;  // initial factors uniform in [0, init_scale), as `implicit`
 };

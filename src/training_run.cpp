@@ -1,4 +1,4 @@
-#include "mfrec/experiment.hpp"
+#include "mfrec/training_run.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -12,20 +12,39 @@ namespace mfrec {
 GroupData load_group_data(const h5::File& f, const Comm& comm) {
   GroupData g;
   g.train = load_train_data(f, comm);
-  auto mt = dataset::matrix_info(f, "/matrix/test");
-  if (mt.n_rows != g.train.n_users || mt.n_cols != g.train.n_items)
-    throw InputError(f.path() + ": /matrix/test is " + std::to_string(mt.n_rows) + " x " + std::to_string(mt.n_cols) +
-                     " but /matrix/train is " + std::to_string(g.train.n_users) + " x " + std::to_string(g.train.n_items));
   const int r = comm.rank();
-  g.test = dataset::read_csr_rows(f, "/matrix/test", g.train.user_bounds[r], g.train.user_bounds[r + 1]);
+  agree_on(comm, [&] {
+    auto mt = dataset::matrix_info(f, "/matrix/test");
+    if (mt.n_rows != g.train.n_users || mt.n_cols != g.train.n_items)
+      throw InputError(f.path() + ": /matrix/test is " + std::to_string(mt.n_rows) + " x " + std::to_string(mt.n_cols) +
+                       " but /matrix/train is " + std::to_string(g.train.n_users) + " x " + std::to_string(g.train.n_items));
+  });
+  agree_on(comm, [&] {
+    g.test = dataset::read_csr_rows(f, "/matrix/test", g.train.user_bounds[r], g.train.user_bounds[r + 1]);
+  });
   g.popularity = popularity_counts(comm, g.train);
-  auto ud = f.require("/users/id", h5::TypeClass::kString, 1);
-  if (static_cast<Index>(ud[0]) != g.train.n_users)
-    throw InputError(f.path() + ": /users/id has " + std::to_string(ud[0]) + " rows, expected " + std::to_string(g.train.n_users));
+  agree_on(comm, [&] {
+    auto ud = f.require("/users/id", h5::TypeClass::kString, 1);
+    if (static_cast<Index>(ud[0]) != g.train.n_users)
+      throw InputError(f.path() + ": /users/id has " + std::to_string(ud[0]) + " rows, expected " + std::to_string(g.train.n_users));
+  });
   g.user_ids_local = f.read_string_rows("/users/id", static_cast<hsize_t>(g.train.user_bounds[r]),
                                         static_cast<hsize_t>(g.train.users.n_rows()));
   g.fingerprint = dataset::fingerprint(g.train.users, comm);
   return g;
+}
+
+GroupData read_group_data(const std::string& path, const Comm& comm) {
+  std::unique_ptr<h5::File> f;
+  agree_on(comm, [&] { f = std::make_unique<h5::File>(h5::File::open(path, &comm)); });
+  try {
+    GroupData g = load_group_data(*f, comm);
+    f->close();
+    return g;
+  } catch (const AgreedError&) {
+    f->close();  // every rank is here: the collective close is safe (left open, MPI_Finalize aborts)
+    throw;
+  }
 }
 
 namespace {
