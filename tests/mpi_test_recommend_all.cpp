@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "mfrec/experiment.hpp"
+#include "mfrec/training_run.hpp"
 #include "mfrec/model.hpp"
 #include "mfrec/recommend.hpp"
 #include "test_data.hpp"

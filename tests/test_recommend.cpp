@@ -8,7 +8,7 @@
 #include <limits>
 #include <set>
 
-#include "mfrec/experiment.hpp"
+#include "mfrec/training_run.hpp"
 #include "mfrec/model.hpp"
 #include "mfrec/recommend.hpp"
 #include "mfrec/registry.hpp"

@@ -9,7 +9,7 @@
 
 #include "mfrec/config.hpp"
 #include "mfrec/durable.hpp"
-#include "mfrec/experiment.hpp"
+#include "mfrec/training_run.hpp"
 #include "mfrec/h5.hpp"
 #include "mfrec/model.hpp"
 #include "mfrec/registry.hpp"
