@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -209,6 +210,8 @@ bool Cli::parse(int argc, char** argv, bool print) {
       const std::string path = m.vm["config"].as<std::string>();
       std::ifstream in(path);
       if (!in) throw ConfigError("option --config: cannot read " + path);
+      // A directory opens as a stream that reads nothing: that would be an empty INI file.
+      if (std::filesystem::is_directory(path)) throw ConfigError("option --config: " + path + " is a directory");
       po::store(po::parse_config_file(in, m.options, false), m.vm);
     }
     po::notify(m.vm);

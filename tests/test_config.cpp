@@ -219,6 +219,9 @@ TEST(Config, IniFileAndCommandLinePrecedence) {
   EXPECT_TRUE(contains(parse_error({"--config", bad}), "option --factors")) << parse_error({"--config", bad});
   const std::string unknown = t.file("unknown.ini", "bogus = 1\n");
   EXPECT_TRUE(contains(parse_error({"--config", unknown}), "bogus")) << parse_error({"--config", unknown});
+  fs::create_directory(t.path("ini.d"));
+  const std::string dir_error = parse_error({"--config", t.path("ini.d")});
+  EXPECT_TRUE(contains(dir_error, "option --config") && contains(dir_error, "is a directory")) << dir_error;
   const std::string missing = t.path("missing.ini");
   EXPECT_TRUE(contains(parse_error({"--config", missing}), "option --config")) << parse_error({"--config", missing});
 }
