@@ -7,6 +7,7 @@
 # Env: MFREC_BIN (build dir), MPIEXEC, MFREC_FIXTURE (the shared tiny data set).
 # fixture: tiny_pipeline
 set -uo pipefail
+MFREC_KEEP_SIGKILL_GRACE=1   # signals and checkpoints: keep mpirun's SIGTERM-to-SIGKILL grace
 . "$(dirname "$0")/lib.sh" || exit 1
 use_fixture
 ln -s "$FIXTURE/prep.h5" prep.h5

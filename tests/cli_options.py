@@ -47,7 +47,9 @@ POSITIONAL = "(positional)"
 NUMBER_KINDS = ("wrong type", "negative", "zero", "out of range")
 JOBS = int(os.environ.get("MFREC_OPTIONS_JOBS", "4"))  # a case mostly waits for mpirun to start and end
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_mpi_yield_when_idle="1")
+           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_mpi_yield_when_idle="1",
+           # no 1 s SIGTERM-to-SIGKILL grace after a rank exits non-zero (see tests/lib.sh)
+           OMPI_MCA_odls_base_sigkill_timeout="0")
 
 # The valid base command line of each program: {in} is the case's copy of the fixture's files,
 # {out} its (empty) output directory. Options given here are replaced by a case's value; "drop":
