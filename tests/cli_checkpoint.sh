@@ -8,6 +8,7 @@
 # fixture: tiny_pipeline
 set -uo pipefail
 MFREC_KEEP_SIGKILL_GRACE=1   # signals and checkpoints: keep mpirun's SIGTERM-to-SIGKILL grace
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" || exit 1
 use_fixture
 ln -s "$FIXTURE/prep.h5" prep.h5

@@ -6,6 +6,7 @@
 # Env: MFREC_BIN (build dir), MPIEXEC, MFREC_FIXTURE (the shared tiny data set: 3,000 users).
 # fixture: tiny_pipeline
 set -uo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" || exit 1
 use_fixture
 ln -s "$FIXTURE/prep.h5" prep.h5

@@ -3,6 +3,7 @@
 # non-zero exit, no hang, no output file left behind), --config, --csv, more ranks than users.
 # Environment: MFREC_BIN (build directory), MPIEXEC (mpirun); prints "N passed, M failed".
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" || exit 1
 GEN="$BIN/mfrec_gen"
 gen() {  # gen NP ARGS...

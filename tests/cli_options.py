@@ -253,8 +253,6 @@ def run_twice_if_hung(*args):
 
 
 def main():
-    global WORK
-    WORK = tempfile.mkdtemp(prefix="cli_options_")
     fix = fixture.tiny_pipeline(WORK)
     only = os.environ.get("MFREC_OPTIONS_ONLY")
     jobs = []  # (prog, spec, np, option, value, kind)
@@ -307,10 +305,14 @@ def main():
                   f"{'; '.join(r['problems'])}")
     if os.environ.get("MFREC_KEEP") == "1":
         print(f"\nthe failed cases' directories are kept under {WORK}")
-    else:
-        shutil.rmtree(WORK, ignore_errors=True)
     return 1 if failures or setup_failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    WORK = tempfile.mkdtemp(prefix="cli_options_")
+    try:
+        status = main()
+    finally:
+        if os.environ.get("MFREC_KEEP") != "1":
+            shutil.rmtree(WORK, ignore_errors=True)
+    sys.exit(status)

@@ -6,6 +6,7 @@
 # Env: MFREC_BIN (build dir), MFREC_SRC, MPIEXEC, MFREC_FIXTURE (the shared tiny data set).
 # fixture: tiny_pipeline
 set -uo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" || exit 1
 
 # prep NP ARGS...: run mfrec_prep on NP ranks; stdout+stderr in $WORK/log, exit status returned.

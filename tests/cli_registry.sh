@@ -4,6 +4,7 @@
 # exit, nothing lost). Needs MFREC_BIN (the build directory) and python3 with h5py for the tiny
 # model files.
 set -u
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" || exit 1
 REGISTRY="$BIN/mfrec_registry"
 REG="$WORK/reg"

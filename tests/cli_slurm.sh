@@ -17,6 +17,7 @@ set -u
 [ -n "${MFREC_SLURM_KEEP:-}" ] && export MFREC_KEEP=$MFREC_SLURM_KEEP
 WORK_PREFIX=mfrec_slurm   # slurm_cluster.sh's free_port looks for other clusters' ports there
 MFREC_KEEP_SIGKILL_GRACE=1   # signals and checkpoints: keep mpirun's SIGTERM-to-SIGKILL grace
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh" || exit 1
 SCRATCH=$WORK
 CLUSTER=$SCRATCH   # the cluster's files (slurm.conf, state, logs); the jobs work under $SCRATCH/w*
