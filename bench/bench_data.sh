@@ -7,7 +7,7 @@
 #   --sizes    multiples of the default data set (100,000 users, 2,465 items, 800,000 events);
 #              size k is k*100,000 users, k*2,465 items, k*800,000 events  [1 10 100]
 #   --ranks    MPI rank counts; the first is the baseline of the ratio table  [1 2]
-#   --build    directory holding mfrec_gen and mfrec_prep  [<repo>/build, else /work/build]
+#   --build    directory holding mfrec_gen and mfrec_prep  [$MFREC_BIN, else <repo>/build]
 #   --scratch  where the data files go (100x needs about 1.8 GB: 0.7 GB generated + 1.1 GB prepared)
 #              [a fresh directory under $TMPDIR, removed at the end]
 #   --keep     keep the data files (default: each run's files are deleted as soon as it is measured)
@@ -30,9 +30,7 @@ while (($#)); do
     *) echo "bench_data: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-if [ -z "$BUILD" ]; then
-  if [ -x "$root/build/mfrec_gen" ]; then BUILD="$root/build"; else BUILD=/work/build; fi
-fi
+BUILD="${BUILD:-${MFREC_BIN:-$root/build}}"
 gen="$BUILD/mfrec_gen" prep="$BUILD/mfrec_prep"
 for p in "$gen" "$prep"; do [ -x "$p" ] || { echo "bench_data: $p not found (--build DIR)" >&2; exit 2; }; done
 for s in $SIZES; do [[ "$s" =~ ^[1-9][0-9]*$ ]] || { echo "bench_data: bad size '$s'" >&2; exit 2; }; done

@@ -18,7 +18,7 @@
 #                    10x and 4 to 9 h at 100x on 2 to 1 ranks here. 0.0002 tests about 100 (1x) to
 #                    10,000 (100x) users and trains on 99.98 % of the pairs at every size, so the
 #                    sizes stay comparable (1x: 510,808 training non-zeros instead of 408,476).
-#   --build          directory holding mfrec_gen, mfrec_prep, mfrec_dist  [<repo>/build, else /work/build]
+#   --build          directory holding mfrec_gen, mfrec_prep, mfrec_dist  [$MFREC_BIN, else <repo>/build]
 #   --scratch        where the data files go (100x: about 0.7 GB generated + 1.3 GB prepared)
 #                    [a fresh directory under $TMPDIR, removed at the end]
 #   --keep           keep the data files (default: deleted as soon as a size is measured)
@@ -56,9 +56,7 @@ while (($#)); do
     *) echo "bench_scale: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-if [ -z "$BUILD" ]; then
-  if [ -x "$root/build/mfrec_dist" ]; then BUILD="$root/build"; else BUILD=/work/build; fi
-fi
+BUILD="${BUILD:-${MFREC_BIN:-$root/build}}"
 gen="$BUILD/mfrec_gen" prep="$BUILD/mfrec_prep" dist="$BUILD/mfrec_dist"
 for p in "$gen" "$prep" "$dist"; do [ -x "$p" ] || { echo "bench_scale: $p not found (--build DIR)" >&2; exit 2; }; done
 for s in $SIZES; do [[ "$s" =~ ^[1-9][0-9]*$ ]] || { echo "bench_scale: bad size '$s'" >&2; exit 2; }; done

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -179,7 +180,14 @@ Cli& Cli::path(const std::string& names, std::string* var, PathRole role, const 
 bool Cli::parse(int argc, char** argv, bool print) {
   Impl& m = *impl_;
   try {
-    po::store(po::command_line_parser(argc, argv).options(m.options).run(), m.vm);
+    const po::parsed_options parsed = po::command_line_parser(argc, argv).options(m.options).run();
+    // Boost parses words that are no option as positional arguments and store() drops them
+    // silently: no program takes any, so one is a mistake (e.g. a value after a flag).
+    for (const po::option& o : parsed.options)
+      if (o.position_key >= 0 || o.string_key.empty())
+        throw ConfigError("unexpected argument '" + (o.original_tokens.empty() ? std::string() : o.original_tokens.front()) +
+                          "' (options start with --)");
+    po::store(parsed, m.vm);
     if (m.vm.count("help")) {
       if (print) std::cout << "Usage: " << m.program << " [options]\n" << m.summary << "\n\n" << m.options << std::flush;
       return false;
@@ -202,6 +210,8 @@ bool Cli::parse(int argc, char** argv, bool print) {
       const std::string path = m.vm["config"].as<std::string>();
       std::ifstream in(path);
       if (!in) throw ConfigError("option --config: cannot read " + path);
+      // A directory opens as a stream that reads nothing: that would be an empty INI file.
+      if (std::filesystem::is_directory(path)) throw ConfigError("option --config: " + path + " is a directory");
       po::store(po::parse_config_file(in, m.options, false), m.vm);
     }
     po::notify(m.vm);

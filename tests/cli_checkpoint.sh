@@ -4,26 +4,14 @@
 #     without a model; --resume ends with the same best point, metrics and model as a run that
 #     was never interrupted;
 #  2. a rank killed with SIGKILL ends the whole job with a non-zero status within seconds.
-# Env: MFREC_BIN (build dir), MPIEXEC.
+# Env: MFREC_BIN (build dir), MPIEXEC, MFREC_FIXTURE (the shared tiny data set).
+# fixture: tiny_pipeline
 set -uo pipefail
-
-BIN="${MFREC_BIN:?set MFREC_BIN to the build directory}"
-MPIEXEC="${MPIEXEC:-mpirun}"
-PY=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/cli_checkpoint.XXXXXX")"
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && sed 's/^/       /' <<<"$2"; }
-MPI=("$MPIEXEC" --oversubscribe --bind-to none)
-
-"${MPI[@]}" -n 2 "$BIN/mfrec_gen" --users 2000 --events 20000 --output data.h5 >log 2>&1 || fail "generate" "$(tail log)"
-"${MPI[@]}" -n 2 "$BIN/mfrec_prep" --input data.h5 --output prep.h5 >log 2>&1 || fail "prepare" "$(tail log)"
+MFREC_KEEP_SIGKILL_GRACE=1   # signals and checkpoints: keep mpirun's SIGTERM-to-SIGKILL grace
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" || exit 1
+use_fixture
+ln -s "$FIXTURE/prep.h5" prep.h5
 
 # Two runs (alpha 1 and 10), each evaluated at 100 and 300 iterations.
 GRID=(--data prep.h5 --factors 8 --regularization 5 --alpha 1,10 --iterations 100,300 --threads 1)
@@ -58,7 +46,7 @@ else
   fail "resume (exit $?)" "$(tail -8 run2.log)"
 fi
 
-if $PY - <<'PYEOF'
+if "$PY" - <<'PYEOF'
 import json, h5py, numpy as np
 a, b = json.load(open("ref.json")), json.load(open("run.json"))
 assert a["best"] == b["best"], (a["best"], b["best"])
@@ -116,5 +104,4 @@ else
   fi
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

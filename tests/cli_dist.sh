@@ -3,30 +3,14 @@
 # 32 ranks on this machine (oversubscribed), and every kind of bad input, each of which must end
 # with a non-zero exit within the timeout, an error line naming the option, file or dataset,
 # and no model (nor .partial) left behind.
-# Env: MFREC_BIN (build dir), MPIEXEC.
+# Env: MFREC_BIN (build dir), MPIEXEC, MFREC_FIXTURE (the shared tiny data set: 3,000 users).
+# fixture: tiny_pipeline
 set -uo pipefail
-
-BIN="${MFREC_BIN:?set MFREC_BIN to the build directory}"
-MPIEXEC="${MPIEXEC:-mpirun}"
-PY=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/cli_dist.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && sed 's/^/       /' <<<"$2"; }
-run() {  # run NP TIMEOUT PROGRAM ARGS...: output in $WORK/log
-  local np="$1" t="$2" prog="$3"
-  shift 3
-  timeout "$t" "$MPIEXEC" --oversubscribe --bind-to none -n "$np" "$BIN/$prog" "$@" >log 2>&1
-}
-
-run 2 120 mfrec_gen --users 3000 --events 30000 --output data.h5 || { fail "generate" "$(tail log)"; }
-run 2 120 mfrec_prep --input data.h5 --output prep.h5 || { fail "prepare" "$(tail log)"; }
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" || exit 1
+use_fixture
+ln -s "$FIXTURE/prep.h5" prep.h5
+ln -s "$FIXTURE/data.h5" data.h5
 
 # A normal run: model, report, metrics next to the baseline.
 if run 2 300 mfrec_dist --data prep.h5 --factors 8 --iterations 3 --output model.h5 --report run.json; then
@@ -35,7 +19,7 @@ else
   fail "train on 2 ranks (exit $?)" "$(tail -20 log)"
 fi
 grep -q "popular" log && pass "prints the metrics next to the popularity baseline" || fail "no baseline column" "$(tail log)"
-if $PY - <<'PYEOF'
+if "$PY" - <<'PYEOF'
 import json, h5py, numpy as np
 r = json.load(open("run.json"))
 for key in ["config", "ranks", "threads", "data", "seconds_per_iteration", "phases", "metrics", "baseline"]:
@@ -62,7 +46,7 @@ then pass "report JSON and model readable with h5py alone"; else fail "report/mo
 
 # 32 ranks on 2 cores: runs to the end with the same metrics as 2 ranks.
 if run 32 400 mfrec_dist --data prep.h5 --factors 8 --iterations 3 --threads 1 --output model32.h5 --report run32.json; then
-  if $PY -c "
+  if "$PY" -c "
 import json; a=json.load(open('run.json'))['metrics']; b=json.load(open('run32.json'))['metrics']
 assert all(abs(a[k]-b[k]) < 1e-5 for k in a), (a, b)"; then
     pass "32 ranks run to the end, same metrics as 2 ranks"
@@ -74,7 +58,7 @@ else
 fi
 
 # Damaged data sets, made with h5py.
-$PY - <<'PYEOF'
+"$PY" - <<'PYEOF'
 import shutil, h5py, numpy as np
 shutil.copy("prep.h5", "nan.h5")
 with h5py.File("nan.h5", "r+") as f:
@@ -120,5 +104,4 @@ expect_error "mismatched shapes" "/matrix/test" --data shape.h5 --factors 4 --it
 expect_error "NaN in the data" "/matrix/train/data" --data nan.h5 --factors 4 --iterations 2
 expect_error "indices stored as floats" "/matrix/train/indices" --data type.h5 --factors 4 --iterations 2
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

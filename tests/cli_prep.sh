@@ -3,30 +3,17 @@
 # CSV export, the same bytes for 1 and 2 ranks) and every kind of bad input, each of which must
 # end with a non-zero exit on every rank within 60 s, one error line naming the file and line,
 # the dataset or the option, and no output (nor .partial) left behind.
-# Env: MFREC_BIN (build dir), MFREC_SRC, MPIEXEC.
+# Env: MFREC_BIN (build dir), MFREC_SRC, MPIEXEC, MFREC_FIXTURE (the shared tiny data set).
+# fixture: tiny_pipeline
 set -uo pipefail
-
-BIN="${MFREC_BIN:?set MFREC_BIN to the build directory}"
-PREP="$BIN/mfrec_prep"
-MPIEXEC="${MPIEXEC:-mpirun}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/cli_prep.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && sed 's/^/       /' <<<"$2"; }
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" || exit 1
 
 # prep NP ARGS...: run mfrec_prep on NP ranks; stdout+stderr in $WORK/log, exit status returned.
 prep() {
   local np="$1"
   shift
-  timeout 60 "$MPIEXEC" --oversubscribe --bind-to none -n "$np" "$PREP" "$@" >log 2>&1
+  run "$np" 60 mfrec_prep "$@"
 }
 
 # expect_ok NAME ARGS...: runs on 2 ranks and must succeed.
@@ -165,18 +152,12 @@ else
   echo "skip - h5py not available: HDF5 data-set cases"
 fi
 
-# A data set from mfrec_gen, when it is built.
-if [ -x "$BIN/mfrec_gen" ] && [ -f "${MFREC_SRC:-/nonexistent}/data/retail-demo-store-products.yaml" ]; then
-  if timeout 120 "$MPIEXEC" --oversubscribe -n 2 "$BIN/mfrec_gen" --users 500 --events 8000 -o gen.h5 -q \
-       --catalog "$MFREC_SRC/data/retail-demo-store-products.yaml" >log 2>&1; then
-    if prep 2 -i gen.h5 -o gen_p2.h5 && prep 1 -i gen.h5 -o gen_p1.h5 && cmp -s gen_p1.h5 gen_p2.h5; then
-      pass "mfrec_gen data set: prepared, same bytes on 1 and 2 ranks"
-    else
-      fail "mfrec_gen data set" "$(tail -5 log)"
-    fi
-  else
-    echo "skip - mfrec_gen failed: $(tail -1 log)"
-  fi
+# A data set from mfrec_gen: the shared fixture's (3,000 users, 30,000 events).
+use_fixture
+if prep 2 -i "$FIXTURE/data.h5" -o gen_p2.h5 && prep 1 -i "$FIXTURE/data.h5" -o gen_p1.h5 && cmp -s gen_p1.h5 gen_p2.h5; then
+  pass "mfrec_gen data set: prepared, same bytes on 1 and 2 ranks"
+else
+  fail "mfrec_gen data set" "$(tail -5 log)"
 fi
 
 # ---- bad CSV -----------------------------------------------------------------------------------
@@ -251,5 +232,4 @@ expect_error "output = input" events.csv.none "option --output: events.csv: is t
   -o events.csv
 expect_error "unknown option" opt.h5 "unrecognised option '--bogus'" -i events.csv -o opt.h5 --bogus
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

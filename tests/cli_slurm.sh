@@ -14,31 +14,14 @@
 # MFREC_SLURM_KEEP=1 keeps the scratch directory (logs, outputs).
 # Needs MFREC_BIN (the build directory); MFREC_SRC (the source tree) defaults to this script's.
 set -u
-
-BIN="${MFREC_BIN:?set MFREC_BIN to the build directory}"
-SRC="${MFREC_SRC:-$(cd "$(dirname "$0")/.." && pwd)}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/mfrec_slurm.XXXXXX")
+[ -n "${MFREC_SLURM_KEEP:-}" ] && export MFREC_KEEP=$MFREC_SLURM_KEEP
+WORK_PREFIX=mfrec_slurm   # slurm_cluster.sh's free_port looks for other clusters' ports there
+MFREC_KEEP_SIGKILL_GRACE=1   # signals and checkpoints: keep mpirun's SIGTERM-to-SIGKILL grace
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" || exit 1
+SCRATCH=$WORK
 CLUSTER=$SCRATCH   # the cluster's files (slurm.conf, state, logs); the jobs work under $SCRATCH/w*
-KEEP=${MFREC_SLURM_KEEP:-0}
-cleanup() {
-  bash "$SRC/tests/slurm_cluster.sh" stop "$CLUSTER" >/dev/null 2>&1
-  if [ "$KEEP" = 1 ]; then echo "kept $SCRATCH"; else rm -rf "$SCRATCH"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
-check() {  # check NAME CONDITION-COMMAND...
-  local name=$1
-  shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
+on_exit 'bash "$SRC/tests/slurm_cluster.sh" stop "$CLUSTER" >/dev/null 2>&1'
 show() { for f in "$@"; do [ -f "$f" ] && sed "s|^|    $(basename "$f") | |" "$f" | tail -n 25; done; }
 
 # --- the cluster
@@ -51,11 +34,11 @@ if [ "$rc" -eq 3 ] && [ "${MFREC_REQUIRE_SLURM:-0}" != 1 ]; then
   finish
 fi
 if [ "$rc" -ne 0 ]; then
-  bad "start a private SLURM cluster (exit $rc): $(tail -n 1 <<<"$start_out")"
+  fail "start a private SLURM cluster (exit $rc): $(tail -n 1 <<<"$start_out")"
   show "$CLUSTER"/log/*.log
   finish
 fi
-ok "a private SLURM cluster: node idle, srun -n1 true runs"
+pass "a private SLURM cluster: node idle, srun -n1 true runs"
 # shellcheck disable=SC1091
 . "$CLUSTER/env.sh"
 cp "$CLUSTER/run/saved.pids" "$SCRATCH/daemons.pids"   # munged, slurmctld, slurmd

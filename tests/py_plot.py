@@ -1,13 +1,14 @@
 #!/usr/bin/python3
-"""tools/mfrec_plot.py on a real experiment log: mfrec_gen (3,000 users, 30,000 events) ->
-mfrec_prep -> `mpirun -n 2 mfrec_dist --groups 2` over a 2x2x2 grid evaluated at 2 and 4
-iterations (--experiment) -> mfrec_plot.py. Checks both PNGs (signature, IHDR size, file size,
-not blank), that the heat map cells are the per-run best of the log, a synthetic log with two
+"""tools/mfrec_plot.py on a real experiment log: the shared tiny data set (tests/fixture.sh:
+mfrec_gen 3,000 users, 30,000 events -> mfrec_prep) -> `mpirun -n 2 mfrec_dist --groups 2` over
+a 2x2x2 grid evaluated at 2 and 4 iterations (--experiment) -> mfrec_plot.py. Checks both PNGs
+(signature, IHDR size, file size, not blank), that the heat map cells are the per-run best of the log, a synthetic log with two
 solvers and an incomplete grid, and the error cases (one line on stderr, exit 2, nothing written).
 
-Environment: MFREC_BIN (build directory), MFREC_SRC (source tree), MPIEXEC (mpirun). Prints
-"N passed, M failed" and exits non-zero on any failure.
+Environment: MFREC_BIN (build directory), MFREC_SRC (source tree), MPIEXEC (mpirun),
+MFREC_FIXTURE (the tiny data set). Prints "N passed, M failed" and exits non-zero on any failure.
 """
+# fixture: tiny_pipeline
 import os
 import struct
 import subprocess
@@ -16,6 +17,8 @@ import tempfile
 
 import h5py
 import numpy as np
+
+import fixture
 
 BIN = os.environ.get("MFREC_BIN", "build")
 SRC = os.environ.get("MFREC_SRC", os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -136,11 +139,10 @@ def main():
     import mfrec_plot
 
     with tempfile.TemporaryDirectory(prefix="py_plot_") as tmp:
-        for args, mpi in ((["mfrec_gen", "--users", "3000", "--events", "30000", "--output", "retail.h5", "-q"], 0),
-                          (["mfrec_prep", "--input", "retail.h5", "--output", "prepared.h5", "-q"], 0),
-                          (["mfrec_dist", "--data", "prepared.h5", "--output", "model.h5", "--experiment", "exp.h5",
+        os.symlink(os.path.join(fixture.tiny_pipeline(tmp), "prep.h5"), os.path.join(tmp, "prepared.h5"))
+        for args, mpi in ((["mfrec_dist", "--data", "prepared.h5", "--output", "model.h5", "--experiment", "exp.h5",
                             "--alpha", "1,10", "--factors", "4,8", "--regularization", "1,10", "--iterations", "2,4",
-                            "--groups", "2", "--threads", "1", "--log-level", "warn"], 2)):
+                            "--groups", "2", "--threads", "1", "--log-level", "warn"], 2),):
             r = program(args, tmp, mpi)
             check(f"{args[0]} ran", r.returncode == 0, r.stderr[-2000:])
             if r.returncode != 0:

@@ -5,7 +5,9 @@ Trains two small models, publishes the first to a registry as production, starts
 it and checks every endpoint, the error answers (400, 404, 413), that malformed, slow or hostile
 requests neither crash nor stall it, that it follows the production label to the second model
 without failing requests in flight, reloads on SIGHUP, and exits cleanly on SIGTERM.
-Environment: MFREC_BIN (the build directory), MPIEXEC (unused: everything runs on one rank)."""
+Environment: MFREC_BIN (the build directory), MPIEXEC (unused: everything runs on one rank),
+MFREC_FIXTURE (the shared tiny data set, tests/fixture.sh: 3,000 users, 30,000 events)."""
+# fixture: tiny_pipeline
 import http.client
 import json
 import os
@@ -19,6 +21,8 @@ import threading
 import time
 
 import h5py
+
+import fixture
 
 BIN = os.environ.get("MFREC_BIN", "build")
 WORK = tempfile.mkdtemp(prefix="py_serve_", dir=os.getcwd())
@@ -82,10 +86,9 @@ class Server:
 
 def main():
     # Two small models on the synthetic data (different seeds), published to a registry.
-    run("mfrec_gen", "--users", "3000", "--events", "40000", "--output", "retail.h5", "-q")
-    run("mfrec_prep", "--input", "retail.h5", "--output", "prepared.h5", "-q")
+    prepared = os.path.join(fixture.tiny_pipeline(WORK), "prep.h5")
     for seed in (1, 2):
-        run("mfrec_dist", "--data", "prepared.h5", "--output", f"model{seed}.h5", "--factors", "16", "--alpha", "10",
+        run("mfrec_dist", "--data", prepared, "--output", f"model{seed}.h5", "--factors", "16", "--alpha", "10",
             "--regularization", "1", "--iterations", "6", "--seed", str(seed), "--threads", "1",
             "--log-level", "warn")
     reg = os.path.join(WORK, "registry")
