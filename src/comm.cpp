@@ -92,7 +92,13 @@ std::string agree(const Comm& comm, const std::string& local_error, std::int64_t
 
 void check_agreed(const Comm& comm, const std::string& local_error, std::int64_t key) {
   const std::string msg = agree(comm, local_error, key);
-  if (!msg.empty()) throw AgreedError(msg);
+  if (msg.empty()) return;
+  // Only an error every process agreed on may end the program quietly. Inside a smaller
+  // communicator (a grid group) the other processes would wait for this one: abort instead.
+  int world = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (comm.size() == world) throw AgreedError(msg);
+  throw Error(msg);
 }
 
 std::vector<std::string> bcast_strings(const std::vector<std::string>& v, const Comm& comm) {

@@ -199,27 +199,35 @@ std::uint64_t fingerprint(const CsrBlock& local, const Comm& comm) {
 
 namespace mfrec {
 
+namespace {
+
+// The shapes of /matrix/train and its transpose, checked against each other and the format.
+dataset::MatrixInfo checked_train_shape(const h5::File& f, const std::string& train, const std::string& by_item) {
+  const dataset::MatrixInfo mu = dataset::matrix_info(f, train);  // first: its error says to run mfrec_prep
+  const dataset::MatrixInfo mi = dataset::matrix_info(f, by_item);
+  const std::string format = f.has_attr("/", "format") ? f.attr_string("/", "format") : "";
+  if (format != dataset::kPreparedFormat)
+    throw InputError(f.path() + ": root attribute format is " + (format.empty() ? "missing" : "'" + format + "'") +
+                     ", expected '" + dataset::kPreparedFormat + "' (a file written by mfrec_prep)");
+  if (mu.n_rows != mi.n_cols || mu.n_cols != mi.n_rows || mu.nnz != mi.nnz)
+    throw InputError(f.path() + ": " + train + " (" + std::to_string(mu.n_rows) + " x " + std::to_string(mu.n_cols) +
+                     ", " + std::to_string(mu.nnz) + " non-zeros) and " + by_item + " (" + std::to_string(mi.n_rows) +
+                     " x " + std::to_string(mi.n_cols) + ", " + std::to_string(mi.nnz) + " non-zeros) are not transposes");
+  if (mu.n_rows == 0) throw InputError(f.path() + ": dataset " + train + " has no users (rows)");
+  if (mu.n_cols == 0) throw InputError(f.path() + ": dataset " + train + " has no items (columns)");
+  if (mu.nnz == 0) throw InputError(f.path() + ": dataset " + train + " has no non-zeros");
+  return mu;
+}
+
+}  // namespace
+
 TrainData load_train_data(const h5::File& f, const Comm& comm) {
   TrainData d;
   const std::string train = "/matrix/train", by_item = "/matrix/train_by_item";
   // Each step ends in an agreement, so a rank that fails never leaves the others waiting in the
   // next collective read.
-  dataset::MatrixInfo mu, mi;
-  agree_on(comm, [&] {
-    mu = dataset::matrix_info(f, train);  // first: its error says to run mfrec_prep
-    mi = dataset::matrix_info(f, by_item);
-    const std::string format = f.has_attr("/", "format") ? f.attr_string("/", "format") : "";
-    if (format != dataset::kPreparedFormat)
-      throw InputError(f.path() + ": root attribute format is " + (format.empty() ? "missing" : "'" + format + "'") +
-                       ", expected '" + dataset::kPreparedFormat + "' (a file written by mfrec_prep)");
-    if (mu.n_rows != mi.n_cols || mu.n_cols != mi.n_rows || mu.nnz != mi.nnz)
-      throw InputError(f.path() + ": " + train + " (" + std::to_string(mu.n_rows) + " x " + std::to_string(mu.n_cols) +
-                       ", " + std::to_string(mu.nnz) + " non-zeros) and " + by_item + " (" + std::to_string(mi.n_rows) +
-                       " x " + std::to_string(mi.n_cols) + ", " + std::to_string(mi.nnz) + " non-zeros) are not transposes");
-    if (mu.n_rows == 0) throw InputError(f.path() + ": dataset " + train + " has no users (rows)");
-    if (mu.n_cols == 0) throw InputError(f.path() + ": dataset " + train + " has no items (columns)");
-    if (mu.nnz == 0) throw InputError(f.path() + ": dataset " + train + " has no non-zeros");
-  });
+  dataset::MatrixInfo mu;
+  agree_on(comm, [&] { mu = checked_train_shape(f, train, by_item); });
   d.n_users = mu.n_rows;
   d.n_items = mu.n_cols;
   d.nnz = mu.nnz;

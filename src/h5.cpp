@@ -128,28 +128,44 @@ static hid_t open_or_create(const std::string& path, const Comm* comm, bool crea
   return id;
 }
 
+// A parallel create or open fails on every rank (MPI_File_open is collective), and each rank
+// would throw on its own: agree, so the program reports one line and exits without an abort.
+static void agree_on_open(const Comm* comm, hid_t id, const std::string& error) {
+  if (!comm) return;
+  const std::string agreed = agree(*comm, id < 0 ? error : std::string());
+  if (agreed.empty()) return;
+  if (id >= 0) H5Fclose(id);
+  check_agreed(*comm, agreed);
+}
+
 File File::create(const std::string& path, const Comm* comm) {
   hid_t id = open_or_create(path, comm, true, true);
-  if (id < 0) throw IoError(path + ": cannot create HDF5 file (" + error_stack() + ")");
+  const std::string err = id < 0 ? path + ": cannot create HDF5 file (" + error_stack() + ")" : std::string();
+  agree_on_open(comm, id, err);
+  if (id < 0) throw IoError(err);
   return File(path, id, comm);
 }
 
 File File::open(const std::string& path, const Comm* comm, bool writable) {
   hid_t id = open_or_create(path, comm, false, writable);
+  std::string err;
   if (id < 0) {
     error_stack();
     std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) throw InputError(path + ": cannot open: " + std::strerror(errno));
-    std::fclose(f);
-    throw InputError(path + ": not an HDF5 file (or it is damaged)");
+    err = f ? path + ": not an HDF5 file (or it is damaged)" : path + ": cannot open: " + std::strerror(errno);
+    if (f) std::fclose(f);
   }
+  agree_on_open(comm, id, err);
+  if (id < 0) throw InputError(err);
   return File(path, id, comm);
 }
 
 File File::create_atomic(const std::string& path, const Comm* comm) {
   const std::string tmp = partial_path(path);
   hid_t id = open_or_create(tmp, comm, true, true);
-  if (id < 0) throw IoError(tmp + ": cannot create HDF5 file (" + error_stack() + ")");
+  const std::string err = id < 0 ? tmp + ": cannot create HDF5 file (" + error_stack() + ")" : std::string();
+  agree_on_open(comm, id, err);
+  if (id < 0) throw IoError(err);
   File f(path, id, comm);
   f.open_path_ = tmp;
   f.atomic_ = true;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mfrec/comm.hpp"
+#include "mfrec/error.hpp"
 
 namespace mfrec {
 
@@ -15,13 +16,22 @@ spdlog::level::level_enum g_level = spdlog::level::info;
 
 void enable_leader_logging() { spdlog::set_level(g_level); }
 
+spdlog::level::level_enum parse_log_level(const std::string& text) {
+  // spdlog maps any unknown text to "off": a typo would silence the program.
+  const auto lvl = spdlog::level::from_str(text);
+  if (lvl == spdlog::level::off && text != "off")
+    throw ConfigError("option --log-level: must be trace, debug, info, warn, error or off, not '" + text + "'");
+  return lvl;
+}
+
 void init_logging(const Comm& comm, const std::string& program, const std::string& level) {
+  parse_log_level(level);
   auto logger = spdlog::stderr_color_mt(program + "." + std::to_string(comm.rank()));
   spdlog::set_default_logger(logger);
   std::string pattern = comm.size() > 1 ? "[%H:%M:%S] [" + program + " " + std::to_string(comm.rank()) + "] %^%v%$"
                                         : "[%H:%M:%S] [" + program + "] %^%v%$";
   spdlog::set_pattern(pattern);
-  auto lvl = spdlog::level::from_str(level);
+  const auto lvl = parse_log_level(level);
   g_level = lvl;
   spdlog::set_level(comm.is_root() ? lvl : std::max(lvl, spdlog::level::warn));
 }

@@ -3,17 +3,19 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "mfrec/config.hpp"
 #include "mfrec/durable.hpp"
+#include "mfrec/log.hpp"
 #include "mfrec/paths.hpp"
 #include "mfrec/serve.hpp"
 
 namespace mfrec::serve {
 
 void declare_options(Cli& cli, Options& o) {
-  cli.option("registry", &o.registry, "model registry directory")
+  cli.path("registry", &o.registry, PathRole::InputDir, "model registry directory")
       .option("spec", &o.spec, "registry spec to serve: NAME@STAGE, NAME:VERSION or NAME")
       .path("model,m", &o.model, PathRole::InputFile, "serve this model file instead of the registry's")
       .option("host", &o.host, "address to bind (0.0.0.0: every interface)")
@@ -37,9 +39,15 @@ void check_options(const Cli& cli, const Options& o) {
   require_option(o.max_history >= 1, "max-history", "must be at least 1");
   require_option(o.default_n >= 1 && o.default_n <= kMaxN, "default-n", "must be from 1 to " + std::to_string(kMaxN));
   require_option(!cli.given("model") || !o.model.empty(), "model", "empty path");
-  require_option(spdlog::level::from_str(o.log_level) != spdlog::level::off || o.log_level == "off", "log-level",
-                 "must be debug, info, warn or error");
-  check_paths(cli.paths());  // the model exists; the port file's directory is writable
+  parse_log_level(o.log_level);
+  if (cli.given("model"))
+    for (const char* name : {"registry", "spec"})
+      require_option(!cli.given(name), name, "give either --model or --registry/--spec, not both");
+  std::vector<PathArg> paths = cli.paths();  // the model (or registry) exists; the port file's directory is writable
+  if (cli.given("model"))  // --registry is not used
+    paths.erase(std::remove_if(paths.begin(), paths.end(), [](const PathArg& p) { return p.option == "registry"; }),
+                paths.end());
+  check_paths(paths);
 }
 
 void write_port_file(const std::string& path, int port) { write_file_atomic(path, std::to_string(port) + "\n"); }
@@ -48,7 +56,7 @@ void init_logging(const std::string& program, const std::string& level) {
   auto logger = spdlog::stderr_color_mt(program);
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("[%H:%M:%S] [" + program + "] %^%v%$");
-  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::set_level(parse_log_level(level));
 }
 
 int run_program(const char* name, const std::function<int()>& body) {

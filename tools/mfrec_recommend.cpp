@@ -127,6 +127,7 @@ void check_options(const Cli& cli, const Options& o) {
   require_option(!o.all || !o.output.empty(), "output", "--all needs an output file");
   require_option(!cli.given("weights") || cli.given("history"), "weights", "only with --history");
   require_option(o.registry.empty() || !cli.given("model"), "model", "give either --model or --registry, not both");
+  require_option(!cli.given("spec") || !o.registry.empty(), "spec", "only with --registry");
 }
 
 // Runs f on rank 0. With more ranks the outcome is agreed, so none is left waiting: every rank

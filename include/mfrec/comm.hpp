@@ -123,7 +123,8 @@ class SharedCounter {
 // ranks that have one, on every rank; empty when no rank has an error.
 std::string agree(const Comm& comm, const std::string& local_error, std::int64_t key = 0);
 
-// Collective: throws AgreedError(agree(...)) on every rank when any rank has an error.
+// Collective: throws AgreedError(agree(...)) on every rank when any rank has an error (when
+// `comm` spans fewer processes than MPI_COMM_WORLD, a plain Error, which aborts the job).
 void check_agreed(const Comm& comm, const std::string& local_error, std::int64_t key = 0);
 
 // Collective: runs f() on every rank; if it throws an mfrec::Error (other than CommError) on any

@@ -11,7 +11,9 @@ class Comm;
 
 // Rank 0 logs at `level` ("info" by default, "debug" with --verbose, "warn" with --quiet);
 // other ranks only log warnings and errors. Messages go to stderr, prefixed with the time.
+// `level`: trace, debug, info, warn, error or off; anything else is a ConfigError naming --log-level.
 void init_logging(const Comm& comm, const std::string& program, const std::string& level = "info");
+spdlog::level::level_enum parse_log_level(const std::string& text);
 
 // Let this rank log at the configured level too (e.g. the leader of a grid group).
 void enable_leader_logging();
