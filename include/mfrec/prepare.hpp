@@ -16,6 +16,7 @@
 // bad input raises the same AgreedError on every rank, and nothing is left behind.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,14 +41,31 @@ const char* encoding_name(Encoding e);
 // -> kAuto (a CSV whose kind, events or triplets, is told from its content).
 InputFormat sniff_format(const std::string& path);
 
+// How the test pairs are chosen: a seeded hash of (user, item) (docs/data-format.md), or each
+// user's latest pairs by time.
+enum class SplitMethod { kRandom, kTime };
+SplitMethod parse_split(const std::string& name);  // "random" or "time" (ConfigError otherwise)
+
+// An item or user catalog (--items / --users): a delimited file of id plus detail columns.
+struct CatalogSource {
+  std::string path;  // empty: none
+  CsvLayout layout;  // its encoding and comment are the input's
+};
+
 struct Options {
   std::string input;
   std::string output;           // empty: default_output(input)
   InputFormat format = InputFormat::kAuto;
-  Encoding encoding = Encoding::kUtf8;  // of a CSV input
+  Encoding encoding = Encoding::kUtf8;  // of a CSV input (and the catalogs)
+  CsvLayout csv;                // of a CSV input: delimiter, --columns, comment (its encoding: `encoding`)
+  std::optional<double> min_value;  // records (event weights or confidences) below it are dropped
   Weights weights = dataset::kDefaultWeights;
-  double test_fraction = 0.2;
-  std::uint64_t seed = 42;
+  SplitMethod split = SplitMethod::kRandom;
+  double test_fraction = 0.2;   // --split random
+  std::uint64_t seed = 42;      // --split random
+  std::int64_t holdout_last = 0;     // --split time: each user's last K pairs (0: use holdout_fraction)
+  double holdout_fraction = 0.2;     // --split time: each user's latest share of pairs
+  CatalogSource items, users;
   std::int64_t batch_events = 1 << 20;  // events per rank per read-and-route round
   std::string export_csv_dir;   // empty: no CSV export
   bool progress = true;         // progress lines on rank 0
@@ -72,6 +90,7 @@ struct Summary {
   std::string output;
   InputFormat source_format = InputFormat::kAuto;
   Index n_users = 0, n_items = 0, n_events = 0;
+  Index n_dropped = 0;  // records below --min-value
   Index nnz_train = 0, nnz_test = 0;
   double seconds = 0;
   PhaseTimer timer;
