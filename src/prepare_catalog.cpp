@@ -44,7 +44,8 @@ std::string catalog_column(CatalogKind kind, const std::string& raw) {
         {"name", "name"}, {"title", "name"}, {"product_name", "name"}, {"item_name", "name"},
         {"movie_title", "name"}, {"category", "category"}, {"genre", "category"}, {"genres", "category"},
         {"product_category", "category"}, {"style", "style"}, {"subcategory", "style"},
-        {"description", "description"}, {"desc", "description"}, {"price", "price"}};
+        {"description", "description"}, {"desc", "description"}, {"price", "price"},
+        {"gender_affinity", "gender_affinity"}};
     for (const auto& [alias, canon] : names)
       if (n == alias) return canon;
     return "";
@@ -63,7 +64,7 @@ void check_catalog_columns(CatalogKind kind, const std::vector<std::string>& nam
     const std::string c = catalog_column(kind, n);
     if (c.empty())
       throw ConfigError(std::string("option --") + option_of(kind) + ": unknown column '" + n +
-                        "' (id, name, category, style, description, price, or - to skip one)");
+                        "' (id, name, category, style, description, price, gender_affinity, or - to skip one)");
     for (const auto& s : seen)
       if (s == c) throw ConfigError(std::string("option --") + option_of(kind) + ": '" + n + "' names a column given already");
     seen.push_back(c);
@@ -179,7 +180,8 @@ dataset::ItemTable item_table(const std::vector<std::string>& ids, const Catalog
   t.resize(ids.size());
   t.id = ids;
   const std::pair<const char*, std::vector<std::string>*> text[] = {
-      {"name", &t.name}, {"category", &t.category}, {"style", &t.style}, {"description", &t.description}};
+      {"name", &t.name}, {"category", &t.category}, {"style", &t.style}, {"description", &t.description},
+      {"gender_affinity", &t.gender_affinity}};
   for (const auto& [col, out] : text)
     if (const auto k = c.column(col); k >= 0) *out = c.values[static_cast<std::size_t>(k)];
   if (const auto k = c.column("price"); k >= 0)

@@ -1,6 +1,7 @@
 // Item and user catalogs imported beside a CSV of events (mfrec_prep --items / --users): a
 // delimited file of one id column plus detail columns (an item's name, category, style,
-// description and price; any columns of a user), matched to the events' ids. Pure (no MPI).
+// description, price and gender affinity, as mfrec_gen's items.csv has them; any columns of a
+// user), matched to the events' ids. Pure (no MPI).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -28,7 +29,7 @@ struct Catalog {
 
 // The canonical name of a catalog column named `name` in a header or --items-columns /
 // --users-columns: "id" for the id column; for items one of name, category, style, description,
-// price ("" when unknown); for users the name lower-cased with other characters than [a-z0-9_]
+// price, gender_affinity ("" when unknown); for users the name lower-cased with other characters than [a-z0-9_]
 // as '_'.
 std::string catalog_column(CatalogKind kind, const std::string& name);
 // Checks --items-columns / --users-columns (ConfigError naming the option): exactly one id
