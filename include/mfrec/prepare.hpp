@@ -1,5 +1,6 @@
 // Events to training matrices (mfrec_prep): weights events into confidences, sums them per
-// (user, item), holds out a seeded share of the pairs for testing, and writes the prepared file.
+// (user, item), holds out a seeded share of the pairs (or each user's latest pairs) for testing,
+// and writes the prepared file. A CSV input may come with item and user catalogs.
 //
 // Distributed path (collective over the Comm):
 //   1. each rank reads a contiguous slice of /events in bounded batches (a CSV is parsed on
@@ -7,7 +8,9 @@
 //   2. every event goes to the rank owning its user (partition_even over users) by alltoallv;
 //   3. each rank sorts its (user, item, weight) records and sums them into its CSR rows
 //      (summed in a fixed order, in double, so the result does not depend on the rank count);
-//   4. a hash of (seed, user, item) sends each pair to test or train;
+//   4. a hash of (seed, user, item) sends each pair to test or train (--split random), or each
+//      user's latest pairs by the time of their first event go to test (--split time: the
+//      records carry their timestamps through the routing);
 //   5. the train pairs are routed by item owner to build the transpose;    prepare_matrix.cpp
 //   6. everything is written with parallel HDF5 to "<output>.partial"      prepare_write.cpp
 //      (and the CSV export to DIR/{train,test}.csv.partial),               prepare_export.cpp

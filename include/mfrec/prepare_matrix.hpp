@@ -1,6 +1,6 @@
 // The distributed building blocks of mfrec_prep: routing records to the rank that owns their
-// row, summing them into CSR rows, the transpose, and the seeded train/test split. Results do
-// not depend on the number of ranks.
+// row, summing them into CSR rows, the transpose, and the train/test splits (seeded, or by
+// time). Results do not depend on the number of ranks.
 #pragma once
 #include <cstdint>
 #include <vector>
