@@ -49,7 +49,9 @@ std::vector<std::string> split_line(const std::string& line, char delim, const s
   return out;
 }
 
-void split_line(const std::string& line, char delim, const std::string& file, std::int64_t line_no,
+namespace {
+
+void split_core(const std::string& line, char delim, const std::string& file, std::int64_t line_no,
                 std::vector<std::string>& out) {
   std::size_t used = 0;  // fields of `out` in use: their strings keep their capacity between lines
   auto next_field = [&]() -> std::string& {
@@ -109,6 +111,25 @@ void split_line(const std::string& line, char delim, const std::string& file, st
   out.resize(used);
 }
 
+}  // namespace
+
+void split_line(const std::string& line, char delim, const std::string& file, std::int64_t line_no,
+                std::vector<std::string>& out) {
+  if (delim != kDoubleColon || line.find("::") == std::string::npos) return split_core(line, delim, file, line_no, out);
+  // "::" (MovieLens-1M's .dat files) becomes the one-character delimiter kDoubleColon.
+  thread_local std::string joined;
+  joined.clear();
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == ':' && i + 1 < line.size() && line[i + 1] == ':') {
+      joined += kDoubleColon;
+      ++i;
+    } else {
+      joined += line[i];
+    }
+  }
+  split_core(joined, delim, file, line_no, out);
+}
+
 char detect_delimiter(const std::vector<std::string>& lines) {
   std::vector<std::string> f;
   auto splits_all = [&](char d) {
@@ -123,7 +144,7 @@ char detect_delimiter(const std::vector<std::string>& lines) {
     }
     return true;
   };
-  for (char d : {',', '\t', ';', '|', kBlanks})
+  for (char d : {',', '\t', ';', kDoubleColon, '|', kBlanks})
     if (splits_all(d)) return d;
   return ',';
 }
@@ -131,7 +152,8 @@ char detect_delimiter(const std::vector<std::string>& lines) {
 bool delimiter_from_name(const std::string& name, char& out) {
   static const std::pair<const char*, char> names[] = {
       {"tab", '\t'}, {"\\t", '\t'}, {"comma", ','}, {"semicolon", ';'}, {"pipe", '|'},
-      {"space", kBlanks}, {"whitespace", kBlanks}, {"blank", kBlanks}, {"blanks", kBlanks}};
+      {"space", kBlanks}, {"whitespace", kBlanks}, {"blank", kBlanks}, {"blanks", kBlanks},
+      {"::", kDoubleColon}};
   for (const auto& [n, c] : names)
     if (name == n) {
       out = c;
@@ -149,6 +171,7 @@ std::string delimiter_name(char delim) {
     case ';': return "semicolon";
     case '|': return "pipe";
     case kBlanks: return "whitespace";
+    case kDoubleColon: return "'::'";
     default: return std::string("'") + delim + "'";
   }
 }

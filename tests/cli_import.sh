@@ -191,6 +191,16 @@ expect_ok "events with ISO dates, --delimiter pipe, --split time" -i dated.psv -
 same_csv "dates order the split" dated/test.csv 'user_id,item_id,confidence
 u1,i3,1'
 
+# MovieLens-1M's .dat files: "::" separated.
+printf '1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n2::661::5::978299000\n' >ratings.dat
+printf '661::James and the Giant Peach (1996)::Animation|Children|Musical\n1193::One Flew Over the Cuckoo'"'"'s Nest (1975)::Drama\n' >movies.dat
+expect_ok "MovieLens-1M ratings.dat and movies.dat (::)" -i ratings.dat -o ml1m.h5 --items movies.dat \
+  --items-columns id,name,category --split time --holdout-last 1 --export-csv ml1m
+grep -q "'::' separated" log && pass "'::' detected" || fail "'::' detection" "$(cat log)"
+same_csv "ratings.dat: the time split" ml1m/test.csv 'user_id,item_id,confidence
+1,661,3
+2,661,5'
+
 # ---- HDF5 data set with timestamps ---------------------------------------------------------------
 if "$PY" -c 'import h5py, numpy' 2>/dev/null; then
   "$PY" - <<'PYEOF'
@@ -241,7 +251,7 @@ expect_error "both holdouts" "option --holdout-last: give --holdout-last or --ho
   -i "$ML/u.data" -o out/o.h5 --split time --holdout-last 1 --holdout-fraction 0.3
 expect_error "--test-fraction with --split time" "option --test-fraction: is for --split random" \
   -i "$ML/u.data" -o out/o.h5 --split time --test-fraction 0.3
-expect_error "--delimiter ::" "option --delimiter: '::' is not one character" -i "$ML/u.data" -o out/o.h5 --delimiter ::
+expect_error "--delimiter ab" "option --delimiter: 'ab' is not one character" -i "$ML/u.data" -o out/o.h5 --delimiter ab
 expect_error "--columns unknown name" "option --columns: unknown column 'stars'" -i "$ML/u.data" -o out/o.h5 \
   --columns user,item,stars,timestamp
 expect_error "--columns without a value column" "option --columns: must name one value column" \

@@ -55,6 +55,9 @@ TEST(ImportDelimiter, DetectedFromTheFirstLines) {
   EXPECT_EQ(detect_delimiter(Fields{"1|Toy Story (1995)|x", "11|American President, The (1995)|y"}), '|');
   EXPECT_EQ(detect_delimiter(Fields{"196  242   3 881250949", "186 302 3 891717742"}), csv::kBlanks);
   EXPECT_EQ(detect_delimiter(Fields{"abc"}), ',');
+  // MovieLens-1M: ratings.dat, and movies.dat whose genres have pipes.
+  EXPECT_EQ(detect_delimiter(Fields{"1::1193::5::978300760"}), csv::kDoubleColon);
+  EXPECT_EQ(detect_delimiter(Fields{"1::Toy Story (1995)::Animation|Comedy", "5::Heat (1995)::Action"}), csv::kDoubleColon);
   // Ids with semicolons in a comma-separated file stay comma-separated (as the first-line rule said).
   EXPECT_EQ(detect_delimiter(Fields{"u1,a;b;c,3", "u2,d,4"}), ',');
 }
@@ -67,7 +70,12 @@ TEST(ImportDelimiter, NamesAndBlanks) {
   EXPECT_EQ(d, '|');
   EXPECT_TRUE(csv::delimiter_from_name("whitespace", d));
   EXPECT_EQ(d, csv::kBlanks);
-  EXPECT_FALSE(csv::delimiter_from_name("::", d));
+  EXPECT_TRUE(csv::delimiter_from_name("::", d));
+  EXPECT_EQ(d, csv::kDoubleColon);
+  EXPECT_FALSE(csv::delimiter_from_name(":::", d));
+  EXPECT_EQ(csv::split_line("1::Toy Story (1995)::Animation|Comedy", csv::kDoubleColon, "f", 1),
+            (Fields{"1", "Toy Story (1995)", "Animation|Comedy"}));
+  EXPECT_EQ(csv::split_line("a:b::c", csv::kDoubleColon, "f", 1), (Fields{"a:b", "c"}));
   EXPECT_FALSE(csv::delimiter_from_name("\"", d));
   EXPECT_EQ(csv::split_line("  196  242\t3 881250949  ", csv::kBlanks, "f", 1), (Fields{"196", "242", "3", "881250949"}));
   EXPECT_EQ(csv::split_line("\"a b\" c", csv::kBlanks, "f", 1), (Fields{"a b", "c"}));
@@ -92,6 +100,19 @@ TEST(ImportCsv, MovieLensUDataAsItIs) {
   EXPECT_TRUE(h.header);
   EXPECT_EQ(h.item_ids, (Fields{"31"}));
   EXPECT_EQ(h.time, (std::vector<std::int64_t>{1260759144}));
+}
+
+TEST(ImportCsv, MovieLens1mDatFiles) {
+  CsvImport how;
+  how.need_time = true;
+  const CsvData d = parse("1::1193::5::978300760\n1::661::3::978302109\n", how);
+  EXPECT_EQ(d.delimiter, csv::kDoubleColon);
+  EXPECT_EQ(d.item_ids, (Fields{"1193", "661"}));
+  EXPECT_EQ(d.time, (std::vector<std::int64_t>{978300760, 978302109}));
+  CsvLayout layout;
+  layout.columns = {"id", "name", "category"};
+  const Catalog c = catalog("1::Toy Story (1995)::Animation|Comedy\n2::Heat (1995)::Action\n", CatalogKind::kItems, {"2"}, layout);
+  EXPECT_EQ(item_table({"2"}, c).category, (Fields{"Action"}));
 }
 
 TEST(ImportCsv, CommentLines) {

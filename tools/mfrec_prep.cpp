@@ -32,7 +32,7 @@ void read_layout(const Cli& cli, const char* delim_option, const std::string& de
                  const std::string& columns, prepare::CsvLayout& layout) {
   if (delim != "auto")
     require_option(csv::delimiter_from_name(delim, layout.delimiter), delim_option,
-                   "'" + delim + "' is not one character nor tab, comma, semicolon, pipe or whitespace");
+                   "'" + delim + "' is not one character nor tab, comma, semicolon, pipe, whitespace or ::");
   if (!cli.given(columns_option)) return;
   layout.columns.clear();
   std::size_t b = 0;
@@ -75,7 +75,7 @@ bool read_options(int argc, char** argv, const Comm& comm, Setup& setup) {
      .path("output,o", &opt.output, PathRole::OutputFile, "the prepared file (default: <input stem>_prepared.h5 beside the input)")
      .option("format", &format, "input format: auto, hdf5, csv-events or csv-triplets")
      .option("encoding", &encoding, "text encoding of a CSV input and its catalogs: utf-8 (text must be valid UTF-8) or latin1 (converted to UTF-8)")
-     .option("delimiter", &delimiter, "field separator of a CSV input: auto (comma, tab, semicolon, pipe or blanks, from the first lines), or a character, tab, comma, semicolon, pipe, whitespace")
+     .option("delimiter", &delimiter, "field separator of a CSV input: auto (comma, tab, semicolon, ::, pipe or blanks, from the first lines), or a character, tab, comma, semicolon, pipe, whitespace, ::")
      .optional("columns", &columns, "names of a headerless CSV's columns, e.g. user,item,rating,timestamp (- skips one); the first line is then data")
      .option("comment", &comment, "lines starting with this text are skipped (\"\" or none: no comment lines)")
      .optional("min-value", &min_value, "drop records whose value (a triplet's confidence, or an event's weight) is below this, before summing")
