@@ -188,8 +188,13 @@ Loaded load_csv(const Options& opt, InputFormat format, const Comm& comm, PhaseT
     // The catalogs, matched to the events' ids (on rank 0, which has them).
     agree_on(comm, [&] {
       if (!comm.is_root()) return;
-      if (!opt.items.path.empty()) items = read_catalog(opt.items, CatalogKind::kItems, d.item_ids);
-      if (!opt.users.path.empty()) users = read_catalog(opt.users, CatalogKind::kUsers, d.user_ids);
+      auto source = [&](CatalogSource c) {  // a catalog has the input's encoding and comment
+        c.layout.encoding = opt.encoding;
+        c.layout.comment = opt.csv.comment;
+        return c;
+      };
+      if (!opt.items.path.empty()) items = read_catalog(source(opt.items), CatalogKind::kItems, d.item_ids);
+      if (!opt.users.path.empty()) users = read_catalog(source(opt.users), CatalogKind::kUsers, d.user_ids);
     });
   }
   std::int64_t head[5] = {static_cast<std::int64_t>(d.user_ids.size()), static_cast<std::int64_t>(d.item_ids.size()),

@@ -166,8 +166,10 @@ else
   echo "skip - no h5py"
 fi
 if prep 1 -i "$ML/u.data" -o cat1.h5 --encoding latin1 --items "$ML/u.item" --items-columns id,name \
-  --users "$ML/u.user" --users-columns id,age,gender,occupation,zip && cmp -s cat.h5 cat1.h5; then
-  pass "catalogs: 1 and 2 ranks write the same bytes"
+  --users "$ML/u.user" --users-columns id,age,gender,occupation,zip && cmp -s cat.h5 cat1.h5 &&
+  prep 3 -i "$ML/u.data" -o cat3.h5 --encoding latin1 --items "$ML/u.item" --items-columns id,name \
+    --users "$ML/u.user" --users-columns id,age,gender,occupation,zip && cmp -s cat.h5 cat3.h5; then
+  pass "catalogs: 1, 2 and 3 ranks write the same bytes"
 else
   fail "catalogs differ with the rank count" "$(tail -3 log)"
 fi

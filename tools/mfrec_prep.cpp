@@ -108,10 +108,6 @@ bool read_options(int argc, char** argv, const Comm& comm, Setup& setup) {
   read_layout(cli, "items-delimiter", items_delimiter, "items-columns", items_columns, opt.items.layout);
   read_layout(cli, "users-delimiter", users_delimiter, "users-columns", users_columns, opt.users.layout);
   opt.csv.comment = comment == "none" ? "" : comment;
-  for (prepare::CatalogSource* c : {&opt.items, &opt.users}) {
-    c->layout.comment = opt.csv.comment;
-    c->layout.encoding = opt.encoding;
-  }
   for (const char* name : {"items", "users"})
     for (const char* suffix : {"-delimiter", "-columns"})
       require_option(!cli.given(std::string(name) + suffix) || cli.given(name), std::string(name) + suffix,

@@ -52,7 +52,7 @@ SplitMethod parse_split(const std::string& name);  // "random" or "time" (Config
 // An item or user catalog (--items / --users): a delimited file of id plus detail columns.
 struct CatalogSource {
   std::string path;  // empty: none
-  CsvLayout layout;  // its encoding and comment are the input's
+  CsvLayout layout;  // delimiter and columns; the encoding and comment are the input's (Options)
 };
 
 struct Options {
