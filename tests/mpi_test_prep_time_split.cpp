@@ -91,10 +91,10 @@ Pairs read_pairs(const std::string& path, const std::string& group) {
 
 // The naive time split: per user, pairs by (first time among positive-weight events, item).
 void expected_split(const std::vector<Event>& ev, const prepare::Weights& w, std::int64_t last, double fraction,
-                    Pairs& train, Pairs& test) {
+                    double min_value, Pairs& train, Pairs& test) {
   std::map<std::pair<std::int64_t, std::int32_t>, std::pair<double, std::int64_t>> pair;  // sum, first time
   for (const Event& e : ev) {
-    if (w[e.type] <= 0) continue;
+    if (w[e.type] <= 0 || w[e.type] < min_value) continue;
     auto [it, fresh] = pair.try_emplace({e.user, e.item}, 0.0, e.time);
     it->second.first += w[e.type];
     it->second.second = std::min(it->second.second, e.time);
@@ -134,20 +134,23 @@ TEST(TimeSplit, DataSetMatchesTheNaiveSplitOnAnyRankCount) {
   const std::vector<Event> ev = random_events(n_users, n_items, 20000);
   const std::string in = scratch(world, "ds.h5");
   write_dataset(world, in, n_users, n_items, ev);
-  for (const auto& [last, fraction] : {std::pair<std::int64_t, double>{3, 0.2}, {0, 0.3}}) {
+  for (const auto& [last, fraction, min_value] :
+       {std::tuple<std::int64_t, double, double>{3, 0.2, 0}, {0, 0.3, 0}, {2, 0.2, 2.5}}) {
     const std::string out = scratch(world, "ds_prepared.h5"), single = scratch(world, "ds_single.h5");
     auto opt = time_options(in, out);
     opt.holdout_last = last;
     opt.holdout_fraction = fraction;
     opt.weights = {0, 1, 2, 3, 4};  // views do not count, nor their times
     opt.batch_events = 333;
+    if (min_value > 0) opt.min_value = min_value;  // also drops AddToCart (weight 1) and its times
     const prepare::Summary s = prepare::run(opt, world);
     Pairs train, test;
-    expected_split(ev, opt.weights, last, fraction, train, test);
+    expected_split(ev, opt.weights, last, fraction, min_value, train, test);
     EXPECT_EQ(read_pairs(out, "/matrix/train"), train);
     EXPECT_EQ(read_pairs(out, "/matrix/test"), test);
     EXPECT_EQ(s.nnz_test, static_cast<Index>(test.size()));
     EXPECT_GT(test.size(), 300u);
+    if (min_value > 0) EXPECT_GT(s.n_dropped, 3000);
     Comm solo = world.split(world.rank(), 0);
     if (world.rank() == 0) {
       auto o1 = opt;
