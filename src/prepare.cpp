@@ -12,6 +12,7 @@
 
 #include "mfrec/comm.hpp"
 #include "mfrec/config.hpp"
+#include "mfrec/prepare_catalog.hpp"
 #include "mfrec/prepare_steps.hpp"
 
 namespace mfrec::prepare {
@@ -55,6 +56,13 @@ Encoding parse_encoding(const std::string& name) {
 
 const char* encoding_name(Encoding e) { return e == Encoding::kLatin1 ? "latin1" : "utf-8"; }
 
+SplitMethod parse_split(const std::string& name) {
+  const std::string n = lower(name);
+  if (n == "random") return SplitMethod::kRandom;
+  if (n == "time") return SplitMethod::kTime;
+  throw ConfigError("option --split: unknown split '" + name + "' (random or time)");
+}
+
 InputFormat sniff_format(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw InputError(path + ": cannot open: " + std::strerror(errno));
@@ -80,6 +88,13 @@ void validate(const Options& opt) {
   }
   require_option(positive, "weights", "at least one weight must be positive");
   require_option(opt.batch_events >= 1, "batch", "must be at least 1");
+  require_option(opt.holdout_last >= 0, "holdout-last", "must be >= 0, got " + std::to_string(opt.holdout_last));
+  require_option(opt.holdout_fraction > 0 && opt.holdout_fraction < 1, "holdout-fraction",
+                 "must be in (0, 1), got " + format_double(opt.holdout_fraction));
+  require_option(!opt.min_value || std::isfinite(*opt.min_value), "min-value", "must be a finite number");
+  if (!opt.csv.columns.empty()) map_columns(opt.csv.columns);
+  if (!opt.items.layout.columns.empty()) check_catalog_columns(CatalogKind::kItems, opt.items.layout.columns);
+  if (!opt.users.layout.columns.empty()) check_catalog_columns(CatalogKind::kUsers, opt.users.layout.columns);
   // The programs check every path at start (check_paths); this keeps the one mistake that loses
   // data out of the library too.
   const std::string out = opt.output.empty() ? default_output(opt.input) : opt.output;
@@ -129,6 +144,14 @@ Summary run(const Options& opt_in, const Comm& comm) {
   s.output = opt.output;
 
   const InputFormat format = input_format(opt, comm);
+  if (format == InputFormat::kHdf5) {
+    // Every rank knows the format: the same ConfigError everywhere.
+    const std::pair<bool, const char*> csv_only[] = {{!opt.items.path.empty(), "items"}, {!opt.users.path.empty(), "users"},
+                                                     {!opt.csv.columns.empty(), "columns"}, {opt.csv.delimiter != 0, "delimiter"}};
+    for (const auto& [given, name] : csv_only)
+      require_option(!given, name, std::string("is for a CSV input; ") + opt.input +
+                                       " is an HDF5 data set (its /items and /users are copied as they are)");
+  }
   if (comm.is_root() && opt.progress)
     spdlog::info("reading {} ({}) on {} rank{}", opt.input, format == InputFormat::kAuto ? "csv" : format_name(format),
                  comm.size(), comm.size() > 1 ? "s" : "");
@@ -137,14 +160,18 @@ Summary run(const Options& opt_in, const Comm& comm) {
   s.n_users = L.n_users;
   s.n_items = L.n_items;
   s.n_events = L.n_events;
+  s.n_dropped = L.n_dropped;
 
   // Sum the records of this rank's users into CSR rows, split, transpose.
   const int rank = comm.rank();
   CsrBlock train, test, by_item;
   {
     auto scope = s.timer.scope("aggregate");
+    PairTimes times;
+    if (opt.split == SplitMethod::kTime) times = first_times(L.records);
     CsrBlock all = to_csr(std::move(L.records), L.users[rank], L.users[rank + 1], L.n_users, L.n_items);
-    split(all, opt.seed, opt.test_fraction, train, test);
+    if (opt.split == SplitMethod::kTime) split_by_time(all, times, opt.holdout_last, opt.holdout_fraction, train, test);
+    else split(all, opt.seed, opt.test_fraction, train, test);
   }
   {
     auto scope = s.timer.scope("transpose");

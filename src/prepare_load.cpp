@@ -6,6 +6,8 @@
 #include <optional>
 
 #include "mfrec/comm.hpp"
+#include "mfrec/csv.hpp"
+#include "mfrec/prepare_catalog.hpp"
 #include "mfrec/prepare_steps.hpp"
 #include "mfrec/utf8.hpp"
 
@@ -84,6 +86,14 @@ Loaded load_hdf5(const Options& opt, const Comm& comm, PhaseTimer& timer) {
                            " has " + std::to_string(len[c]));
       n_events = static_cast<Index>(len[0]);
       if (n_events == 0) throw InputError(path + ": dataset /events/user is empty: no events");
+      if (opt.split == SplitMethod::kTime) {
+        if (!in->exists("/events/timestamp"))
+          throw InputError(path + ": no dataset /events/timestamp: --split time needs the events' times");
+        const hsize_t n_time = in->require("/events/timestamp", h5::TypeClass::kInteger, 1)[0];
+        if (n_time != len[0])
+          throw InputError(path + ": dataset /events/user has " + std::to_string(len[0]) +
+                           " rows but /events/timestamp has " + std::to_string(n_time));
+      }
       check_sizes(path, L.n_users, L.n_items);
     });
     L.n_events = n_events;
@@ -101,7 +111,8 @@ Loaded load_hdf5(const Options& opt, const Comm& comm, PhaseTimer& timer) {
     const std::int64_t batch = std::max<std::int64_t>(1, opt.batch_events);
     const std::int64_t rounds = comm.max<std::int64_t>((end - begin + batch - 1) / batch);
     const auto buffer = static_cast<std::size_t>(std::max<std::int64_t>(1, std::min<std::int64_t>(batch, end - begin)));
-    std::vector<std::int64_t> user(buffer), item(buffer), type(buffer);
+    const bool with_time = opt.split == SplitMethod::kTime;
+    std::vector<std::int64_t> user(buffer), item(buffer), type(buffer), time(with_time ? buffer : 0);
     timer.add("open", Comm::wtime() - t0);
     Triplets send;
     Progress progress(comm, "reading events", static_cast<double>(n_events), opt.progress ? 5.0 : 1e30);
@@ -111,6 +122,7 @@ Loaded load_hdf5(const Options& opt, const Comm& comm, PhaseTimer& timer) {
       in->read_rows("/events/user", static_cast<hsize_t>(b), static_cast<hsize_t>(n), user.data());
       in->read_rows("/events/item", static_cast<hsize_t>(b), static_cast<hsize_t>(n), item.data());
       in->read_rows("/events/type", static_cast<hsize_t>(b), static_cast<hsize_t>(n), type.data());
+      if (with_time) in->read_rows("/events/timestamp", static_cast<hsize_t>(b), static_cast<hsize_t>(n), time.data());
       std::string bad;
       std::int64_t bad_row = 0;
       send.clear();
@@ -128,19 +140,25 @@ Loaded load_hdf5(const Options& opt, const Comm& comm, PhaseTimer& timer) {
         else if (type[i] < 0 || type[i] >= dataset::kNumEventTypes)
           out_of_range("/events/type", type[i], dataset::kNumEventTypes);
         else if (const float w = opt.weights[static_cast<std::size_t>(type[i])]; w > 0) {
+          if (opt.min_value && static_cast<double>(w) < *opt.min_value) {
+            ++L.n_dropped;
+            continue;
+          }
           send.row.push_back(user[i]);
           send.col.push_back(static_cast<std::int32_t>(item[i]));
           send.value.push_back(w);
+          if (with_time) send.time.push_back(time[i]);
         }
       }
       check_agreed(comm, bad, bad_row);  // the lowest bad row wins, whatever the rank count
       const double t1 = Comm::wtime();
       timer.add("read", t1 - t0);
-      route(send, L.users, L.records, comm);
+      route(send, L.users, L.records, comm, with_time);
       timer.add("route", Comm::wtime() - t1);
       progress.update(static_cast<double>(n_events) * static_cast<double>(round + 1) / static_cast<double>(rounds));
     }
     if (opt.progress) progress.finish();
+    L.n_dropped = comm.sum<std::int64_t>(L.n_dropped);
     in->close();
   } catch (const AgreedError&) {
     // Every rank is here together, so the collective close cannot leave one waiting.
@@ -153,35 +171,89 @@ Loaded load_hdf5(const Options& opt, const Comm& comm, PhaseTimer& timer) {
 Loaded load_csv(const Options& opt, InputFormat format, const Comm& comm, PhaseTimer& timer) {
   Loaded L;
   CsvData d;
+  Catalog items, users;
+  const bool with_time = opt.split == SplitMethod::kTime;
   {
     auto scope = timer.scope("read");
+    CsvImport how;
+    how.format = format;
+    how.weights = opt.weights;
+    how.layout = opt.csv;
+    how.layout.encoding = opt.encoding;
+    how.min_value = opt.min_value;
+    how.need_time = with_time;
     agree_on(comm, [&] {
-      if (comm.is_root()) d = read_csv(opt.input, format, opt.weights, opt.encoding);
+      if (comm.is_root()) d = read_csv(opt.input, how);
+    });
+    // The catalogs, matched to the events' ids (on rank 0, which has them).
+    agree_on(comm, [&] {
+      if (!comm.is_root()) return;
+      auto source = [&](CatalogSource c) {  // a catalog has the input's encoding and comment
+        c.layout.encoding = opt.encoding;
+        c.layout.comment = opt.csv.comment;
+        return c;
+      };
+      if (!opt.items.path.empty()) items = read_catalog(source(opt.items), CatalogKind::kItems, d.item_ids);
+      if (!opt.users.path.empty()) users = read_catalog(source(opt.users), CatalogKind::kUsers, d.user_ids);
     });
   }
-  std::int64_t head[4] = {static_cast<std::int64_t>(d.user_ids.size()), static_cast<std::int64_t>(d.item_ids.size()),
-                          static_cast<std::int64_t>(d.size()), static_cast<std::int64_t>(d.format)};
-  comm.bcast(head, 4);
+  std::int64_t head[5] = {static_cast<std::int64_t>(d.user_ids.size()), static_cast<std::int64_t>(d.item_ids.size()),
+                          d.rows, static_cast<std::int64_t>(d.format), d.dropped};
+  comm.bcast(head, 5);
   L.n_users = head[0];
   L.n_items = head[1];
   L.n_events = head[2];
   L.format = static_cast<InputFormat>(head[3]);
+  L.n_dropped = head[4];
   agree_on(comm, [&] { check_sizes(opt.input, L.n_users, L.n_items); });
-  if (comm.is_root() && opt.progress)
+  if (comm.is_root() && opt.progress) {
+    std::string extra = d.header ? ", header line skipped" : "";
+    if (d.comments > 0) extra += ", " + std::to_string(d.comments) + " comment line" + (d.comments > 1 ? "s" : "") + " skipped";
+    if (opt.csv.delimiter == 0 && d.delimiter != ',') extra += ", " + csv::delimiter_name(d.delimiter) + " separated";
+    if (d.dropped > 0)
+      extra += ", " + std::to_string(d.dropped) + " rows below --min-value " + format_double(*opt.min_value) + " dropped";
     spdlog::info("{}: {} lines, {} {} ({} users, {} items){}", opt.input, d.lines, d.size(),
-                 L.format == InputFormat::kCsvEvents ? "events" : "triplets", L.n_users, L.n_items,
-                 d.header ? ", header line skipped" : "");
+                 L.format == InputFormat::kCsvEvents ? "events" : "triplets", L.n_users, L.n_items, extra);
+    for (const Catalog* c : {&items, &users}) {
+      const CatalogSource& src = c == &items ? opt.items : opt.users;
+      if (src.path.empty()) continue;
+      const char* what = c == &items ? "items" : "users";
+      const std::size_t n = c == &items ? d.item_ids.size() : d.user_ids.size();
+      std::string cols;
+      for (const auto& col : c->columns) cols += (cols.empty() ? "" : ",") + col;
+      spdlog::info("{}: {} rows ({}{}); {} of {} {} described; {} rows for {} without events skipped{}{}", src.path,
+                   c->rows, csv::delimiter_name(c->delimiter), c->header ? ", header" : "", c->matched, n, what,
+                   c->rows - c->matched, what, cols.empty() ? "" : "; columns " + cols,
+                   c->ignored.empty() ? "" : "; ignored " + std::to_string(c->ignored.size()) + " column(s)");
+    }
+  }
   auto scope = timer.scope("distribute");
   L.users = partition_even(L.n_users, comm.size());
   L.user_ids = scatter_strings(d.user_ids, L.users, comm);
   d.user_ids = {};
-  L.items.id = bcast_strings(d.item_ids, comm);
+  if (!opt.items.path.empty()) {
+    dataset::ItemTable t;
+    if (comm.is_root()) t = item_table(d.item_ids, items);
+    for (auto* col : {&t.id, &t.name, &t.category, &t.style, &t.description, &t.gender_affinity}) *col = bcast_strings(*col, comm);
+    t.price.resize(static_cast<std::size_t>(L.n_items));
+    comm.bcast(t.price.data(), t.price.size());
+    L.items = std::move(t);
+    L.items_full = true;
+  } else {
+    L.items.id = bcast_strings(d.item_ids, comm);
+  }
   d.item_ids = {};
+  if (!opt.users.path.empty()) {
+    L.user_columns = bcast_strings(users.columns, comm);
+    for (std::size_t c = 0; c < L.user_columns.size(); ++c)
+      L.user_values.push_back(scatter_strings(comm.is_root() ? users.values[c] : std::vector<std::string>{}, L.users, comm));
+  }
   Triplets all;
   all.row = std::move(d.user);
   all.col = std::move(d.item);
   all.value = std::move(d.value);
-  route(all, L.users, L.records, comm);
+  all.time = std::move(d.time);
+  route(all, L.users, L.records, comm, with_time);
   return L;
 }
 

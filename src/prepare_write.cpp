@@ -9,13 +9,14 @@
 namespace mfrec::prepare {
 namespace {
 
-void write_user_ids(h5::File& f, const std::vector<std::string>& local, Index row_begin, Index n_users,
-                    const Comm& comm) {
+// A distributed string column: each rank writes its users' rows.
+void write_user_column(h5::File& f, const std::string& name, const std::vector<std::string>& local, Index row_begin,
+                       Index n_users, const Comm& comm) {
   std::int64_t width = 1;
   for (const auto& s : local) width = std::max<std::int64_t>(width, static_cast<std::int64_t>(s.size()));
   width = comm.max(width);
-  f.create_string_dataset("/users/id", static_cast<hsize_t>(n_users), static_cast<std::size_t>(width));
-  f.write_string_rows("/users/id", static_cast<hsize_t>(row_begin), local);
+  f.create_string_dataset(name, static_cast<hsize_t>(n_users), static_cast<std::size_t>(width));
+  f.write_string_rows(name, static_cast<hsize_t>(row_begin), local);
 }
 
 void set_root_attrs(h5::File& f, const Options& opt, const Loaded& L, Index nnz_train, Index nnz_test) {
@@ -28,9 +29,25 @@ void set_root_attrs(h5::File& f, const Options& opt, const Loaded& L, Index nnz_
   for (int t = 0; t < dataset::kNumEventTypes; ++t) types += std::string(t ? "," : "") + dataset::kEventTypes[t];
   f.set_attr("/", "event_types", types);
   f.set_attr("/", "weights", weights_string(opt.weights));
-  f.set_attr("/", "test_fraction", opt.test_fraction);
-  f.set_attr("/", "seed", static_cast<std::int64_t>(opt.seed));
-  f.set_attr("/", "split", "test iff hash(seed, user index, item index) < test_fraction, hash from splitmix64 (docs/data-format.md)");
+  if (opt.split == SplitMethod::kTime) {
+    // Attributes only a time split has, so a random split's file stays as it always was.
+    f.set_attr("/", "split_method", "time");
+    if (opt.holdout_last > 0) f.set_attr("/", "holdout_last", static_cast<std::int64_t>(opt.holdout_last));
+    else f.set_attr("/", "holdout_fraction", opt.holdout_fraction);
+    f.set_attr("/", "split", std::string("each user's ") +
+                                 (opt.holdout_last > 0 ? "last holdout_last" : "latest round(holdout_fraction * n)") +
+                                 " pairs by (time of the pair's first event, item index) are test, at most n - 1 (docs/data-format.md)");
+  } else {
+    f.set_attr("/", "test_fraction", opt.test_fraction);
+    f.set_attr("/", "seed", static_cast<std::int64_t>(opt.seed));
+    f.set_attr("/", "split", "test iff hash(seed, user index, item index) < test_fraction, hash from splitmix64 (docs/data-format.md)");
+  }
+  if (opt.min_value) {
+    f.set_attr("/", "min_value", *opt.min_value);
+    f.set_attr("/", "n_dropped", static_cast<std::int64_t>(L.n_dropped));
+  }
+  if (!opt.items.path.empty()) f.set_attr("/", "items_source", opt.items.path);
+  if (!opt.users.path.empty()) f.set_attr("/", "users_source", opt.users.path);
   f.set_attr("/", "n_users", static_cast<std::int64_t>(L.n_users));
   f.set_attr("/", "n_items", static_cast<std::int64_t>(L.n_items));
   f.set_attr("/", "n_events", static_cast<std::int64_t>(L.n_events));
@@ -42,7 +59,9 @@ void set_root_attrs(h5::File& f, const Options& opt, const Loaded& L, Index nnz_
 }  // namespace
 
 void write_prepared(h5::File& out, const Options& opt, const Loaded& L, const Matrices& m, const Comm& comm) {
-  write_user_ids(out, L.user_ids, L.users[comm.rank()], L.n_users, comm);
+  write_user_column(out, "/users/id", L.user_ids, L.users[comm.rank()], L.n_users, comm);
+  for (std::size_t c = 0; c < L.user_columns.size(); ++c)
+    write_user_column(out, "/users/" + L.user_columns[c], L.user_values[c], L.users[comm.rank()], L.n_users, comm);
   if (L.items_full) dataset::write_items(out, L.items);
   else out.write_strings("/items/id", L.items.id);
   dataset::write_csr(out, "/matrix/train", m.train, comm);

@@ -153,7 +153,10 @@ TEST(CsvParse, ErrorsNameTheLine) {
   EXPECT_EQ(error_of("user_id,item_id,confidence\n\nu,i,nan\n"), "in.csv:3: confidence 'nan' is NaN");
   EXPECT_EQ(error_of("u,i,1\nu,i,abc\n", InputFormat::kCsvTriplets), "in.csv:2: confidence 'abc' is not a number");
   EXPECT_EQ(error_of("u,i,1\nu,i,1e999\n"), "in.csv:2: confidence '1e999' is not a finite float");
-  EXPECT_EQ(error_of("u,i,1\nu,i,1,7\n"), "in.csv:2: expected at most 3 fields (user_id,item_id,confidence), found 4");
+  // A fourth field is the timestamp (MovieLens's user item rating timestamp); a fifth is too many.
+  EXPECT_EQ(error_of("u,i,1\nu,i,1,7\n"), "");
+  EXPECT_EQ(error_of("u,i,1\nu,i,1,7,8\n"),
+            "in.csv:2: expected at most 4 fields (user_id,item_id,confidence[,timestamp]), found 5");
   EXPECT_EQ(error_of("u,i,View,1,2\n"),
             "in.csv:1: expected at most 4 fields (user_id,item_id,event_type[,timestamp]), found 5");
   EXPECT_EQ(error_of("user_id,item_id,event_type\nu,i,View,9\n"), "in.csv:2: found 4 fields, the header has 3");

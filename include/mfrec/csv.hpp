@@ -6,7 +6,9 @@
 // (std::to_string, format_float...).
 // Reading: the delimiter separates fields; a field may be quoted ("a,b", with "" for a quote
 // inside); unquoted fields are trimmed of spaces and tabs, so a quoted field keeps its blanks
-// and whatever write_row wrote reads back the same.
+// and whatever write_row wrote reads back the same. The delimiter kBlanks splits at runs of
+// spaces and tabs (whitespace-separated files: no empty fields, quotes still honoured);
+// kDoubleColon splits at "::".
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -34,7 +36,20 @@ std::vector<std::string> split_line(const std::string& line, char delim, const s
 void split_line(const std::string& line, char delim, const std::string& file, std::int64_t line_no,
                 std::vector<std::string>& out);
 
+inline constexpr char kBlanks = ' ';
+// The delimiter "::" (MovieLens-1M's ratings.dat, movies.dat), as one character.
+inline constexpr char kDoubleColon = '\x1f';
+
 // ',' unless the line has no comma and has a tab (then '\t') or a semicolon (then ';').
 char detect_delimiter(const std::string& line);
+// The delimiter of a file from its first lines: the first of ',', '\t', ';', "::", '|' that splits
+// every sampled line into at least two fields, else kBlanks when blanks do, else ','. (For a
+// file whose first line has a comma and that parses, this is ',' as detect_delimiter says.)
+char detect_delimiter(const std::vector<std::string>& lines);
+// A --delimiter value: one character, or tab, comma, semicolon, pipe, space / whitespace
+// (kBlanks), "\t", "::" (kDoubleColon). False when it names none.
+bool delimiter_from_name(const std::string& name, char& out);
+// A printable name of a delimiter: "comma", "tab", "semicolon", "pipe", "whitespace" or "'c'".
+std::string delimiter_name(char delim);
 
 }  // namespace mfrec::csv

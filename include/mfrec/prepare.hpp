@@ -1,5 +1,6 @@
 // Events to training matrices (mfrec_prep): weights events into confidences, sums them per
-// (user, item), holds out a seeded share of the pairs for testing, and writes the prepared file.
+// (user, item), holds out a seeded share of the pairs (or each user's latest pairs) for testing,
+// and writes the prepared file. A CSV input may come with item and user catalogs.
 //
 // Distributed path (collective over the Comm):
 //   1. each rank reads a contiguous slice of /events in bounded batches (a CSV is parsed on
@@ -7,7 +8,9 @@
 //   2. every event goes to the rank owning its user (partition_even over users) by alltoallv;
 //   3. each rank sorts its (user, item, weight) records and sums them into its CSR rows
 //      (summed in a fixed order, in double, so the result does not depend on the rank count);
-//   4. a hash of (seed, user, item) sends each pair to test or train;
+//   4. a hash of (seed, user, item) sends each pair to test or train (--split random), or each
+//      user's latest pairs by the time of their first event go to test (--split time: the
+//      records carry their timestamps through the routing);
 //   5. the train pairs are routed by item owner to build the transpose;    prepare_matrix.cpp
 //   6. everything is written with parallel HDF5 to "<output>.partial"      prepare_write.cpp
 //      (and the CSV export to DIR/{train,test}.csv.partial),               prepare_export.cpp
@@ -16,6 +19,7 @@
 // bad input raises the same AgreedError on every rank, and nothing is left behind.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,14 +44,31 @@ const char* encoding_name(Encoding e);
 // -> kAuto (a CSV whose kind, events or triplets, is told from its content).
 InputFormat sniff_format(const std::string& path);
 
+// How the test pairs are chosen: a seeded hash of (user, item) (docs/data-format.md), or each
+// user's latest pairs by time.
+enum class SplitMethod { kRandom, kTime };
+SplitMethod parse_split(const std::string& name);  // "random" or "time" (ConfigError otherwise)
+
+// An item or user catalog (--items / --users): a delimited file of id plus detail columns.
+struct CatalogSource {
+  std::string path;  // empty: none
+  CsvLayout layout;  // delimiter and columns; the encoding and comment are the input's (Options)
+};
+
 struct Options {
   std::string input;
   std::string output;           // empty: default_output(input)
   InputFormat format = InputFormat::kAuto;
-  Encoding encoding = Encoding::kUtf8;  // of a CSV input
+  Encoding encoding = Encoding::kUtf8;  // of a CSV input (and the catalogs)
+  CsvLayout csv;                // of a CSV input: delimiter, --columns, comment (its encoding: `encoding`)
+  std::optional<double> min_value;  // records (event weights or confidences) below it are dropped
   Weights weights = dataset::kDefaultWeights;
-  double test_fraction = 0.2;
-  std::uint64_t seed = 42;
+  SplitMethod split = SplitMethod::kRandom;
+  double test_fraction = 0.2;   // --split random
+  std::uint64_t seed = 42;      // --split random
+  std::int64_t holdout_last = 0;     // --split time: each user's last K pairs (0: use holdout_fraction)
+  double holdout_fraction = 0.2;     // --split time: each user's latest share of pairs
+  CatalogSource items, users;
   std::int64_t batch_events = 1 << 20;  // events per rank per read-and-route round
   std::string export_csv_dir;   // empty: no CSV export
   bool progress = true;         // progress lines on rank 0
@@ -72,6 +93,7 @@ struct Summary {
   std::string output;
   InputFormat source_format = InputFormat::kAuto;
   Index n_users = 0, n_items = 0, n_events = 0;
+  Index n_dropped = 0;  // records below --min-value
   Index nnz_train = 0, nnz_test = 0;
   double seconds = 0;
   PhaseTimer timer;

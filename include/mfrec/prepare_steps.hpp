@@ -22,8 +22,11 @@ struct Loaded {
   Bounds users;                       // partition_even(n_users, ranks)
   std::vector<std::string> user_ids;  // this rank's users
   dataset::ItemTable items;           // every rank; only ids for imported data
-  bool items_full = false;            // the table came from a data set (all columns)
-  Triplets records;                   // this rank's (user, item, weight) records
+  bool items_full = false;            // the table came from a data set or a catalog (all columns)
+  std::vector<std::string> user_columns;              // from --users: /users/<column>
+  std::vector<std::vector<std::string>> user_values;  // [column][this rank's users]
+  Index n_dropped = 0;                // records below --min-value
+  Triplets records;                   // this rank's (user, item, weight[, time]) records
 };
 
 // The input's format: opt.format, or what rank 0 sniffs from the file.
