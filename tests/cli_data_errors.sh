@@ -158,7 +158,7 @@ expect_error "prep: a directory where --export-csv writes test.csv" mfrec_prep \
 expect_stray mfrec_prep -i events.csv -o out.h5
 
 expect_ok "prep: --encoding latin1 converts" mfrec_prep -i latin1.csv -o l1.h5 --encoding latin1 --export-csv l1 -q
-if cat l1/train.csv l1/test.csv | grep -q "^u2,café,5$"; then
+if grep -qh "^u2,café,5$" l1/train.csv l1/test.csv; then
   pass "prep: the latin-1 id is stored as UTF-8"
 else
   fail "prep: the latin-1 id is not stored as UTF-8" "$(cat l1/*.csv | od -c | head)"
