@@ -128,7 +128,7 @@ CsrBlock read_csr_rows(const h5::File& f, const std::string& group, Index row_be
   b.row_begin = row_begin;
   const Index n = row_end - row_begin;
   std::vector<std::int64_t> ptr(static_cast<std::size_t>(n) + 1);
-  f.read_rows(group + "/indptr", static_cast<hsize_t>(row_begin), static_cast<hsize_t>(n + 1), ptr.data());
+  f.read_rows(group + "/indptr", static_cast<Index>(row_begin), static_cast<Index>(n + 1), ptr.data());
   const std::int64_t first = ptr.front(), count = ptr.back() - first;
   if (count < 0) throw InputError(f.path() + ": dataset " + group + "/indptr decreases");
   b.indptr.resize(ptr.size());
@@ -139,8 +139,8 @@ CsrBlock read_csr_rows(const h5::File& f, const std::string& group, Index row_be
   }
   b.indices.resize(static_cast<std::size_t>(count));
   b.data.resize(static_cast<std::size_t>(count));
-  f.read_rows(group + "/indices", static_cast<hsize_t>(first), static_cast<hsize_t>(count), b.indices.data());
-  f.read_rows(group + "/data", static_cast<hsize_t>(first), static_cast<hsize_t>(count), b.data.data());
+  f.read_rows(group + "/indices", static_cast<Index>(first), static_cast<Index>(count), b.indices.data());
+  f.read_rows(group + "/data", static_cast<Index>(first), static_cast<Index>(count), b.data.data());
   sort_rows(f, group, b);
   for (std::int64_t k = 0; k < count; ++k) {
     if (b.indices[k] < 0 || b.indices[k] >= m.n_cols)
@@ -160,17 +160,17 @@ void write_csr(h5::File& f, const std::string& group, const CsrBlock& local, con
   const std::int64_t nnz = comm.sum<std::int64_t>(local.nnz());
   if (rows_before != local.row_begin) throw Error("write_csr: blocks are not consecutive in rank order");
   h5::DatasetOptions opt{1 << 20, 0};
-  f.create_dataset<std::int64_t>(group + "/indptr", {static_cast<hsize_t>(n_rows + 1)}, opt);
-  f.create_dataset<std::int32_t>(group + "/indices", {static_cast<hsize_t>(nnz)}, opt);
-  f.create_dataset<float>(group + "/data", {static_cast<hsize_t>(nnz)}, opt);
+  f.create_dataset<std::int64_t>(group + "/indptr", {static_cast<Index>(n_rows + 1)}, opt);
+  f.create_dataset<std::int32_t>(group + "/indices", {static_cast<Index>(nnz)}, opt);
+  f.create_dataset<float>(group + "/data", {static_cast<Index>(nnz)}, opt);
   // Each rank writes its rows' pointers shifted by the non-zeros before it; the last rank
   // also writes the closing entry.
   const bool last = comm.rank() == comm.size() - 1;
   std::vector<std::int64_t> ptr(local.indptr.begin(), local.indptr.end() - (last ? 0 : 1));
   for (auto& p : ptr) p += nnz_before;
-  f.write_rows(group + "/indptr", static_cast<hsize_t>(rows_before), ptr.size(), ptr.data());
-  f.write_rows(group + "/indices", static_cast<hsize_t>(nnz_before), local.indices.size(), local.indices.data());
-  f.write_rows(group + "/data", static_cast<hsize_t>(nnz_before), local.data.size(), local.data.data());
+  f.write_rows(group + "/indptr", static_cast<Index>(rows_before), ptr.size(), ptr.data());
+  f.write_rows(group + "/indices", static_cast<Index>(nnz_before), local.indices.size(), local.indices.data());
+  f.write_rows(group + "/data", static_cast<Index>(nnz_before), local.data.size(), local.data.data());
   f.set_attr(group, "n_rows", n_rows);
   f.set_attr(group, "n_cols", static_cast<std::int64_t>(local.n_cols));
   f.set_attr(group, "nnz", nnz);

@@ -20,8 +20,8 @@ namespace {
 
 std::size_t digits(std::int64_t v) { return std::to_string(std::max<std::int64_t>(v, 0)).size(); }
 
-constexpr hsize_t kEventChunk = hsize_t(1) << 17;
-constexpr hsize_t kUserChunk = hsize_t(1) << 16;
+constexpr Index kEventChunk = Index{1} << 17;
+constexpr Index kUserChunk = Index{1} << 16;
 constexpr std::int64_t kMaxUsersPerBatch = std::int64_t(1) << 18;
 
 // Batches of consecutive users with about `batch_events` events each: the user offsets where
@@ -43,7 +43,7 @@ std::vector<std::int64_t> batch_cuts(const std::vector<std::int64_t>& counts, st
 // /users and /events with their final sizes (collective).
 void create_datasets(h5::File& f, const Options& opt) {
   const h5::DatasetOptions user_opt{kUserChunk, opt.deflate}, event_opt{kEventChunk, opt.deflate};
-  const auto n_users = static_cast<hsize_t>(opt.n_users), n_events = static_cast<hsize_t>(opt.n_events);
+  const auto n_users = static_cast<Index>(opt.n_users), n_events = static_cast<Index>(opt.n_events);
   std::size_t persona_width = 1;
   for (const auto& p : persona_names()) persona_width = std::max(persona_width, p.size());
   f.create_string_dataset("/users/id", n_users, digits(opt.n_users - 1), user_opt);
@@ -137,14 +137,14 @@ Summary generate(const Options& opt, const dataset::ItemTable& items, const Comm
     }
     gen_scope.reset();
     auto write_scope = std::make_unique<PhaseTimer::Scope>(timer, "write");
-    const auto user_row = static_cast<hsize_t>(u_begin + lo);
+    const auto user_row = static_cast<Index>(u_begin + lo);
     f.write_string_rows("/users/id", user_row, ids);
     f.write_string_rows("/users/gender", user_row, gender);
     f.write_rows("/users/age", user_row, age.size(), age.data());
     f.write_string_rows("/users/persona", user_row, persona);
     f.write_string_rows("/users/discount_persona", user_row, discount);
     f.write_string_rows("/users/channel", user_row, channel);
-    const auto event_row = static_cast<hsize_t>(event_begin + written);
+    const auto event_row = static_cast<Index>(event_begin + written);
     f.write_rows("/events/user", event_row, ev.size(), ev.user.data());
     f.write_rows("/events/item", event_row, ev.size(), ev.item.data());
     f.write_rows("/events/type", event_row, ev.size(), ev.type.data());

@@ -58,18 +58,18 @@ void write_items(const dataset::ItemTable& items, AtomicFile& out) {
 
 void write_users(const h5::File& f, AtomicFile& out) {
   csv::write_row(out.stream(), {"id", "gender", "age", "persona", "discount_persona", "channel"});
-  const hsize_t n = f.shape("/users/id")[0], step = hsize_t(1) << 16;
+  const Index n = f.shape("/users/id")[0], step = Index{1} << 16;
   std::vector<std::int16_t> age;
   std::string buf;
-  for (hsize_t lo = 0; lo < n; lo += step) {
-    const hsize_t m = std::min(step, n - lo);
+  for (Index lo = 0; lo < n; lo += step) {
+    const Index m = std::min(step, n - lo);
     const auto id = f.read_string_rows("/users/id", lo, m), gender = f.read_string_rows("/users/gender", lo, m),
                persona = f.read_string_rows("/users/persona", lo, m),
                discount = f.read_string_rows("/users/discount_persona", lo, m),
                channel = f.read_string_rows("/users/channel", lo, m);
     age.resize(m);
     f.read_rows("/users/age", lo, m, age.data());
-    for (hsize_t i = 0; i < m; ++i) {
+    for (Index i = 0; i < m; ++i) {
       csv::append_field(buf, id[i]);
       buf += ',';
       csv::append_field(buf, gender[i]);
@@ -88,13 +88,13 @@ void write_users(const h5::File& f, AtomicFile& out) {
 
 void write_events(const h5::File& f, const std::string& h5_path, const dataset::ItemTable& items, AtomicFile& out) {
   csv::write_row(out.stream(), {"user_id", "item_id", "event_type", "timestamp", "discount"});
-  const hsize_t n = f.shape("/events/user")[0], step = hsize_t(1) << 20;
+  const Index n = f.shape("/events/user")[0], step = Index{1} << 20;
   std::vector<std::int64_t> user, ts;
   std::vector<std::int32_t> item;
   std::vector<std::uint8_t> type, disc;
   std::string buf;
-  for (hsize_t lo = 0; lo < n; lo += step) {
-    const hsize_t m = std::min(step, n - lo);
+  for (Index lo = 0; lo < n; lo += step) {
+    const Index m = std::min(step, n - lo);
     user.resize(m);
     ts.resize(m);
     item.resize(m);
@@ -105,7 +105,7 @@ void write_events(const h5::File& f, const std::string& h5_path, const dataset::
     f.read_rows("/events/type", lo, m, type.data());
     f.read_rows("/events/timestamp", lo, m, ts.data());
     f.read_rows("/events/discount", lo, m, disc.data());
-    for (hsize_t i = 0; i < m; ++i) {
+    for (Index i = 0; i < m; ++i) {
       if (item[i] < 0 || static_cast<std::size_t>(item[i]) >= items.size() || type[i] >= dataset::kNumEventTypes)
         throw InputError(h5_path + ": /events row " + std::to_string(lo + i) + " has a bad item or type");
       append_int(buf, user[i]);

@@ -11,6 +11,17 @@
 namespace mfrec::h5 {
 namespace {
 
+using HDims = std::vector<hsize_t>;
+
+HDims to_hdims(const Dims& dims, const std::string& path, const std::string& name) {
+  HDims out;
+  for (Index d : dims) {
+    if (d < 0) throw IoError(path + ": dataset " + name + ": negative dimension " + std::to_string(d));
+    out.push_back(static_cast<hsize_t>(d));
+  }
+  return out;
+}
+
 // HDF5's error stack as text: the innermost messages, joined.
 herr_t walk_cb(unsigned n, const H5E_error2_t* err, void* data) {
   auto* out = static_cast<std::string*>(data);
@@ -230,14 +241,15 @@ std::vector<std::string> File::list(const std::string& group) const {
   return out;
 }
 
-void File::create_dataset_impl(const std::string& name, hid_t type, const Dims& dims, const DatasetOptions& opt) {
+void File::create_dataset_impl(const std::string& name, hid_t type, const Dims& shape, const DatasetOptions& opt) {
   create_group(parent_of(name));
+  const HDims dims = to_hdims(shape, path_, name);
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   if (space.get() < 0) fail("cannot create dataspace", name);
   Handle dcpl = make_plist(H5P_DATASET_CREATE);
   if (opt.chunk_rows > 0 && !dims.empty() && dims[0] > 0) {
-    Dims chunk = dims;
-    chunk[0] = std::min<hsize_t>(opt.chunk_rows, dims[0]);
+    HDims chunk = dims;
+    chunk[0] = std::min<hsize_t>(static_cast<hsize_t>(opt.chunk_rows), dims[0]);
     H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data());
     if (opt.deflate > 0) H5Pset_deflate(dcpl.get(), static_cast<unsigned>(opt.deflate));
   }
@@ -248,7 +260,7 @@ void File::create_dataset_impl(const std::string& name, hid_t type, const Dims& 
   H5Dclose(d);
 }
 
-void File::create_string_dataset(const std::string& name, hsize_t n, std::size_t width, const DatasetOptions& opt) {
+void File::create_string_dataset(const std::string& name, Index n, std::size_t width, const DatasetOptions& opt) {
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.get(), std::max<std::size_t>(width, 1));
   H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
@@ -267,9 +279,9 @@ Dims File::shape(const std::string& name) const {
   Handle space(H5Dget_space(d.get()), H5Sclose);
   int nd = H5Sget_simple_extent_ndims(space.get());
   if (nd < 0) fail("cannot read shape", name);
-  Dims dims(static_cast<std::size_t>(nd));
+  HDims dims(static_cast<std::size_t>(nd));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
-  return dims;
+  return Dims(dims.begin(), dims.end());
 }
 
 void File::check_class(const std::string& name, TypeClass cls) const {
@@ -281,7 +293,7 @@ void File::check_class(const std::string& name, TypeClass cls) const {
                      class_name(cls));
 }
 
-Dims File::require(const std::string& name, TypeClass cls, int rank, hsize_t width) const {
+Dims File::require(const std::string& name, TypeClass cls, int rank, Index width) const {
   check_class(name, cls);
   Dims d = shape(name);
   if (static_cast<int>(d.size()) != rank)
@@ -293,23 +305,27 @@ Dims File::require(const std::string& name, TypeClass cls, int rank, hsize_t wid
   return d;
 }
 
-hsize_t File::root_or_none(hsize_t n) const { return (!comm_ || comm_->is_root()) ? n : 0; }
+Index File::root_or_none(Index n) const { return (!comm_ || comm_->is_root()) ? n : 0; }
 
-void File::io_rows(const std::string& name, hid_t mem_type, hsize_t row_begin, hsize_t n_rows, void* data,
+void File::io_rows(const std::string& name, hid_t mem_type, Index row_begin, Index n_rows, void* data,
                    bool write) {
+  if (row_begin < 0 || n_rows < 0)
+    throw InputError(path_ + ": dataset " + name + ": negative rows [" + std::to_string(row_begin) + ", +" +
+                     std::to_string(n_rows) + ")");
   Handle d = open_dataset(name);
   Handle fspace(H5Dget_space(d.get()), H5Sclose);
   int nd = H5Sget_simple_extent_ndims(fspace.get());
-  Dims dims(static_cast<std::size_t>(std::max(nd, 0)));
+  HDims dims(static_cast<std::size_t>(std::max(nd, 0)));
   H5Sget_simple_extent_dims(fspace.get(), dims.data(), nullptr);
   if (nd == 0) dims = {1};  // a scalar: one "row"
   if (dims[0] == 0 && n_rows == 0 && row_begin == 0) return;  // an empty dataset: same on every rank
-  if (row_begin + n_rows > dims[0])
+  const auto first = static_cast<hsize_t>(row_begin), count_rows = static_cast<hsize_t>(n_rows);
+  if (first + count_rows > dims[0])
     throw InputError(path_ + ": dataset " + name + ": rows [" + std::to_string(row_begin) + ", " +
                      std::to_string(row_begin + n_rows) + ") out of range (" + std::to_string(dims[0]) + " rows)");
-  Dims start(dims.size(), 0), count = dims;
-  start[0] = row_begin;
-  count[0] = n_rows;
+  HDims start(dims.size(), 0), count = dims;
+  start[0] = first;
+  count[0] = count_rows;
   Handle mspace(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
   if (nd > 0) {
     if (n_rows == 0) {
@@ -326,7 +342,7 @@ void File::io_rows(const std::string& name, hid_t mem_type, hsize_t row_begin, h
   if (rc < 0) fail(write ? "write failed" : "read failed", name);
 }
 
-void File::write_string_rows(const std::string& name, hsize_t row_begin, const std::vector<std::string>& rows) {
+void File::write_string_rows(const std::string& name, Index row_begin, const std::vector<std::string>& rows) {
   Handle d = open_dataset(name);
   Handle type(H5Dget_type(d.get()), H5Tclose);
   std::size_t width = H5Tget_size(type.get());
@@ -336,20 +352,21 @@ void File::write_string_rows(const std::string& name, hsize_t row_begin, const s
       throw InputError(path_ + ": dataset " + name + ": string '" + rows[i] + "' longer than " + std::to_string(width));
     std::memcpy(buf.data() + i * width, rows[i].data(), rows[i].size());
   }
-  io_rows(name, type.get(), row_begin, rows.size(), buf.data(), true);
+  io_rows(name, type.get(), row_begin, static_cast<Index>(rows.size()), buf.data(), true);
 }
 
-std::vector<std::string> File::read_string_rows(const std::string& name, hsize_t row_begin, hsize_t n_rows) const {
+std::vector<std::string> File::read_string_rows(const std::string& name, Index row_begin, Index n_rows) const {
   check_class(name, TypeClass::kString);
   Handle d = open_dataset(name);
   Handle type(H5Dget_type(d.get()), H5Tclose);
   if (H5Tis_variable_str(type.get()) > 0)
     throw InputError(path_ + ": dataset " + name + " holds variable-length strings; mfrec writes fixed-length");
   std::size_t width = H5Tget_size(type.get());
-  std::vector<char> buf(n_rows * width + 1, '\0');
+  const auto n = static_cast<std::size_t>(std::max<Index>(n_rows, 0));
+  std::vector<char> buf(n * width + 1, '\0');
   const_cast<File*>(this)->io_rows(name, type.get(), row_begin, n_rows, buf.data(), false);
-  std::vector<std::string> out(n_rows);
-  for (hsize_t i = 0; i < n_rows; ++i) {
+  std::vector<std::string> out(n);
+  for (std::size_t i = 0; i < n; ++i) {
     const char* s = buf.data() + i * width;
     out[i].assign(s, strnlen(s, width));
   }

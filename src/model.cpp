@@ -97,19 +97,19 @@ ModelMeta read_meta(const h5::File& f) {
 void write_model(const std::string& path, const Comm& comm, const ModelParts& p, const ModelMeta& meta) {
   const FactorMatrix& X = *p.user_factors;
   const FactorMatrix& Y = *p.item_factors;
-  const auto f = static_cast<hsize_t>(X.cols());
+  const auto f = static_cast<Index>(X.cols());
   h5::File file = h5::File::create_atomic(path, &comm);
   const Index ub = p.seen_local->row_begin, nu = p.seen_local->n_rows();
-  file.create_dataset<float>("/user_factors", {static_cast<hsize_t>(X.rows()), f}, {65536, 0});
-  file.write_rows("/user_factors", static_cast<hsize_t>(ub), static_cast<hsize_t>(nu), X.row(ub).data());
-  file.create_dataset<float>("/item_factors", {static_cast<hsize_t>(Y.rows()), f}, {65536, 0});
-  file.write_rows("/item_factors", 0, comm.is_root() ? static_cast<hsize_t>(Y.rows()) : 0, Y.data());
+  file.create_dataset<float>("/user_factors", {static_cast<Index>(X.rows()), f}, {65536, 0});
+  file.write_rows("/user_factors", static_cast<Index>(ub), static_cast<Index>(nu), X.row(ub).data());
+  file.create_dataset<float>("/item_factors", {static_cast<Index>(Y.rows()), f}, {65536, 0});
+  file.write_rows("/item_factors", 0, comm.is_root() ? static_cast<Index>(Y.rows()) : 0, Y.data());
   // User ids: fixed-width strings, the width agreed over ranks.
   std::int64_t width = 1;
   for (const auto& s : p.user_ids_local) width = std::max<std::int64_t>(width, static_cast<std::int64_t>(s.size()));
   width = comm.max(width);
-  file.create_string_dataset("/users/id", static_cast<hsize_t>(X.rows()), static_cast<std::size_t>(width), {65536, 0});
-  file.write_string_rows("/users/id", static_cast<hsize_t>(ub), p.user_ids_local);
+  file.create_string_dataset("/users/id", static_cast<Index>(X.rows()), static_cast<std::size_t>(width), {65536, 0});
+  file.write_string_rows("/users/id", static_cast<Index>(ub), p.user_ids_local);
   dataset::write_items(file, *p.items);
   dataset::write_csr(file, "/seen", *p.seen_local, comm);
   file.write_vector("/popularity/count", *p.popularity);
@@ -120,19 +120,19 @@ void write_model(const std::string& path, const Comm& comm, const ModelParts& p,
 
 namespace {
 
-std::string count_text(hsize_t n) { return std::to_string(static_cast<unsigned long long>(n)); }
+std::string count_text(Index n) { return std::to_string(n); }
 
 // The checks on the file's metadata (attributes and dataset shapes): the same answer on every
 // rank, so a parallel reader throws on all of them or none.
 struct ModelShape {
-  hsize_t n_users = 0, n_items = 0, factors = 0;
+  Index n_users = 0, n_items = 0, factors = 0;
 };
 ModelShape check_model_shape(const h5::File& f, const ModelMeta& meta) {
   const std::string& path = f.path();
   if (meta.als.factors < 1)
     throw InputError(path + ": root attribute factors = " + std::to_string(meta.als.factors) + " is not a positive width");
   ModelShape s;
-  s.factors = static_cast<hsize_t>(meta.als.factors);
+  s.factors = static_cast<Index>(meta.als.factors);
   // Factor widths agree with the attribute (require names the dataset otherwise).
   s.n_users = f.require<float>("/user_factors", 2, s.factors)[0];
   s.n_items = f.require<float>("/item_factors", 2, s.factors)[0];
@@ -140,8 +140,8 @@ ModelShape check_model_shape(const h5::File& f, const ModelMeta& meta) {
     if (!f.exists(name)) throw InputError(path + ": dataset " + name + " is missing");
     return f.shape(name).at(0);
   };
-  auto expect = [&](const std::string& name, hsize_t want, const char* against) {
-    const hsize_t got = rows_of(name);
+  auto expect = [&](const std::string& name, Index want, const char* against) {
+    const Index got = rows_of(name);
     if (got != want)
       throw InputError(path + ": dataset " + name + " has " + count_text(got) + " rows, but " + against + " has " +
                        count_text(want));
@@ -232,7 +232,7 @@ Model read_model_part(const std::string& path, const Comm* comm, int part, int p
   const auto nu = static_cast<Index>(s.n_users);
   const Bounds bounds = partition_even(nu, parts);
   const Index row_begin = bounds[static_cast<std::size_t>(part)], row_end = bounds[static_cast<std::size_t>(part) + 1];
-  const auto rb = static_cast<hsize_t>(row_begin), rn = static_cast<hsize_t>(row_end - row_begin);
+  const auto rb = static_cast<Index>(row_begin), rn = static_cast<Index>(row_end - row_begin);
   m.row_begin = row_begin;
   m.n_users_total = nu;
   m.user_factors.resize(row_end - row_begin, m.meta.als.factors);

@@ -78,18 +78,18 @@ Loaded load_hdf5(const Options& opt, const Comm& comm, PhaseTimer& timer) {
       L.n_items = static_cast<Index>(L.items.size());
       check_item_text(path, L.items);
       const char* cols[] = {"/events/user", "/events/item", "/events/type"};
-      hsize_t len[3];
+      Index len[3];
       for (int c = 0; c < 3; ++c) len[c] = in->require(cols[c], h5::TypeClass::kInteger, 1)[0];
       for (int c = 1; c < 3; ++c)
         if (len[c] != len[0])
           throw InputError(path + ": dataset " + cols[0] + " has " + std::to_string(len[0]) + " rows but " + cols[c] +
                            " has " + std::to_string(len[c]));
-      n_events = static_cast<Index>(len[0]);
+      n_events = len[0];
       if (n_events == 0) throw InputError(path + ": dataset /events/user is empty: no events");
       if (opt.split == SplitMethod::kTime) {
         if (!in->exists("/events/timestamp"))
           throw InputError(path + ": no dataset /events/timestamp: --split time needs the events' times");
-        const hsize_t n_time = in->require("/events/timestamp", h5::TypeClass::kInteger, 1)[0];
+        const Index n_time = in->require("/events/timestamp", h5::TypeClass::kInteger, 1)[0];
         if (n_time != len[0])
           throw InputError(path + ": dataset /events/user has " + std::to_string(len[0]) +
                            " rows but /events/timestamp has " + std::to_string(n_time));
@@ -100,7 +100,7 @@ Loaded load_hdf5(const Options& opt, const Comm& comm, PhaseTimer& timer) {
     L.users = partition_even(L.n_users, comm.size());
     {
       const Index b = L.users[comm.rank()], e = L.users[comm.rank() + 1];
-      L.user_ids = in->read_string_rows("/users/id", static_cast<hsize_t>(b), static_cast<hsize_t>(e - b));
+      L.user_ids = in->read_string_rows("/users/id", static_cast<Index>(b), static_cast<Index>(e - b));
       check_agreed(comm, check_text(path, "/users/id", L.user_ids, b), b);
     }
 
@@ -119,10 +119,10 @@ Loaded load_hdf5(const Options& opt, const Comm& comm, PhaseTimer& timer) {
     for (std::int64_t round = 0; round < rounds; ++round) {
       const Index b = std::min(end, begin + round * batch), n = std::min(end, b + batch) - b;
       t0 = Comm::wtime();
-      in->read_rows("/events/user", static_cast<hsize_t>(b), static_cast<hsize_t>(n), user.data());
-      in->read_rows("/events/item", static_cast<hsize_t>(b), static_cast<hsize_t>(n), item.data());
-      in->read_rows("/events/type", static_cast<hsize_t>(b), static_cast<hsize_t>(n), type.data());
-      if (with_time) in->read_rows("/events/timestamp", static_cast<hsize_t>(b), static_cast<hsize_t>(n), time.data());
+      in->read_rows("/events/user", static_cast<Index>(b), static_cast<Index>(n), user.data());
+      in->read_rows("/events/item", static_cast<Index>(b), static_cast<Index>(n), item.data());
+      in->read_rows("/events/type", static_cast<Index>(b), static_cast<Index>(n), type.data());
+      if (with_time) in->read_rows("/events/timestamp", static_cast<Index>(b), static_cast<Index>(n), time.data());
       std::string bad;
       std::int64_t bad_row = 0;
       send.clear();

@@ -15,8 +15,8 @@ void write_user_column(h5::File& f, const std::string& name, const std::vector<s
   std::int64_t width = 1;
   for (const auto& s : local) width = std::max<std::int64_t>(width, static_cast<std::int64_t>(s.size()));
   width = comm.max(width);
-  f.create_string_dataset(name, static_cast<hsize_t>(n_users), static_cast<std::size_t>(width));
-  f.write_string_rows(name, static_cast<hsize_t>(row_begin), local);
+  f.create_string_dataset(name, static_cast<Index>(n_users), static_cast<std::size_t>(width));
+  f.write_string_rows(name, static_cast<Index>(row_begin), local);
 }
 
 void set_root_attrs(h5::File& f, const Options& opt, const Loaded& L, Index nnz_train, Index nnz_test) {

@@ -79,8 +79,8 @@ h5::File write_batch_h5(const Comm& comm, const std::string& output, const Model
   std::optional<h5::File> file;
   agree_on(comm, [&] { file.emplace(h5::File::create_atomic(output, &comm)); });
   h5::File& out = *file;
-  const auto nu = static_cast<hsize_t>(m.n_users_total), nn = static_cast<hsize_t>(n);
-  const auto rb = static_cast<hsize_t>(m.row_begin), rn = static_cast<hsize_t>(m.user_factors.rows());
+  const auto nu = static_cast<Index>(m.n_users_total), nn = static_cast<Index>(n);
+  const auto rb = static_cast<Index>(m.row_begin), rn = static_cast<Index>(m.user_factors.rows());
   out.create_dataset<std::int32_t>("/recommendations/items", {nu, nn});
   out.write_rows("/recommendations/items", rb, rn, top.items.data());
   out.create_dataset<float>("/recommendations/scores", {nu, nn});

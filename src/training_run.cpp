@@ -28,8 +28,8 @@ GroupData load_group_data(const h5::File& f, const Comm& comm) {
     if (static_cast<Index>(ud[0]) != g.train.n_users)
       throw InputError(f.path() + ": /users/id has " + std::to_string(ud[0]) + " rows, expected " + std::to_string(g.train.n_users));
   });
-  g.user_ids_local = f.read_string_rows("/users/id", static_cast<hsize_t>(g.train.user_bounds[r]),
-                                        static_cast<hsize_t>(g.train.users.n_rows()));
+  g.user_ids_local = f.read_string_rows("/users/id", static_cast<Index>(g.train.user_bounds[r]),
+                                        static_cast<Index>(g.train.users.n_rows()));
   g.fingerprint = dataset::fingerprint(g.train.users, comm);
   return g;
 }
@@ -54,18 +54,18 @@ void write_checkpoint(const std::string& path, const Comm& comm, const GroupData
                       const RunOptions& opt, const std::vector<Evaluation>& evals, double train_seconds) {
   const FactorMatrix& X = t.user_factors();
   const FactorMatrix& Y = t.item_factors();
-  const auto f = static_cast<hsize_t>(X.cols());
+  const auto f = static_cast<Index>(X.cols());
   const int r = comm.rank();
   h5::File file = h5::File::create_atomic(path, &comm);
-  file.create_dataset<float>("/user_factors", {static_cast<hsize_t>(X.rows()), f});
-  file.create_dataset<float>("/item_factors", {static_cast<hsize_t>(Y.rows()), f});
+  file.create_dataset<float>("/user_factors", {static_cast<Index>(X.rows()), f});
+  file.create_dataset<float>("/item_factors", {static_cast<Index>(Y.rows()), f});
   const Index ub = data.train.user_bounds[r], ib = data.train.item_bounds[r];
   const Index nu = data.train.user_bounds[r + 1] - ub, ni = data.train.item_bounds[r + 1] - ib;
-  file.write_rows("/user_factors", static_cast<hsize_t>(ub), static_cast<hsize_t>(nu), nu ? X.row(ub).data() : X.data());
-  file.write_rows("/item_factors", static_cast<hsize_t>(ib), static_cast<hsize_t>(ni), ni ? Y.row(ib).data() : Y.data());
+  file.write_rows("/user_factors", static_cast<Index>(ub), static_cast<Index>(nu), nu ? X.row(ub).data() : X.data());
+  file.write_rows("/item_factors", static_cast<Index>(ib), static_cast<Index>(ni), ni ? Y.row(ib).data() : Y.data());
   std::vector<double> rows(evals.size() * kEvaluationFields);
   for (std::size_t i = 0; i < evals.size(); ++i) evaluation_to_row(evals[i], &rows[i * kEvaluationFields]);
-  file.create_dataset<double>("/evaluations", {evals.size(), static_cast<hsize_t>(kEvaluationFields)});
+  file.create_dataset<double>("/evaluations", {static_cast<Index>(evals.size()), static_cast<Index>(kEvaluationFields)});
   file.write_rows("/evaluations", 0, comm.is_root() ? evals.size() : 0, rows.data());
   file.set_attr("/", "format", "mfrec-checkpoint");
   file.set_attr("/", "signature", opt.signature);
@@ -106,9 +106,9 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
     const int it = static_cast<int>(f.attr_int("/", "iteration"));
     const int fdim = opt.train.als.factors;
     FactorMatrix X(data.train.n_users, fdim), Y(data.train.n_items, fdim);
-    f.require<float>("/user_factors", 2, static_cast<hsize_t>(fdim));
-    f.read_rows("/user_factors", 0, static_cast<hsize_t>(X.rows()), X.data());
-    f.read_rows("/item_factors", 0, static_cast<hsize_t>(Y.rows()), Y.data());
+    f.require<float>("/user_factors", 2, static_cast<Index>(fdim));
+    f.read_rows("/user_factors", 0, static_cast<Index>(X.rows()), X.data());
+    f.read_rows("/item_factors", 0, static_cast<Index>(Y.rows()), Y.data());
     auto rows = f.read_all<double>("/evaluations");
     for (std::size_t i = 0; i + kEvaluationFields <= rows.size(); i += kEvaluationFields)
       res.evaluations.push_back(evaluation_from_row(&rows[i]));

@@ -63,7 +63,7 @@ TEST(H5, ParallelRowWritesReadBackWithH5Types) {
   const std::string path = scratch(world, "rows.h5");
   if (world.is_root()) std::remove(path.c_str());  // a previous run's file
   world.barrier();
-  const hsize_t n = 10, width = 3;
+  const Index n = 10, width = 3;
   Bounds b = partition_even(n, world.size());
   {
     h5::File f = h5::File::create_atomic(path, &world);
@@ -73,7 +73,7 @@ TEST(H5, ParallelRowWritesReadBackWithH5Types) {
     std::vector<std::int64_t> v;
     for (Index r = b[world.rank()]; r < b[world.rank() + 1]; ++r) {
       v.push_back(r * r);
-      for (hsize_t c = 0; c < width; ++c) m.push_back(float(r * 10 + c));
+      for (Index c = 0; c < width; ++c) m.push_back(float(r * 10 + c));
     }
     f.write_rows("/g/m", b[world.rank()], v.size(), m.data());
     f.write_rows("/g/v", b[world.rank()], v.size(), v.data());
@@ -88,7 +88,7 @@ TEST(H5, ParallelRowWritesReadBackWithH5Types) {
   h5::File f = h5::File::open(path);
   EXPECT_EQ(f.shape("/g/m"), (h5::Dims{n, width}));
   auto v = f.read_all<std::int64_t>("/g/v");
-  for (hsize_t r = 0; r < n; ++r) EXPECT_EQ(v[r], std::int64_t(r * r));
+  for (Index r = 0; r < n; ++r) EXPECT_EQ(v[r], std::int64_t(r * r));
   std::vector<float> row(width);
   f.read_rows("/g/m", 7, 1, row.data());
   EXPECT_EQ(row[2], 72.0f);

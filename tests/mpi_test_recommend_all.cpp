@@ -137,7 +137,7 @@ namespace {
 // A copy of `model` with one value changed by rank 0 (serial write), seen by every rank.
 template <class T>
 std::string corrupt_copy(const Comm& world, const std::string& model, const std::string& name,
-                         const std::string& dataset, hsize_t row, T value) {
+                         const std::string& dataset, Index row, T value) {
   const std::string path = scratch(world, name);
   if (world.is_root()) {
     std::filesystem::copy_file(model, path, std::filesystem::copy_options::overwrite_existing);

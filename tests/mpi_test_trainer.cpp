@@ -164,7 +164,7 @@ TEST(Trainer, BadDataIsAgreedOnEveryRank) {
   testdata::write_random_prepared(path, world, 120, 30, 5, 3);
   {
     h5::File f = h5::File::open(path, &world, true);
-    const auto nnz = static_cast<hsize_t>(f.attr_int("/matrix/train", "nnz"));
+    const auto nnz = static_cast<Index>(f.attr_int("/matrix/train", "nnz"));
     const std::int32_t bad = 1000;  // outside [0, 30), in the last row's entries
     f.write_rows("/matrix/train/indices", nnz - 1, world.is_root() ? 1 : 0, &bad);
   }

@@ -279,7 +279,7 @@ namespace {
 
 // A copy of the unit model with row `row` of `dataset` set to `value` throughout.
 template <class T>
-std::string corrupted(const std::string& name, const std::string& dataset, hsize_t row, T value) {
+std::string corrupted(const std::string& name, const std::string& dataset, Index row, T value) {
   std::filesystem::copy_file(model_path(), name, std::filesystem::copy_options::overwrite_existing);
   h5::File f = h5::File::open(name, nullptr, /*writable=*/true);
   const h5::Dims d = f.shape(dataset);

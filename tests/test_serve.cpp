@@ -103,9 +103,12 @@ TEST(ServeOptions, BadValuesAreConfigErrorsNamingTheOption) {
   EXPECT_NE(config_error({"--threads", "0"}).find("option --threads"), std::string::npos);
   EXPECT_NE(config_error({"--poll-seconds", "-1"}).find("option --poll-seconds"), std::string::npos);
   // Once ignored: a port file nobody can write is an error before the server starts.
-  EXPECT_NE(config_error({"--port-file", "serve_no_such_dir/port"}).find("option --port-file"), std::string::npos);
+  EXPECT_NE(config_error({"--registry", ".", "--port-file", "serve_no_such_dir/port"}).find("option --port-file"),
+            std::string::npos);
+  EXPECT_NE(config_error({"--registry", "serve_no_such_registry"}).find("option --registry"), std::string::npos);
+  EXPECT_NE(config_error({"--model", "m.h5", "--spec", "x@production"}).find("option --spec"), std::string::npos);
   EXPECT_NE(config_error({"--model", "serve_no_such_model.h5"}).find("option --model"), std::string::npos);
-  EXPECT_EQ(config_error({"--max-body", "4096", "--port-file", "serve_port.txt"}), "");
+  EXPECT_EQ(config_error({"--registry", ".", "--max-body", "4096", "--port-file", "serve_port.txt"}), "");
 }
 
 TEST(ServeOptions, ThePortFileIsWrittenWholeOrNotAtAll) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mfrec/error.hpp"
+#include "mfrec/types.hpp"
 
 namespace mfrec {
 class Comm;
@@ -21,7 +22,8 @@ class Comm;
 
 namespace mfrec::h5 {
 
-using Dims = std::vector<hsize_t>;
+// Shapes and row numbers are mfrec's Index (signed 64-bit): HDF5's hsize_t stays in h5.cpp.
+using Dims = std::vector<Index>;
 
 class Handle {
  public:
@@ -63,7 +65,7 @@ constexpr TypeClass type_class() {
 }
 
 struct DatasetOptions {
-  hsize_t chunk_rows = 0;  // 0: contiguous
+  Index chunk_rows = 0;    // 0: contiguous
   int deflate = 0;         // 0: none, else gzip level (needs chunking)
 };
 
@@ -93,44 +95,44 @@ class File {
   void create_dataset(const std::string& name, const Dims& dims, const DatasetOptions& opt = {}) {
     create_dataset_impl(name, native_type<T>(), dims, opt);
   }
-  void create_string_dataset(const std::string& name, hsize_t n, std::size_t width, const DatasetOptions& opt = {});
+  void create_string_dataset(const std::string& name, Index n, std::size_t width, const DatasetOptions& opt = {});
   Dims shape(const std::string& name) const;
   // Throws InputError naming the file and dataset unless it exists with the given rank, type
   // class (and, for width > 0, row width = dims[1]).
-  Dims require(const std::string& name, TypeClass cls, int rank, hsize_t width = 0) const;
+  Dims require(const std::string& name, TypeClass cls, int rank, Index width = 0) const;
   template <class T>
-  Dims require(const std::string& name, int rank, hsize_t width = 0) const {
+  Dims require(const std::string& name, int rank, Index width = 0) const {
     return require(name, type_class<T>(), rank, width);
   }
 
   // Rows [row_begin, row_begin + n_rows) of a 1-D or 2-D dataset (all columns).
   template <class T>
-  void write_rows(const std::string& name, hsize_t row_begin, hsize_t n_rows, const T* data) {
+  void write_rows(const std::string& name, Index row_begin, Index n_rows, const T* data) {
     io_rows(name, native_type<T>(), row_begin, n_rows, const_cast<T*>(data), true);
   }
   template <class T>
-  void read_rows(const std::string& name, hsize_t row_begin, hsize_t n_rows, T* out) const {
+  void read_rows(const std::string& name, Index row_begin, Index n_rows, T* out) const {
     check_class(name, type_class<T>());
     const_cast<File*>(this)->io_rows(name, native_type<T>(), row_begin, n_rows, out, false);
   }
   template <class T>
   std::vector<T> read_all(const std::string& name) const {
     Dims d = shape(name);
-    hsize_t n = 1;
+    Index n = 1;
     for (auto x : d) n *= x;
-    std::vector<T> out(n);
+    std::vector<T> out(static_cast<std::size_t>(n));
     read_rows(name, 0, d.empty() ? 1 : d[0], out.data());
     return out;
   }
   // Create a 1-D dataset and write all of it from rank 0 (collective on a parallel file).
   template <class T>
   void write_vector(const std::string& name, const std::vector<T>& v, const DatasetOptions& opt = {}) {
-    create_dataset<T>(name, {v.size()}, opt);
-    write_rows(name, 0, root_or_none(v.size()), v.data());
+    create_dataset<T>(name, {static_cast<Index>(v.size())}, opt);
+    write_rows(name, 0, root_or_none(static_cast<Index>(v.size())), v.data());
   }
   // Fixed-length strings (NUL-padded), `width` bytes each.
-  void write_string_rows(const std::string& name, hsize_t row_begin, const std::vector<std::string>& rows);
-  std::vector<std::string> read_string_rows(const std::string& name, hsize_t row_begin, hsize_t n_rows) const;
+  void write_string_rows(const std::string& name, Index row_begin, const std::vector<std::string>& rows);
+  std::vector<std::string> read_string_rows(const std::string& name, Index row_begin, Index n_rows) const;
   std::vector<std::string> read_strings(const std::string& name) const;
   void write_strings(const std::string& name, const std::vector<std::string>& v, const DatasetOptions& opt = {});
 
@@ -148,9 +150,9 @@ class File {
  private:
   File(std::string path, hid_t id, const Comm* comm);
   void create_dataset_impl(const std::string& name, hid_t type, const Dims& dims, const DatasetOptions& opt);
-  void io_rows(const std::string& name, hid_t mem_type, hsize_t row_begin, hsize_t n_rows, void* data, bool write);
+  void io_rows(const std::string& name, hid_t mem_type, Index row_begin, Index n_rows, void* data, bool write);
   void check_class(const std::string& name, TypeClass cls) const;
-  hsize_t root_or_none(hsize_t n) const;
+  Index root_or_none(Index n) const;
   Handle open_dataset(const std::string& name) const;
   [[noreturn]] void fail(const std::string& what, const std::string& object) const;
 
