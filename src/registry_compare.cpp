@@ -61,7 +61,8 @@ std::vector<Row> rows_of(const RegistryEntry& a, const RegistryEntry& b) {
       add(prefix + k, ha ? ojson(va) : ojson(), hb ? ojson(vb) : ojson(), true);
     }
   }
-  add("evaluated users", member(member(a.meta, "metrics"), "users"), member(member(b.meta, "metrics"), "users"));
+  const ojson users_a = member(member(a.meta, "metrics"), "users"), users_b = member(member(b.meta, "metrics"), "users");
+  if (!users_a.is_null() || !users_b.is_null()) add("evaluated users", users_a, users_b);
   add("dataset", member(a.meta, "dataset"), member(b.meta, "dataset"));
   add("dataset_fingerprint", member(a.meta, "dataset_fingerprint"), member(b.meta, "dataset_fingerprint"));
   add("bytes", a.bytes, b.bytes);
