@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <sstream>
 
 #include "mfrec/evaluation.hpp"
@@ -61,7 +62,11 @@ std::vector<Row> rows_of(const RegistryEntry& a, const RegistryEntry& b) {
       add(prefix + k, ha ? ojson(va) : ojson(), hb ? ojson(vb) : ojson(), true);
     }
   }
-  const ojson users_a = member(member(a.meta, "metrics"), "users"), users_b = member(member(b.meta, "metrics"), "users");
+  auto users = [&](const RegistryEntry& e) {  // a count, stored as a double metric
+    const ojson u = member(member(e.meta, "metrics"), "users");
+    return u.is_number() ? ojson(static_cast<std::int64_t>(std::llround(u.get<double>()))) : u;
+  };
+  const ojson users_a = users(a), users_b = users(b);
   if (!users_a.is_null() || !users_b.is_null()) add("evaluated users", users_a, users_b);
   add("dataset", member(a.meta, "dataset"), member(b.meta, "dataset"));
   add("dataset_fingerprint", member(a.meta, "dataset_fingerprint"), member(b.meta, "dataset_fingerprint"));
