@@ -62,13 +62,6 @@ constexpr int kFields = kHead + kEvaluationFields + 3 * kNumPhases;
 
 }  // namespace
 
-void check_metric_name(const std::string& key) {
-  for (const char* k : kGridMetricKeys)
-    if (key == k) return;
-  throw ConfigError("option --select-metric: unknown metric '" + key +
-                    "' (map_at_k, map_at_k_seed, precision_at_k, recall_at_k, ndcg_at_k, auc)");
-}
-
 double metric_value(const MetricSums& m, const std::string& key) {
   check_metric_name(key);
   return metric_map(m).at(key);
@@ -272,6 +265,7 @@ void write_best_model(const GroupContext& g, const GridResult& res, BestModel& b
   meta.k = best.ro.k;
   meta.dataset = data_path;
   meta.dataset_fingerprint = g.fingerprint;
+  meta.select_metric = g.opt.select_metric;  // the registry compares models on it
   meta.created = g.gc.bcast(utc_now_iso());
   meta.metrics = metric_map(best.e.model);
   meta.system_metrics = metric_map(best.e.system);

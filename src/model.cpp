@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include "mfrec/error.hpp"
+#include "mfrec/evaluation.hpp"
 #include "mfrec/h5.hpp"
 #include "mfrec/metrics.hpp"
 #include "mfrec/partition.hpp"
@@ -41,8 +42,9 @@ void write_metrics(h5::File& f, const std::string& group, const std::map<std::st
 std::map<std::string, double> read_metrics(const h5::File& f, const std::string& group) {
   std::map<std::string, double> m;
   if (!f.exists(group)) return m;
-  for (const char* k : {"map_at_k", "map_at_k_seed", "precision_at_k", "recall_at_k", "ndcg_at_k", "auc", "users"})
+  for (const char* k : kMetricKeys)
     if (f.has_attr(group, k)) m[k] = f.attr_double(group, k);
+  if (f.has_attr(group, "users")) m["users"] = f.attr_double(group, "users");
   return m;
 }
 
@@ -63,6 +65,7 @@ void write_meta(h5::File& f, const ModelMeta& meta) {
   f.set_attr("/", "k", meta.k);
   f.set_attr("/", "dataset", meta.dataset);
   f.set_attr("/", "dataset_fingerprint", meta.dataset_fingerprint);
+  f.set_attr("/", "select_metric", meta.select_metric);
   write_metrics(f, "/metrics", meta.metrics);
   write_metrics(f, "/metrics/system", meta.system_metrics);
   write_metrics(f, "/metrics/baseline", meta.baseline_metrics);
@@ -86,6 +89,12 @@ ModelMeta read_meta(const h5::File& f) {
   m.k = static_cast<int>(f.attr_int("/", "k"));
   m.dataset = f.attr_string("/", "dataset");
   m.dataset_fingerprint = f.attr_string("/", "dataset_fingerprint");
+  if (f.has_attr("/", "select_metric")) {  // older files have none: they were selected by MAP@K
+    m.select_metric = f.attr_string("/", "select_metric");
+    if (!is_metric_name(m.select_metric))
+      throw InputError(f.path() + ": root attribute select_metric = '" + m.select_metric + "' is not a metric (" +
+                       kMetricKeyList + ")");
+  }
   m.metrics = read_metrics(f, "/metrics");
   m.system_metrics = read_metrics(f, "/metrics/system");
   m.baseline_metrics = read_metrics(f, "/metrics/baseline");

@@ -1,6 +1,7 @@
 // The registry's internals shared by its source files (registry.cpp: the Registry operations;
 // registry_index.cpp: index.json and its table; registry_spec.cpp: names, stages and specs;
-// registry_meta.cpp: metadata JSON, the baseline rule, checksums and tables). Not installed.
+// registry_meta.cpp: metadata JSON, the baseline rule, checksums and tables;
+// registry_promote.cpp: champion/challenger promotion and comparing two versions). Not installed.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -50,5 +51,9 @@ void write_index(const std::string& dir, std::vector<RegistryEntry> entries);
 void remove_stale_temps(const std::string& dir, const std::string& name_dir);
 
 std::string format_crc(std::uint32_t crc);  // "crc32:xxxxxxxx"
+
+// meta[group][key] as a number (group: "metrics", "baseline_metrics", "system_metrics"); false
+// when absent or not a number (a NaN is stored as null).
+bool meta_metric(const nlohmann::json& meta, const char* group, const std::string& key, double& out);
 
 }  // namespace mfrec::registry_detail

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "mfrec/durable.hpp"
+#include "mfrec/evaluation.hpp"
 #include "registry_internal.hpp"
 
 namespace mfrec {
@@ -59,6 +60,7 @@ nlohmann::json model_meta_json(const ModelMeta& m) {
   j["metrics"] = metrics_json(m.metrics);
   j["baseline_metrics"] = metrics_json(m.baseline_metrics);
   j["system_metrics"] = metrics_json(m.system_metrics);
+  j["select_metric"] = m.select_metric;
   j["dataset"] = m.dataset;
   j["dataset_fingerprint"] = m.dataset_fingerprint;
   j["program_version"] = m.program_version;
@@ -66,26 +68,41 @@ nlohmann::json model_meta_json(const ModelMeta& m) {
   return j;
 }
 
+std::string selection_metric(const nlohmann::json& meta) {
+  if (meta.is_object()) {
+    const auto v = meta.find("select_metric");
+    if (v != meta.end() && v->is_string()) return v->get<std::string>();
+  }
+  return "map_at_k";  // entries of models written before the metric was stored
+}
+
 bool beats_baseline(const ModelMeta& meta) {
-  const auto a = meta.metrics.find("map_at_k");
-  const auto b = meta.baseline_metrics.find("map_at_k");
+  const auto a = meta.metrics.find(meta.select_metric);
+  const auto b = meta.baseline_metrics.find(meta.select_metric);
   if (a == meta.metrics.end() || b == meta.baseline_metrics.end()) return false;
-  return std::isfinite(a->second) && std::isfinite(b->second) && a->second > b->second;
+  return metric_beats(a->second, b->second);
 }
 
 bool beats_baseline(const nlohmann::json& meta) {
-  auto get = [&](const char* group, double& out) {
-    if (!meta.is_object()) return false;
-    const auto g = meta.find(group);
-    if (g == meta.end() || !g->is_object()) return false;
-    const auto v = g->find("map_at_k");
-    if (v == g->end() || !v->is_number()) return false;
-    out = v->get<double>();
-    return std::isfinite(out);
-  };
+  const std::string metric = selection_metric(meta);
   double a = 0, b = 0;
-  return get("metrics", a) && get("baseline_metrics", b) && a > b;
+  return registry_detail::meta_metric(meta, "metrics", metric, a) &&
+         registry_detail::meta_metric(meta, "baseline_metrics", metric, b) && metric_beats(a, b);
 }
+
+namespace registry_detail {
+
+bool meta_metric(const nlohmann::json& meta, const char* group, const std::string& key, double& out) {
+  if (!meta.is_object()) return false;
+  const auto g = meta.find(group);
+  if (g == meta.end() || !g->is_object()) return false;
+  const auto v = g->find(key);
+  if (v == g->end() || !v->is_number()) return false;  // NaN is stored as null
+  out = v->get<double>();
+  return true;
+}
+
+}  // namespace registry_detail
 
 std::string file_checksum(const std::string& path) {
   boost::crc_32_type crc;

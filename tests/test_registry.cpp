@@ -22,7 +22,9 @@ namespace {
 
 // A small file that read_model_meta accepts: the root attributes and metric groups of
 // src/model.cpp's schema, and a dataset so the file has some bytes to checksum.
-void write_tiny_model(const std::string& path, double map, double baseline, int seed) {
+// `fingerprint`: the data set's; `select_metric`: written when not empty (older files have none).
+void write_tiny_model(const std::string& path, double map, double baseline, int seed,
+                      const std::string& fingerprint = "00112233aabbccdd", const std::string& select_metric = "") {
   h5::File f = h5::File::create(path);
   f.write_vector("/user_factors", std::vector<float>{0.5f, 1.5f, static_cast<float>(seed)});
   f.set_attr("/", "format", kModelFormat);
@@ -40,7 +42,8 @@ void write_tiny_model(const std::string& path, double map, double baseline, int 
   f.set_attr("/", "seed", static_cast<std::int64_t>(seed));
   f.set_attr("/", "k", 20);
   f.set_attr("/", "dataset", "retail_prepared.h5");
-  f.set_attr("/", "dataset_fingerprint", "00112233aabbccdd");
+  f.set_attr("/", "dataset_fingerprint", fingerprint);
+  if (!select_metric.empty()) f.set_attr("/", "select_metric", select_metric);
   f.create_group("/metrics");
   f.set_attr("/metrics", "map_at_k", map);
   f.create_group("/metrics/system");
@@ -290,6 +293,143 @@ TEST(RegistryMeta, JsonAndBaseline) {
   EXPECT_TRUE(beats_baseline(m));
   EXPECT_TRUE(beats_baseline(model_meta_json(m)));
   EXPECT_EQ(registry_stages(), (std::vector<std::string>{"candidate", "staging", "production"}));
+}
+
+// ---- Champion/challenger promotion and compare ----
+
+// Publishes `path` as the next version of "retail" (candidate) and auto-promotes it.
+PromotionDecision publish_auto(Registry& reg, const std::string& path) {
+  const RegistryEntry e = reg.publish(path, "retail");
+  return reg.promote_if_better(e.spec());
+}
+
+TEST_F(RegistryTest, WorseLaterModelDoesNotDemoteTheProductionModel) {
+  // The case: 0.172 in production; a later model at 0.097 beats the baseline (0.05) but
+  // not production. It stays a candidate, and production keeps the better model.
+  const std::string best = (root_ / "best.h5").string(), later = (root_ / "later.h5").string();
+  write_tiny_model(best, 0.172, 0.05, 4);
+  write_tiny_model(later, 0.097, 0.05, 5);
+  Registry reg(dir_);
+  const PromotionDecision first = publish_auto(reg, best);
+  EXPECT_TRUE(first.promote) << first.reason;
+  EXPECT_EQ(first.champion, "");
+  EXPECT_EQ(reg.find("retail@production").version, 1);
+
+  const PromotionDecision d = publish_auto(reg, later);
+  EXPECT_FALSE(d.promote);
+  EXPECT_EQ(d.metric, "map_at_k");
+  EXPECT_EQ(d.champion, "retail:1");
+  EXPECT_EQ(d.reason, "map_at_k 0.0970 does not beat production retail:1's 0.1720");
+  EXPECT_EQ(reg.find("retail@production").version, 1);
+  EXPECT_EQ(reg.find("retail@candidate").version, 2);
+  EXPECT_TRUE(beats_baseline(reg.find("retail:2").meta));  // it does beat the baseline
+  // A tie does not promote either.
+  const PromotionDecision tie = publish_auto(reg, best);
+  EXPECT_FALSE(tie.promote);
+  EXPECT_EQ(reg.find("retail@production").version, 1);
+}
+
+TEST_F(RegistryTest, BetterModelIsPromoted) {
+  Registry reg(dir_);
+  ASSERT_TRUE(publish_auto(reg, good_).promote);  // 0.12
+  const PromotionDecision d = publish_auto(reg, good2_);  // 0.13
+  EXPECT_TRUE(d.promote) << d.reason;
+  EXPECT_EQ(d.reason, "map_at_k 0.1300 beats production retail:1's 0.1200 and the popularity baseline's 0.0500");
+  EXPECT_EQ(reg.find("retail@production").version, 2);
+  EXPECT_FALSE(reg.find("retail:1").has_stage("production"));
+  const auto j = promotion_json(d);
+  EXPECT_EQ(j["promoted"], true);
+  EXPECT_EQ(j["champion"], "retail:1");
+  EXPECT_EQ(j["metric"], "map_at_k");
+}
+
+TEST_F(RegistryTest, BaselineBeatenFirstModelOnlyWhenItBeatsTheBaseline) {
+  Registry reg(dir_);
+  const PromotionDecision d = publish_auto(reg, weak_);  // 0.04 vs baseline 0.05
+  EXPECT_FALSE(d.promote);
+  EXPECT_EQ(d.reason, "map_at_k 0.0400 does not beat the popularity baseline's 0.0500");
+  EXPECT_THROW(reg.find("retail@production"), InputError);
+}
+
+TEST_F(RegistryTest, DifferentDataSetIsNotPromoted) {
+  const std::string other = (root_ / "other.h5").string();
+  write_tiny_model(other, 0.5, 0.05, 6, "ffffffffffffffff");  // far better, but on other data
+  Registry reg(dir_);
+  ASSERT_TRUE(publish_auto(reg, good_).promote);
+  const PromotionDecision d = publish_auto(reg, other);
+  EXPECT_FALSE(d.promote);
+  EXPECT_NE(d.reason.find("another data set than production retail:1"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.find("ffffffffffffffff vs 00112233aabbccdd"), std::string::npos) << d.reason;
+  EXPECT_EQ(reg.find("retail@production").version, 1);
+}
+
+TEST_F(RegistryTest, MissingMetricIsNotPromoted) {
+  // The challenger was selected by NDCG but stores no NDCG: no evidence, no promotion.
+  const std::string no_ndcg = (root_ / "no_ndcg.h5").string();
+  write_tiny_model(no_ndcg, 0.5, 0.05, 7, "00112233aabbccdd", "ndcg_at_k");
+  Registry reg(dir_);
+  const PromotionDecision d = publish_auto(reg, no_ndcg);
+  EXPECT_FALSE(d.promote);
+  EXPECT_EQ(d.metric, "ndcg_at_k");
+  EXPECT_EQ(d.reason, "retail:1 has no ndcg_at_k in its metadata");
+  EXPECT_FALSE(beats_baseline(reg.find("retail:1").meta));  // the rule follows select_metric
+  // The production model lacks the challenger's metric: not comparable, not promoted.
+  RegistryEntry champion = reg.find("retail:1"), challenger = champion;
+  challenger.version = 2;
+  challenger.meta["select_metric"] = "auc";
+  challenger.meta["metrics"]["auc"] = 0.9;
+  challenger.meta["baseline_metrics"]["auc"] = 0.8;
+  const PromotionDecision e = decide_promotion(challenger, &champion);
+  EXPECT_FALSE(e.promote);
+  EXPECT_EQ(e.reason, "production retail:1 has no auc to compare with");
+  champion.meta["metrics"]["auc"] = nullptr;  // a NaN, as JSON stores it
+  EXPECT_FALSE(decide_promotion(challenger, &champion).promote);
+  champion.meta["metrics"]["auc"] = 0.85;
+  EXPECT_TRUE(decide_promotion(challenger, &champion).promote);
+}
+
+TEST_F(RegistryTest, SelectMetricIsStoredAndRead) {
+  const std::string by_auc = (root_ / "by_auc.h5").string(), bad = (root_ / "bad.h5").string();
+  write_tiny_model(by_auc, 0.12, 0.05, 8, "00112233aabbccdd", "auc");
+  write_tiny_model(bad, 0.12, 0.05, 9, "00112233aabbccdd", "accuracy");
+  EXPECT_EQ(read_model_meta(good_).select_metric, "map_at_k");  // older files: the default
+  EXPECT_EQ(read_model_meta(by_auc).select_metric, "auc");
+  EXPECT_NE(error_of([&] { read_model_meta(bad); }).find("select_metric = 'accuracy' is not a metric"),
+            std::string::npos);
+  Registry reg(dir_);
+  EXPECT_EQ(selection_metric(reg.publish(by_auc, "m").meta), "auc");
+  EXPECT_EQ(selection_metric(nlohmann::json::object()), "map_at_k");  // an index entry of an older model
+}
+
+TEST_F(RegistryTest, CompareSideBySide) {
+  const std::string other = (root_ / "other.h5").string();
+  write_tiny_model(other, 0.5, 0.05, 6, "ffffffffffffffff");
+  Registry reg(dir_);
+  const RegistryEntry a = reg.publish(good_, "retail"), b = reg.publish(good2_, "retail");
+  const RegistryEntry c = reg.publish(other, "retail");
+  const std::string text = format_comparison(a, b);  // columns as wide as the registration time
+  EXPECT_NE(text.find("version               retail:1              retail:2              *\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("map_at_k              0.1200                0.1300                *\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("baseline map_at_k     0.0500                0.0500\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("seed                  1                     2                     *\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("dataset_fingerprint   00112233aabbccdd      00112233aabbccdd\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("same data set; on map_at_k: retail:1 0.1200, retail:2 0.1300: retail:2 is better\n"),
+            std::string::npos) << text;
+  const auto j = compare_json(a, b);
+  EXPECT_EQ(j["better"], "retail:2");
+  EXPECT_EQ(j["same_dataset"], true);
+  bool saw_factors = false;
+  for (const auto& r : j["rows"])
+    if (r["field"] == "factors") {
+      saw_factors = true;
+      EXPECT_EQ(r["a"], 8);
+      EXPECT_EQ(r["differs"], false);
+    }
+  EXPECT_TRUE(saw_factors);
+  const auto jc = compare_json(a, c);
+  EXPECT_EQ(jc["same_dataset"], false);
+  EXPECT_TRUE(jc["better"].is_null());
+  EXPECT_NE(format_comparison(a, c).find("different data sets"), std::string::npos);
 }
 
 }  // namespace

@@ -101,7 +101,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .option("select-metric", &o.select_metric, "grid: the metric that picks the best point (map_at_k, map_at_k_seed, precision_at_k, recall_at_k, ndcg_at_k, auc)")
       .path("registry", &o.registry, PathRole::OutputDir, "register the best model in this registry directory (empty: none)")
       .option("model-name", &o.model_name, "name of the model in the registry")
-      .option("auto-promote", &o.auto_promote, "label the registered model 'production' if it beats the popularity baseline")
+      .option("auto-promote", &o.auto_promote, "label the registered model 'production' if, on --select-metric, it beats the popularity baseline and the production model (same data set)")
       .path("checkpoint-dir", &o.checkpoint_dir, PathRole::OutputDir, "write checkpoints (one HDF5 file per training run) here; empty: <output>.ckpt when --checkpoint-every is set")
       .option("checkpoint-every", &o.checkpoint_every, "checkpoint every N iterations (0: only on SIGTERM/SIGUSR1 and at the end of each run, if a directory is set)")
       .flag("resume", &o.resume, "continue from the checkpoints in --checkpoint-dir (completed runs are not trained again)")
@@ -162,15 +162,22 @@ class OutputsOnFailure {
   std::vector<std::string> paths_;
 };
 
-// Register: publish the model (rank 0) and label it production if it beats the baseline.
-nlohmann::json register_model(const Options& o, Registry& registry, bool beats) {
-  const bool promote = o.auto_promote && beats;
+// Register: publish the model (rank 0) as a candidate; with --auto-promote, label it production
+// only when it beats the popularity baseline and the production model on the selection metric,
+// on the same data set (champion/challenger: Registry::promote_if_better). One line says why.
+nlohmann::json register_model(const Options& o, Registry& registry) {
   RegistryEntry e = registry.publish(o.output, o.model_name, {"candidate"});
-  if (promote) e = registry.promote(e.name + ":" + std::to_string(e.version), "production");
-  spdlog::info("registered {} version {} in {}{}", e.name, e.version, o.registry,
-               promote ? ", promoted to production"
-                       : (beats ? "" : " (not promoted: it does not beat the popularity baseline)"));
-  return {{"name", e.name}, {"version", e.version}, {"stages", e.stages}, {"file", e.file}};
+  PromotionDecision d;
+  if (o.auto_promote) {
+    d = registry.promote_if_better(e.spec(), &e);
+  } else {
+    d.metric = selection_metric(e.meta);
+    d.reason = "auto-promotion is off (--auto-promote false)";
+  }
+  spdlog::info("registered {} version {} in {}, {}: {}", e.name, e.version, o.registry,
+               d.promote ? "promoted to production" : "kept as a candidate", d.reason);
+  return {{"name", e.name}, {"version", e.version}, {"stages", e.stages}, {"file", e.file},
+          {"promotion", nlohmann::json(promotion_json(d))}};
 }
 
 // Report: the metrics table on stdout.
@@ -181,7 +188,7 @@ void print_results(const GridResult& res, const Options& o) {
   if (res.points.size() > 1) std::printf("\n%s", format_grid_table(res, o.select_metric).c_str());
   print_best(best);
   std::printf("ALS %s %.4f vs popularity %.4f: %s (%.2fx)\n", o.select_metric.c_str(), v, base,
-              v > base ? "beats the baseline" : "does NOT beat the baseline", base > 0 ? v / base : 0.0);
+              metric_beats(v, base) ? "beats the baseline" : "does NOT beat the baseline", base > 0 ? v / base : 0.0);
   std::fflush(stdout);
 }
 
@@ -213,7 +220,7 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
   j["metrics"] = metrics_json(best.evaluation.model);
   j["system"] = metrics_json(best.evaluation.system);
   j["baseline"] = metrics_json(best.evaluation.baseline);
-  j["beats_baseline"] = v > base;
+  j["beats_baseline"] = metric_beats(v, base);
   if (!reg.is_null()) j["registry"] = reg;
   for (const auto& p : res.points)
     j["grid"].push_back({{"run", p.run}, {"alpha", p.alpha}, {"factors", p.factors},
@@ -263,11 +270,8 @@ int main(int argc, char** argv) {
       written.add(o.experiment);
       write_experiment("", o.summary_csv, res, s.grid, o.data);
       written.add(o.summary_csv);
-      const PointResult& best = res.points.at(static_cast<std::size_t>(res.best));
-      const bool beats = metric_value(best.evaluation.model, o.select_metric) >
-                         metric_value(best.evaluation.baseline, o.select_metric);
       nlohmann::json reg;
-      if (registry) reg = register_model(o, *registry, beats);
+      if (registry) reg = register_model(o, *registry);
       if (!o.report.empty()) write_file_atomic(o.report, report_json(res, s, world.size(), reg).dump(2) + "\n");
     });
     written.dismiss();

@@ -1,8 +1,9 @@
-// mfrec_registry: list, show, promote, locate and publish models in a model registry directory
+// mfrec_registry: list, show, compare, promote, locate and publish models in a model registry directory
 // (see docs/registry.md). A serial program: run it without mpirun (under mpirun only rank 0
 // acts).
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,7 +25,10 @@ constexpr const char* kSummary =
     "                          registration time, file (--json: the index entries as JSON)\n"
     "  show SPEC               one version's index entry (file, checksum, stages, parameters, metrics,\n"
     "                          data set fingerprint, program version) as JSON, with its absolute path\n"
-    "  promote SPEC STAGE      give STAGE to that version; the version that held it loses it\n"
+    "  compare SPEC SPEC       two versions side by side: parameters, metrics and the baseline's, data\n"
+    "                          set fingerprint, sizes, times, and which is better (--json: as JSON)\n"
+    "  promote SPEC STAGE      give STAGE to that version; the version that held it loses it (warns when\n"
+    "                          a production version does not beat the baseline or the version it replaces)\n"
     "  path SPEC               print the model file's absolute path after verifying its checksum\n"
     "  publish MODEL NAME      copy the model file MODEL in as the next version of NAME, labelled with\n"
     "                          --stage (default candidate; 'none' for no label)\n"
@@ -32,7 +36,7 @@ constexpr const char* kSummary =
     "SPEC: NAME (the latest version), NAME:VERSION (e.g. retail-als:3) or NAME@STAGE (e.g.\n"
     "retail-als@production). STAGE: candidate, staging or production; each is held by at most one\n"
     "version of a name. Names: letters, digits, '.', '_', '-'.\n"
-    "Publishing and promoting are atomic and safe with concurrent writers; list, show and path never\n"
+    "Publishing and promoting are atomic and safe with concurrent writers; list, show, compare and path never\n"
     "modify the registry and never create it.\n"
     "Exit status: 0 on success, 1 for an unknown model, version or stage, a checksum mismatch or a bad\n"
     "model file, 2 for a bad option or command line.";
@@ -77,23 +81,25 @@ int body(mfrec::Comm& comm, int argc, char** argv) {
   cli.option("registry", &dir, "the registry directory")
       .option("stage", &stage_text,
        "publish: comma-separated stage labels for the new version (candidate, staging, production; none)")
-      .flag("json", &as_json, "list: print the entries as JSON")
+      .flag("json", &as_json, "list, compare: print JSON")
       .flag("verbose,v", &verbose, "debug logging")
       .flag("quiet,q", &quiet, "warnings and errors only");
   if (!cli.parse(static_cast<int>(opts.size()), opts.data(), comm.is_root())) return 0;
   init_logging(comm, "mfrec_registry", quiet ? "warn" : verbose ? "debug" : "info");
 
   if (pos.empty())
-    throw ConfigError("no command given: list, show SPEC, promote SPEC STAGE, path SPEC or publish MODEL NAME "
+    throw ConfigError("no command given: list, show SPEC, compare SPEC SPEC, promote SPEC STAGE, path SPEC or "
+                      "publish MODEL NAME "
                       "(see --help)");
   const std::string& cmd = pos[0];
-  static const std::set<std::string> kCommands = {"list", "show", "promote", "path", "publish"};
+  static const std::set<std::string> kCommands = {"list", "show", "compare", "promote", "path", "publish"};
   if (!kCommands.count(cmd))
-    throw ConfigError("unknown command '" + cmd + "' (list, show, promote, path, publish; see --help)");
+    throw ConfigError("unknown command '" + cmd + "' (list, show, compare, promote, path, publish; see --help)");
   require_option(!cli.given("stage") || cmd == "publish", "stage", "only applies to publish");
-  require_option(!as_json || cmd == "list", "json", "only applies to list");
+  require_option(!as_json || cmd == "list" || cmd == "compare", "json", "only applies to list and compare");
   if (cmd == "list") expect_args(pos, 0, "");
   if (cmd == "show" || cmd == "path") expect_args(pos, 1, "SPEC");
+  if (cmd == "compare") expect_args(pos, 2, "SPEC SPEC");
   if (cmd == "promote") expect_args(pos, 2, "SPEC STAGE");
   if (cmd == "publish") expect_args(pos, 2, "MODEL NAME");
   std::vector<std::string> stages;
@@ -117,25 +123,39 @@ int body(mfrec::Comm& comm, int argc, char** argv) {
     nlohmann::ordered_json j = registry_entry_json(e);
     j["path"] = reg.dir() + "/" + e.file;
     std::cout << j.dump(2) << "\n";
+  } else if (cmd == "compare") {
+    const RegistryEntry a = reg.find(pos[1]), b = reg.find(pos[2]);
+    if (as_json)
+      std::cout << compare_json(a, b).dump(2) << "\n";
+    else
+      std::cout << format_comparison(a, b);
   } else if (cmd == "path") {
     std::cout << reg.verified_path(pos[1]) << "\n";
   } else if (cmd == "promote") {
     const std::string& stage = pos[2];
     const RegistryEntry target = reg.find(pos[1]);
-    std::string before;
-    for (const auto& e : reg.list())
-      if (e.name == target.name && e.has_stage(stage)) before = e.spec();
+    std::optional<RegistryEntry> holder;  // of the stage before
+    for (const auto& x : reg.list())
+      if (x.name == target.name && x.has_stage(stage)) holder = x;
+    const std::string before = holder ? holder->spec() : "";
     const RegistryEntry e = reg.promote(pos[1], stage);
-    if (stage == "production" && !beats_baseline(e.meta))
-      spdlog::warn("{} does not beat the popularity baseline on MAP@K; promoted to production as asked", e.spec());
+    if (stage == "production" && before != e.spec()) {  // a person may overrule auto-promotion's rule: say so
+      const PromotionDecision d = decide_promotion(e, holder ? &*holder : nullptr);
+      if (!d.promote) spdlog::warn("{}: {}; promoted to production as asked", e.spec(), d.reason);
+    }
     if (before == e.spec())
       std::cout << e.spec() << " already has the stage " << stage << "\n";
     else
       std::cout << e.spec() << " is now " << stage << (before.empty() ? "" : " (was " + before + ")") << "\n";
   } else {  // publish
+    std::optional<RegistryEntry> holder;  // of production before, to warn as promote does
+    for (const auto& x : reg.list())
+      if (x.name == pos[2] && x.has_stage("production")) holder = x;
     const RegistryEntry e = reg.publish(pos[1], pos[2], stages);
-    if (e.has_stage("production") && !beats_baseline(e.meta))
-      spdlog::warn("{} does not beat the popularity baseline on MAP@K; labelled production as asked", e.spec());
+    if (e.has_stage("production")) {
+      const PromotionDecision d = decide_promotion(e, holder ? &*holder : nullptr);
+      if (!d.promote) spdlog::warn("{}: {}; labelled production as asked", e.spec(), d.reason);
+    }
     std::cout << "published " << e.spec() << " as " << reg.dir() << "/" << e.file << " (" << e.checksum
               << ", stages: " << (e.stages.empty() ? "none" : join(e.stages, ",")) << ")\n";
   }

@@ -1,11 +1,13 @@
 // Distributed evaluation on the held-out test matrix: each rank scores its own users against
 // all item factors; the per-user metric sums are reduced over ranks.
 #pragma once
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "mfrec/comm.hpp"
+#include "mfrec/error.hpp"
 #include "mfrec/metrics.hpp"
 #include "mfrec/dataset.hpp"
 
@@ -36,5 +38,31 @@ Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& tes
 // The metrics as name -> value, with the report's keys (map_at_k, map_at_k_seed, precision_at_k,
 // recall_at_k, ndcg_at_k, auc, users).
 std::map<std::string, double> metric_map(const MetricSums& mean);
+
+// ---- Metric names and the "beats" rule: one table and one rule for the grid's --select-metric,
+// mfrec_dist's report, the model file's select_metric and the registry's promotion. ----
+
+// The metrics a run reports and may select by, with their report keys.
+inline constexpr const char* kMetricKeys[] = {"map_at_k",    "map_at_k_seed", "precision_at_k",
+                                              "recall_at_k", "ndcg_at_k",     "auc"};
+inline constexpr const char* kMetricKeyList = "map_at_k, map_at_k_seed, precision_at_k, recall_at_k, ndcg_at_k, auc";
+
+inline bool is_metric_name(const std::string& key) {
+  for (const char* k : kMetricKeys)
+    if (key == k) return true;
+  return false;
+}
+
+// ConfigError "option --select-metric: unknown metric 'KEY' (...)" for a name not in the table.
+inline void check_metric_name(const std::string& key) {
+  if (!is_metric_name(key))
+    throw ConfigError("option --select-metric: unknown metric '" + key + "' (" + kMetricKeyList + ")");
+}
+
+// The one "beats" rule: strictly above, both finite (a tie, a NaN or a missing value never beats).
+// Used for "beats the popularity baseline" and "beats the production model" alike.
+inline bool metric_beats(double value, double other) {
+  return std::isfinite(value) && std::isfinite(other) && value > other;
+}
 
 }  // namespace mfrec

@@ -45,14 +45,12 @@ struct PointResult {
   bool best = false;
 };
 
-// The metrics a grid reports and selects by, with their report keys.
-inline constexpr const char* kGridMetricKeys[] = {"map_at_k",    "map_at_k_seed", "precision_at_k",
-                                                  "recall_at_k", "ndcg_at_k",     "auc"};
+// The metrics a grid reports and selects by: the one table of evaluation.hpp.
+inline constexpr const auto& kGridMetricKeys = kMetricKeys;
 
 // The value of a metric by report key (map_at_k, map_at_k_seed, precision_at_k, recall_at_k,
-// ndcg_at_k, auc); ConfigError for an unknown key.
+// ndcg_at_k, auc); ConfigError for an unknown key (check_metric_name, evaluation.hpp).
 double metric_value(const MetricSums& m, const std::string& key);
-void check_metric_name(const std::string& key);
 
 struct GridOptions {
   int groups = 1;

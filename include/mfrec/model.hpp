@@ -8,7 +8,8 @@
 //   /metrics attributes (the ALS model), /metrics/system, /metrics/baseline likewise
 //   root attributes: format = "mfrec-model", format_version, program_version, created,
 //     factors, regularization, alpha, confidence, scale_regularization, solver, cg_steps,
-//     iterations, seed, k, dataset, dataset_fingerprint
+//     iterations, seed, k, dataset, dataset_fingerprint, select_metric (absent in older files:
+//     map_at_k)
 #pragma once
 #include <map>
 #include <string>
@@ -33,6 +34,9 @@ struct ModelMeta {
   std::string program_version;
   std::string created;                // ISO-8601 UTC
   std::map<std::string, double> metrics, system_metrics, baseline_metrics;
+  // The metric the model was selected by (mfrec_dist --select-metric), a kMetricKeys name; the
+  // registry compares it with the baseline and the production model on this metric.
+  std::string select_metric = "map_at_k";
 };
 
 std::string solver_name(Solver s);

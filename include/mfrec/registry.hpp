@@ -48,6 +48,14 @@ struct RegistryEntry {
   bool has_stage(const std::string& stage) const;
 };
 
+// An auto-promotion decision (decide_promotion, below).
+struct PromotionDecision {
+  bool promote = false;
+  std::string metric;    // the selection metric compared on
+  std::string champion;  // spec of the production holder it was compared with ("" when none)
+  std::string reason;    // one line: why (or why not)
+};
+
 class Registry {
  public:
   // Opens (and with `create`, makes) the registry directory. ConfigError naming --registry when
@@ -73,6 +81,12 @@ class Registry {
   // the lock. Returns the updated entry.
   RegistryEntry promote(const std::string& spec, const std::string& stage);
 
+  // Champion/challenger auto-promotion: under the lock, gives `production` to the version `spec`
+  // names only when decide_promotion against the name's current production holder says so, so
+  // two concurrent auto-promotions cannot both win. Returns the decision; `entry` (if given)
+  // receives the version's entry afterwards.
+  PromotionDecision promote_if_better(const std::string& spec, RegistryEntry* entry = nullptr);
+
   // Absolute path of the model file after verifying its checksum against the index; InputError
   // ("checksum mismatch" or "missing") otherwise.
   std::string verified_path(const std::string& spec) const;
@@ -84,14 +98,33 @@ class Registry {
 };
 
 // A model's metadata as JSON: {"parameters": {...}, "metrics": {...}, "baseline_metrics": {...},
-// "system_metrics": {...}, "dataset", "dataset_fingerprint", "program_version", "created"}.
+// "system_metrics": {...}, "select_metric", "dataset", "dataset_fingerprint", "program_version",
+// "created"}.
 nlohmann::json model_meta_json(const ModelMeta& meta);
 
-// True when the model's MAP@K is strictly above the popularity baseline's (both present). A model
-// that does not beat the baseline may be registered, but must not be promoted to production
-// automatically.
+// The metric a model was selected by: meta.select_metric ("map_at_k" for entries of models
+// written before it was stored).
+std::string selection_metric(const nlohmann::json& meta);  // from model_meta_json / RegistryEntry::meta
+
+// True when the model's selection metric is strictly above the popularity baseline's (both
+// present and finite: metric_beats, evaluation.hpp). A model that does not beat the baseline may
+// be registered, but is never promoted to production automatically.
 bool beats_baseline(const ModelMeta& meta);
 bool beats_baseline(const nlohmann::json& meta);  // from model_meta_json / RegistryEntry::meta
+
+// Whether a new version (the challenger) should take `production` from the version holding it
+// (the champion; nullptr when none does): only when, on the challenger's selection metric, it
+// beats the popularity baseline AND the champion, both evaluated on the same data set (equal
+// dataset_fingerprint). A missing or non-finite metric, a tie, a different fingerprint: no.
+PromotionDecision decide_promotion(const RegistryEntry& challenger, const RegistryEntry* champion);
+// {"promoted", "metric", "champion" (null when none), "reason"}: for reports.
+nlohmann::ordered_json promotion_json(const PromotionDecision& d);
+
+// Two versions side by side (mfrec_registry compare): parameters, metrics with the baseline's,
+// selection metric, data set and fingerprint, sizes, stages, times; and which is better on the
+// first one's selection metric when both were evaluated on the same data set.
+nlohmann::ordered_json compare_json(const RegistryEntry& a, const RegistryEntry& b);
+std::string format_comparison(const RegistryEntry& a, const RegistryEntry& b);
 
 // "crc32:xxxxxxxx" of a file's bytes (IoError when unreadable).
 std::string file_checksum(const std::string& path);
