@@ -77,7 +77,8 @@ CpuList process_cpus() {
     if (set == nullptr) break;
     const std::size_t size = CPU_ALLOC_SIZE(n);
     CPU_ZERO_S(size, set);
-    if (sched_getaffinity(0, size, set) == 0) {
+    const int rc = sched_getaffinity(0, size, set), err = errno;
+    if (rc == 0) {
       CpuList cpus;
       for (int c = 0; c < n; ++c)
         if (CPU_ISSET_S(c, size, set)) cpus.push_back(c);
@@ -86,7 +87,7 @@ CpuList process_cpus() {
       break;
     }
     CPU_FREE(set);
-    if (errno != EINVAL) break;
+    if (err != EINVAL) break;  // EINVAL: the mask is wider than n CPUs
   }
   CpuList all(std::max(1u, std::thread::hardware_concurrency()));
   for (std::size_t c = 0; c < all.size(); ++c) all[c] = static_cast<int>(c);
