@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <thread>
 
 #include "mfrec/error.hpp"
 #include "mfrec/hash.hpp"
@@ -16,13 +15,6 @@ void init_factor_row(std::uint64_t seed, int side, Index row, Real scale, Real* 
     state = splitmix64(state);
     out[k] = scale * static_cast<Real>(static_cast<double>(state >> 11) * 0x1.0p-53);
   }
-}
-
-int default_threads(const Comm& comm) {
-  Comm node = comm.split_shared();
-  int cores = static_cast<int>(std::thread::hardware_concurrency());
-  if (cores <= 0) cores = 1;
-  return std::max(1, cores / node.size());
 }
 
 Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg)

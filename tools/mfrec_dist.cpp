@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mfrec/affinity.hpp"
 #include "mfrec/comm.hpp"
 #include "mfrec/config.hpp"
 #include "mfrec/durable.hpp"
@@ -70,6 +71,8 @@ struct Setup {
   std::vector<PathArg> paths;  // every file and directory this run reads or writes
   std::vector<GridRun> runs;
   GridOptions grid;
+  ThreadBinding binding;   // this rank's cores and threads
+  nlohmann::json bindings;  // every rank's, for the report (rank 0)
 };
 
 // False when --help, --version or --list-options was printed.
@@ -105,7 +108,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .path("checkpoint-dir", &o.checkpoint_dir, PathRole::OutputDir, "write checkpoints (one HDF5 file per training run) here; empty: <output>.ckpt when --checkpoint-every is set")
       .option("checkpoint-every", &o.checkpoint_every, "checkpoint every N iterations (0: only on SIGTERM/SIGUSR1 and at the end of each run, if a directory is set)")
       .flag("resume", &o.resume, "continue from the checkpoints in --checkpoint-dir (completed runs are not trained again)")
-      .option("threads", &o.threads, "OpenMP threads per rank (0: the node's cores / ranks on the node)")
+      .option("threads", &o.threads, "OpenMP threads per rank (0: the cores the rank is bound to / the ranks of the node sharing them)")
       .option("loss-every", &o.loss_every, "log the training loss every N iterations (0: never)")
       .option("log-level", &o.log_level, "debug, info, warn or error");
   if (!cli.parse(argc, argv, world.is_root())) return false;
@@ -143,7 +146,9 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   go.base.checkpoint_every = o.checkpoint_every;
   go.base.resume = o.resume;
   init_logging(world, "mfrec_dist", o.log_level);
-  go.base.train.threads = o.threads > 0 ? o.threads : default_threads(world);
+  s.binding = bind_threads(world, o.threads);  // logs the binding; warns if --threads oversubscribes
+  s.bindings = binding_report(world, s.binding);
+  go.base.train.threads = s.binding.threads;
   return true;
 }
 
@@ -208,6 +213,7 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                  {"groups", o.groups},       {"select_metric", o.select_metric}, {"output", o.output}};
   j["ranks"] = ranks;
   j["threads"] = s.grid.base.train.threads;
+  j["binding"] = s.bindings;
   j["seconds"] = res.seconds;
   j["best"] = {{"run", best.run},       {"alpha", best.alpha},     {"factors", best.factors},
                {"regularization", best.regularization}, {"solver", best.solver}, {"iterations", best.iterations},

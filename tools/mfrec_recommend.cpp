@@ -16,7 +16,7 @@
 #include "mfrec/log.hpp"
 #include "mfrec/paths.hpp"
 #include "mfrec/recommend.hpp"
-#include "mfrec/trainer.hpp"
+#include "mfrec/affinity.hpp"
 
 using namespace mfrec;
 
@@ -111,7 +111,7 @@ void declare_options(Cli& cli, Options& o) {
       .path("csv", &o.csv, PathRole::OutputFile, "--all: also write this CSV file")
       .option("n,n", &o.n, "number of items (1 to 1000)")
       .option("format", &o.format, "text or json (single queries)")
-      .option("threads", &o.threads, "--all: OpenMP threads per rank (0: automatic)")
+      .option("threads", &o.threads, "--all: OpenMP threads per rank (0: automatic: the cores the rank is bound to / the ranks sharing them)")
       .option("log-level", &o.log_level, "debug, info, warn or error");
 }
 
@@ -159,7 +159,7 @@ void check_files(const Comm& world, const Cli& cli, const std::string& model_pat
 }
 
 int run_batch(const Comm& world, const Options& o, const std::string& model_path) {
-  const int threads = o.threads > 0 ? o.threads : default_threads(world);
+  const int threads = bind_threads(world, o.threads).threads;  // logs the binding
   BatchResult r = recommend_all(world, model_path, o.output, o.csv, o.n, threads);
   if (world.is_root()) {
     std::printf("top %d for %lld users (%lld without history got the popular list) written to %s%s%s in %.2f s "

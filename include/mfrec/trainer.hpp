@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 
+#include "mfrec/affinity.hpp"  // default_threads
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/comm.hpp"
 #include "mfrec/dataset.hpp"
@@ -62,9 +63,5 @@ class Trainer {
 // Initial factor row `row` of a side (0 users, 1 items): uniform [0, scale) from a stream seeded
 // by (seed, side, row) alone, so any partition gives the same factors.
 void init_factor_row(std::uint64_t seed, int side, Index row, Real scale, Real* out, int f);
-
-// Default OpenMP threads per rank: the node's cores divided among the ranks on that node
-// (at least 1), so ranks x threads never oversubscribes the cores. Collective.
-int default_threads(const Comm& comm);
 
 }  // namespace mfrec
