@@ -139,7 +139,7 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
       auto t = trainer->timer().scope("evaluation");
       FactorMatrix Xl = trainer->local_user_factors();
       res.evaluations.push_back(evaluate(comm, data.train, data.test, Xl, trainer->item_factors(), data.popularity,
-                                         opt.k, opt.train.threads));
+                                         opt.k, opt.train.threads, &data.knn));
       if (opt.on_eval) opt.on_eval(it, res.evaluations.back(), *trainer);
       ++next_eval;
     }
