@@ -309,9 +309,13 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const std::
     const double t = Comm::wtime();
     data.knn = item_knn(gc, data.train, opt.knn_k, opt.base.train.threads);
     data.knn_seconds = gc.max(Comm::wtime() - t);
+    const double t2 = Comm::wtime();
+    data.knn_view = evaluate_knn(gc, data.train, data.test, data.knn, data.popularity, opt.base.k, opt.base.train.threads);
+    const double eval_seconds = gc.max(Comm::wtime() - t2);
     if (gc.is_root())
-      spdlog::info("[group {}] item-kNN baseline: {} neighbours per item, {} lists computed in {:.2f} s", group,
-                   opt.knn_k, data.knn.n_items, data.knn_seconds);
+      spdlog::info("[group {}] item-kNN baseline: {} neighbours per item, {} lists computed in {:.2f} s, evaluated in "
+                   "{:.2f} s: MAP@{} {:.4f}", group, opt.knn_k, data.knn.n_items, data.knn_seconds,
+                   eval_seconds, opt.base.k, data.knn_view.map);
   }
   if (world.is_root())
     spdlog::info("grid: {} runs ({} points) on {} group(s) of ~{} rank(s)", runs.size(), layout.n_points, opt.groups,
