@@ -164,4 +164,19 @@ TEST(ItemKnn, DistributedEqualsOneCallOnTheWholeMatrix) {
   EXPECT_THROW(item_knn(world, d, 0, 1), ConfigError);
 }
 
+TEST(ItemKnn, CheckRefusesABrokenNeighbourMatrix) {
+  Comm world = Comm::world();
+  const ItemNeighbours good = item_knn(world, make_data(world, kTrain), 2, 1);
+  EXPECT_NO_THROW(check_item_neighbours(good, "m.h5"));
+  ItemNeighbours bad = good;
+  bad.indices[1] = 4;  // outside [0, 4)
+  EXPECT_THROW(check_item_neighbours(bad, "m.h5"), InputError);
+  bad = good;
+  bad.data[0] = std::nanf("");
+  EXPECT_THROW(check_item_neighbours(bad, "m.h5"), InputError);
+  bad = good;
+  bad.indptr.pop_back();
+  EXPECT_THROW(check_item_neighbours(bad, "m.h5"), InputError);
+}
+
 }  // namespace
