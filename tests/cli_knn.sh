@@ -140,4 +140,15 @@ rc=$?
 "$BIN/mfrec_recommend" --model m1.h5 --history "$hist" -n 3 >out 2>err && grep -q "(fold-in)" out &&
   pass "the default for a history is still fold-in" || fail "default fold-in" "$(cat out err)"
 
+# A model whose /knn is broken is refused on load, naming the dataset.
+cp m1.h5 broken.h5
+"$PY" -c '
+import h5py
+with h5py.File("broken.h5", "r+") as f:
+    f["knn/indices"][0] = 999999'
+"$BIN/mfrec_recommend" --model broken.h5 --popular >out 2>err
+rc=$?
+[ "$rc" -ne 0 ] && grep -q "/knn/indices" err && pass "a model with a broken /knn is refused, naming /knn/indices" ||
+  fail "broken /knn (exit $rc)" "$(cat err)"
+
 finish
