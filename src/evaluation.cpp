@@ -38,8 +38,21 @@ MetricSums reduce(const Comm& comm, const MetricSums& s) {
 
 }  // namespace
 
+MetricSums evaluate_knn(const Comm& comm, const TrainData& data, const CsrBlock& test, const ItemNeighbours& knn,
+                        const std::vector<Index>& popularity, int k, int threads) {
+  if (knn.n_items != data.n_items) throw Error("evaluate_knn: the neighbour lists are not of this data's items");
+  const std::vector<Real> pad = popularity_pad(popularity);
+  const CsrBlock& train = data.users;
+  const RowScoreFn score = [&](Index r, Real* out) {
+    const auto b = train.indptr[r], n = train.indptr[r + 1] - b;
+    knn_scores(knn, train.indices.data() + b, train.data.data() + b, n, pad, out);
+  };
+  return reduce(comm, evaluate_scored_rows(score, train, test, k, threads)).mean();
+}
+
 Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& test, const FactorMatrix& X_local,
-                    const FactorMatrix& Y, const std::vector<Index>& popularity, int k, int threads) {
+                    const FactorMatrix& Y, const std::vector<Index>& popularity, int k, int threads,
+                    const ItemNeighbours* knn) {
   if (test.row_begin != data.users.row_begin || test.n_rows() != data.users.n_rows())
     throw Error("evaluate: test rows do not match the training rows");
   const std::vector<Real> pop = popularity_scores(popularity);
@@ -59,14 +72,19 @@ Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& tes
   e.system = reduce(comm, system).mean();
   e.baseline = reduce(comm, baseline).mean();
   e.cold_users = comm.sum(pop_cold.n_users);
+  if (knn && !knn->empty()) {
+    e.knn = evaluate_knn(comm, data, test, *knn, popularity, k, threads);
+    e.knn_k = knn->k;
+  }
   return e;
 }
 
 void evaluation_to_row(const Evaluation& e, double* row) {
   row[0] = e.k;
   row[1] = static_cast<double>(e.cold_users);
-  double* out = row + 2;
-  for (const MetricSums* m : {&e.model, &e.system, &e.baseline}) {
+  row[2] = e.knn_k;
+  double* out = row + 3;
+  for (const MetricSums* m : {&e.model, &e.system, &e.baseline, &e.knn}) {
     const auto v = m->to_array();
     out = std::copy(v.begin(), v.end(), out);
   }
@@ -76,9 +94,11 @@ Evaluation evaluation_from_row(const double* row) {
   Evaluation e;
   e.k = static_cast<int>(row[0]);
   e.cold_users = static_cast<Index>(row[1]);
-  e.model = MetricSums::from_array(row + 2);
-  e.system = MetricSums::from_array(row + 2 + MetricSums::kFields);
-  e.baseline = MetricSums::from_array(row + 2 + 2 * MetricSums::kFields);
+  e.knn_k = static_cast<int>(row[2]);
+  e.model = MetricSums::from_array(row + 3);
+  e.system = MetricSums::from_array(row + 3 + MetricSums::kFields);
+  e.baseline = MetricSums::from_array(row + 3 + 2 * MetricSums::kFields);
+  e.knn = MetricSums::from_array(row + 3 + 3 * MetricSums::kFields);
   return e;
 }
 

@@ -163,9 +163,9 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
     if (!opt.checkpoint_dir.empty()) {
       ro.checkpoint = opt.checkpoint_dir + "/run-" + std::to_string(run.id) + ".h5";
       ro.signature = fmt::format("data {} alpha {} factors {} lambda {} solver {} iterations {} confidence {} wr {} "
-                                 "cg {} seed {} k {}", g.fingerprint, run.alpha, run.factors, run.regularization,
+                                 "cg {} seed {} k {} knn {}", g.fingerprint, run.alpha, run.factors, run.regularization,
                                  run.solver, fmt::join(run.iterations, ","), confidence_name(ro.train.als.confidence),
-                                 ro.train.als.scale_regularization, ro.train.als.cg_steps, ro.train.seed, ro.k);
+                                 ro.train.als.scale_regularization, ro.train.als.cg_steps, ro.train.seed, ro.k, opt.knn_k);
     }
     if (g.gc.is_root())
       spdlog::info("[group {}] run {} ({}/{} handed out): alpha {}, factors {}, lambda {}, {}, iterations {}", g.group,
@@ -270,7 +270,8 @@ void write_best_model(const GroupContext& g, const GridResult& res, BestModel& b
   meta.metrics = metric_map(best.e.model);
   meta.system_metrics = metric_map(best.e.system);
   meta.baseline_metrics = metric_map(best.e.baseline);
-  ModelParts parts{&best.X, &best.Y, &g.data.train.users, g.data.user_ids_local, &items, &g.data.popularity};
+  ModelParts parts{&best.X, &best.Y, &g.data.train.users, g.data.user_ids_local, &items, &g.data.popularity,
+                   &g.data.knn, g.data.knn.empty() ? std::map<std::string, double>{} : metric_map(best.e.knn)};
   write_model(model_path, g.gc, parts, meta);
   if (g.gc.is_root()) spdlog::info("best model (run {}, {} iterations) written to {}", bp.run, bp.iterations, model_path);
 }
@@ -283,6 +284,7 @@ void check_grid_options(const GridOptions& opt, int world_size) {
                  std::to_string(opt.groups) + " groups need at least as many ranks (have " +
                      std::to_string(world_size) + ")");
   check_metric_name(opt.select_metric);
+  require_option(opt.knn_k >= 0, "knn-k", "must not be negative (0: no kNN baseline)");
 }
 
 GridResult run_grid(const Comm& world, const std::string& data_path, const std::vector<GridRun>& runs,
@@ -297,6 +299,18 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const std::
   Comm gc = world.split(group, world.rank());
   if (gc.is_root()) enable_leader_logging();
   GroupData data = read_group_data(data_path, gc);
+  if (opt.knn_k > 0) {  // once per group: it depends on the data only
+    const double t = Comm::wtime();
+    data.knn = item_knn(gc, data.train, opt.knn_k, opt.base.train.threads);
+    data.knn_seconds = gc.max(Comm::wtime() - t);
+    const double t2 = Comm::wtime();
+    data.knn_view = evaluate_knn(gc, data.train, data.test, data.knn, data.popularity, opt.base.k, opt.base.train.threads);
+    const double eval_seconds = gc.max(Comm::wtime() - t2);
+    if (gc.is_root())
+      spdlog::info("[group {}] item-kNN baseline: {} neighbours per item, {} lists computed in {:.2f} s, evaluated in "
+                   "{:.2f} s: MAP@{} {:.4f}", group, opt.knn_k, data.knn.n_items, data.knn_seconds,
+                   eval_seconds, opt.base.k, data.knn_view.map);
+  }
   if (world.is_root())
     spdlog::info("grid: {} runs ({} points) on {} group(s) of ~{} rank(s)", runs.size(), layout.n_points, opt.groups,
                  world.size() / opt.groups);
@@ -322,6 +336,8 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const std::
   res.n_items = data.train.n_items;
   res.nnz_train = data.train.nnz;
   res.nnz_test = gc.sum<Index>(data.test.nnz());
+  res.knn_k = opt.knn_k;
+  res.knn_seconds = world.max(data.knn_seconds);
   if (!model_path.empty()) write_best_model(g, res, best, data_path, model_path);
   world.barrier();
   res.seconds = world.max(Comm::wtime() - t0);

@@ -29,6 +29,7 @@ void write_summary_csv(const std::string& path, const GridResult& r) {
   std::vector<std::string> head = {"best", "run", "alpha", "factors", "regularization", "solver", "iterations"};
   for (const char* k : kGridMetricKeys) head.emplace_back(k);
   for (const char* k : kGridMetricKeys) head.push_back(std::string("baseline_") + k);
+  for (const char* k : kGridMetricKeys) head.push_back(std::string("knn_") + k);  // empty with --knn-k 0
   for (const char* k : {"seconds", "seconds_per_iteration", "group", "ranks"}) head.emplace_back(k);
   line(file.stream(), head);
   for (const auto& p : r.points) {
@@ -36,6 +37,8 @@ void write_summary_csv(const std::string& path, const GridResult& r) {
                                     num(p.regularization), p.solver, std::to_string(p.iterations)};
     for (const char* k : kGridMetricKeys) row.push_back(num(metric_value(p.evaluation.model, k)));
     for (const char* k : kGridMetricKeys) row.push_back(num(metric_value(p.evaluation.baseline, k)));
+    for (const char* k : kGridMetricKeys)
+      row.push_back(p.evaluation.knn_k > 0 ? num(metric_value(p.evaluation.knn, k)) : std::string());
     for (double v : {p.seconds, p.seconds_per_iteration}) row.push_back(num(v));
     row.push_back(std::to_string(p.group));
     row.push_back(std::to_string(p.ranks));
@@ -65,6 +68,13 @@ std::string format_grid_table(const GridResult& r, const std::string& metric) {
                 metric.c_str(), b.run, b.iterations, v, base, v > base ? "beats it" : "DOES NOT beat it",
                 base > 0 ? v / base : 0.0);
   os << line;
+  if (b.evaluation.knn_k > 0) {
+    const double kv = metric_value(b.evaluation.knn, metric);
+    std::snprintf(line, sizeof line, "item-kNN baseline (k=%d): %s %.4f (%s, %.2fx)\n", b.evaluation.knn_k,
+                  metric.c_str(), kv, v > kv ? "the best point beats it" : "the best point DOES NOT beat it",
+                  kv > 0 ? v / kv : 0.0);
+    os << line;
+  }
   return os.str();
 }
 
@@ -97,12 +107,19 @@ void write_experiment(const std::string& h5_path, const std::string& csv_path, c
     std::vector<std::string> solvers;
     for (const auto& p : r.points) solvers.push_back(p.solver);
     f.write_strings("/points/solver", solvers);
-    for (const char* view : {"metrics", "system", "baseline"}) {
+    const bool knn = r.knn_k > 0;
+    for (const char* view : {"metrics", "system", "baseline", "knn"}) {
+      if (view[0] == 'k' && !knn) continue;  // --knn-k 0: no kNN view
       for (const char* key : kGridMetricKeys)
         col_d(std::string(view) + "/" + key, [&](const PointResult& p) {
           const Evaluation& e = p.evaluation;
-          return metric_value(view[0] == 'm' ? e.model : view[0] == 's' ? e.system : e.baseline, key);
+          return metric_value(view[0] == 'm' ? e.model : view[0] == 's' ? e.system : view[0] == 'b' ? e.baseline : e.knn,
+                              key);
         });
+    }
+    if (knn) {
+      f.set_attr("/", "knn_k", r.knn_k);
+      f.set_attr("/", "knn_seconds", r.knn_seconds);
     }
     f.set_attr("/", "format", "mfrec-experiment");
     f.set_attr("/", "format_version", std::int64_t(1));

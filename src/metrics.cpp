@@ -304,6 +304,23 @@ class FixedScorer {
   const Real* s_;
 };
 
+// Scores from a per-user function, one row of the block at a time.
+class FnScorer {
+ public:
+  FnScorer(const RowScoreFn& f, Index n_items) : f_(f), n_items_(n_items) {}
+  void compute(const Index* rows, int nb) {
+    scores_.resize(static_cast<std::size_t>(nb) * static_cast<std::size_t>(n_items_));
+    for (int j = 0; j < nb; ++j) f_(rows[j], scores_.data() + static_cast<Index>(j) * n_items_);
+    sanitize(scores_.data(), scores_.data(), static_cast<Index>(scores_.size()));
+  }
+  const Real* row(int j) const { return scores_.data() + static_cast<Index>(j) * n_items_; }
+
+ private:
+  const RowScoreFn& f_;
+  Index n_items_;
+  std::vector<Real> scores_;
+};
+
 void check_common(const CsrBlock& train, const CsrBlock& test, Index n_items, int k, int threads) {
   if (k < 1) throw ConfigError("evaluation: k must be >= 1, got " + std::to_string(k));
   if (threads < 1)
@@ -463,6 +480,13 @@ MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const Csr
   std::vector<Real> s(item_scores.size());
   sanitize(item_scores.data(), s.data(), n_items);
   return evaluate_impl(train, test, n_items, k, threads, [&]() { return FixedScorer(s.data()); });
+}
+
+MetricSums evaluate_scored_rows(const RowScoreFn& score, const CsrBlock& train, const CsrBlock& test, int k,
+                                int threads) {
+  const Index n_items = train.n_cols;
+  check_common(train, test, n_items, k, threads);
+  return evaluate_impl(train, test, n_items, k, threads, [&]() { return FnScorer(score, n_items); });
 }
 
 std::vector<Index> item_user_counts(const CsrBlock& train, Index n_items) {

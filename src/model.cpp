@@ -123,7 +123,14 @@ void write_model(const std::string& path, const Comm& comm, const ModelParts& p,
   dataset::write_csr(file, "/seen", *p.seen_local, comm);
   file.write_vector("/popularity/count", *p.popularity);
   file.write_vector("/popularity/ranking", popularity_ranking(*p.popularity));
+  if (p.knn && !p.knn->empty()) {  // every rank holds every list: written like /popularity
+    file.write_vector("/knn/indptr", p.knn->indptr);
+    file.write_vector("/knn/indices", p.knn->indices);
+    file.write_vector("/knn/data", p.knn->data);
+    file.set_attr("/knn", "k", p.knn->k);
+  }
   write_meta(file, meta);
+  if (p.knn && !p.knn->empty() && !p.knn_metrics.empty()) write_metrics(file, "/metrics/knn", p.knn_metrics);
   file.commit();
 }
 
@@ -221,6 +228,12 @@ void check_model(const Model& m) {
   check_finite(m.item_factors, path, "/item_factors", 0);
   check_ranking(m.popular, ni, path);
   check_counts(m.popularity, path);
+  if (!m.knn.empty()) {
+    if (m.knn.n_items != ni)
+      throw InputError(path + ": /knn is of " + std::to_string(m.knn.n_items) + " items, but /item_factors has " +
+                       std::to_string(ni) + " rows");
+    check_item_neighbours(m.knn, path);
+  }
 }
 
 namespace {
@@ -252,6 +265,18 @@ Model read_model_part(const std::string& path, const Comm* comm, int part, int p
   m.items = dataset::read_items(f);
   m.popularity = f.read_all<std::int64_t>("/popularity/count");
   m.popular = f.read_all<std::int32_t>("/popularity/ranking");
+  std::string knn_error;  // the same on every rank; reported after the collective close
+  try {
+    if (f.exists("/knn")) {
+      m.knn.n_items = static_cast<Index>(s.n_items);
+      m.knn.k = f.has_attr("/knn", "k") ? static_cast<int>(f.attr_int("/knn", "k")) : 0;
+      m.knn.indptr = f.read_all<std::int64_t>("/knn/indptr");
+      m.knn.indices = f.read_all<std::int32_t>("/knn/indices");
+      m.knn.data = f.read_all<float>("/knn/data");
+    }
+  } catch (const Error& e) {
+    knn_error = e.what();
+  }
   // Last of the collective reads: its content checks may fail on some ranks only, which must
   // still close the file together with the others.
   std::string seen_error;
@@ -262,6 +287,7 @@ Model read_model_part(const std::string& path, const Comm* comm, int part, int p
   }
   f.close();  // collective: before any check that may fail on some ranks only
   if (!seen_error.empty()) throw InputError(seen_error);
+  if (!knn_error.empty()) throw InputError(knn_error);
   if (m.seen.n_rows_global != nu)
     throw InputError(path + ": /seen has " + std::to_string(m.seen.n_rows_global) + " rows, but /user_factors has " +
                      std::to_string(nu));

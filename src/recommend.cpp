@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "mfrec/error.hpp"
+#include "mfrec/knn.hpp"
 #include "mfrec/metrics.hpp"
 #include "recommend_internal.hpp"
 
@@ -34,6 +35,7 @@ Recommender::Recommender(Model model, ModelSource source) : model_(std::move(mod
   gram_accumulate(model_.item_factors, 0, ni, g, 1);
   yty_ = g.cast<Real>();
   popular_scores_ = popularity_scores(model_.popularity);
+  knn_pad_ = popularity_pad(model_.popularity);
   model_label_ = source_.name.empty() ? source_.path : source_.name + ":" + std::to_string(source_.version);
   item_fragment_.resize(static_cast<std::size_t>(ni));
   for (Index i = 0; i < ni; ++i) {
@@ -147,6 +149,41 @@ ItemList Recommender::fold_in(const std::vector<std::int32_t>& items, const std:
   Vector x = fold_in_factors(items, weights);
   Vector scores = model_.item_factors * x;
   return top_n(scores, items, n, "fold-in");
+}
+
+}  // namespace mfrec
+
+namespace mfrec {
+
+ItemList Recommender::knn(const std::vector<std::int32_t>& items, const std::vector<Real>& weights, int n) const {
+  check_n(n);
+  if (!has_knn())
+    throw InputError(source_.path + ": the model has no item-kNN lists (/knn): train it with mfrec_dist --knn-k > 0");
+  if (items.empty()) throw InputError("knn: needs at least one history item");
+  if (!weights.empty() && weights.size() != items.size())
+    throw InputError("knn: " + std::to_string(weights.size()) + " weights for " + std::to_string(items.size()) + " items");
+  std::vector<std::pair<std::int32_t, Real>> obs;
+  for (std::size_t k = 0; k < items.size(); ++k) {
+    const std::int32_t i = items[k];
+    if (i < 0 || i >= n_items()) throw InputError("knn: item index " + std::to_string(i) + " out of range");
+    const Real w = weights.empty() ? Real(1) : weights[k];
+    if (!std::isfinite(w) || w <= 0) throw InputError("knn: weights must be finite and positive");
+    obs.emplace_back(i, w);
+  }
+  std::sort(obs.begin(), obs.end());
+  std::vector<std::int32_t> idx;
+  std::vector<Real> val;
+  for (const auto& [i, w] : obs) {
+    if (!idx.empty() && idx.back() == i) {
+      val.back() += w;  // a repeated item adds up, as events do in the training matrix
+    } else {
+      idx.push_back(i);
+      val.push_back(w);
+    }
+  }
+  Vector scores(n_items());
+  knn_scores(model_.knn, idx.data(), val.data(), static_cast<Index>(idx.size()), knn_pad_, scores.data());
+  return top_n(scores, idx, n, "knn");
 }
 
 }  // namespace mfrec

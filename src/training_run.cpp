@@ -140,6 +140,10 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
       FactorMatrix Xl = trainer->local_user_factors();
       res.evaluations.push_back(evaluate(comm, data.train, data.test, Xl, trainer->item_factors(), data.popularity,
                                          opt.k, opt.train.threads));
+      if (!data.knn.empty()) {  // the kNN view depends on the data only: evaluated once per group
+        res.evaluations.back().knn = data.knn_view;
+        res.evaluations.back().knn_k = data.knn.k;
+      }
       if (opt.on_eval) opt.on_eval(it, res.evaluations.back(), *trainer);
       ++next_eval;
     }

@@ -33,6 +33,7 @@ struct Options {
               regularization = fmt::format("{}", defaults::kRegularization),
               iterations = std::to_string(defaults::kIterations), solver = "cg";
   int cg_steps = defaults::kCgSteps, k = 20, threads = 0, loss_every = 0, groups = 1;
+  int knn_k = kDefaultKnnK;  // the item-kNN baseline's neighbours per item; 0: none
   std::string confidence = "hu", log_level = "info", checkpoint_dir;
   int checkpoint_every = 0;
   bool scale_regularization = false, auto_promote = true, resume = false;
@@ -47,14 +48,18 @@ nlohmann::json metrics_json(const MetricSums& m) {
 
 void print_best(const PointResult& p) {
   const Evaluation& e = p.evaluation;
-  std::printf("\n%-16s %10s %10s %10s\n", ("metric @" + std::to_string(e.k)).c_str(), "ALS", "system", "popular");
-  auto row = [](const char* name, double a, double s, double b) { std::printf("%-16s %10.4f %10.4f %10.4f\n", name, a, s, b); };
-  row("MAP@K", e.model.map, e.system.map, e.baseline.map);
-  row("MAP@K (seed AP)", e.model.map_seed, e.system.map_seed, e.baseline.map_seed);
-  row("precision@K", e.model.precision, e.system.precision, e.baseline.precision);
-  row("recall@K", e.model.recall, e.system.recall, e.baseline.recall);
-  row("NDCG@K", e.model.ndcg, e.system.ndcg, e.baseline.ndcg);
-  row("AUC", e.model.auc, e.system.auc, e.baseline.auc);
+  const bool knn = e.knn_k > 0;  // the kNN column only when it was computed
+  std::printf("\n%-16s %10s %10s %10s%s\n", ("metric @" + std::to_string(e.k)).c_str(), "ALS", "system", "popular",
+              knn ? fmt::format(" {:>10}", fmt::format("kNN@{}", e.knn_k)).c_str() : "");
+  auto row = [knn](const char* name, double a, double s, double b, double n) {
+    std::printf("%-16s %10.4f %10.4f %10.4f%s\n", name, a, s, b, knn ? fmt::format(" {:10.4f}", n).c_str() : "");
+  };
+  row("MAP@K", e.model.map, e.system.map, e.baseline.map, e.knn.map);
+  row("MAP@K (seed AP)", e.model.map_seed, e.system.map_seed, e.baseline.map_seed, e.knn.map_seed);
+  row("precision@K", e.model.precision, e.system.precision, e.baseline.precision, e.knn.precision);
+  row("recall@K", e.model.recall, e.system.recall, e.baseline.recall, e.knn.recall);
+  row("NDCG@K", e.model.ndcg, e.system.ndcg, e.baseline.ndcg, e.knn.ndcg);
+  row("AUC", e.model.auc, e.system.auc, e.baseline.auc, e.knn.auc);
   std::printf("users evaluated: %lld, of which %lld have no training history ('system' gives them the popular list)\n\n",
               static_cast<long long>(e.model.n_users), static_cast<long long>(e.cold_users));
 }
@@ -101,6 +106,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .option("seed", &o.seed, "seed of the initial factors (0 or more)")
       .option("k", &o.k, "cut-off K of the ranking metrics")
       .option("groups,g", &o.groups, "grid: split the ranks into this many groups, each training one point at a time")
+      .option("knn-k", &o.knn_k, "neighbours per item of the item-kNN baseline (cosine, as implicit's CosineRecommender), reported next to popularity and stored in the model; 0: none")
       .option("select-metric", &o.select_metric, "grid: the metric that picks the best point (map_at_k, map_at_k_seed, precision_at_k, recall_at_k, ndcg_at_k, auc)")
       .path("registry", &o.registry, PathRole::OutputDir, "register the best model in this registry directory (empty: none)")
       .option("model-name", &o.model_name, "name of the model in the registry")
@@ -136,6 +142,8 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   GridOptions& go = s.grid;
   go.groups = o.groups;
   go.select_metric = o.select_metric;  // checked, with groups, by run_grid before any work
+  require_option(o.knn_k >= 0, "knn-k", "must not be negative (0: no kNN baseline)");
+  go.knn_k = o.knn_k;
   go.base.train.als.cg_steps = o.cg_steps;
   go.base.train.als.confidence = parse_confidence(o.confidence);
   go.base.train.als.scale_regularization = o.scale_regularization;
@@ -194,6 +202,12 @@ void print_results(const GridResult& res, const Options& o) {
   print_best(best);
   std::printf("ALS %s %.4f vs popularity %.4f: %s (%.2fx)\n", o.select_metric.c_str(), v, base,
               metric_beats(v, base) ? "beats the baseline" : "does NOT beat the baseline", base > 0 ? v / base : 0.0);
+  if (best.evaluation.knn_k > 0) {
+    const double kv = metric_value(best.evaluation.knn, o.select_metric);
+    std::printf("ALS %s %.4f vs item-kNN (k=%d, computed in %.2f s) %.4f: %s (%.2fx)\n", o.select_metric.c_str(), v,
+                best.evaluation.knn_k, res.knn_seconds, kv, metric_beats(v, kv) ? "beats it" : "does NOT beat it",
+                kv > 0 ? v / kv : 0.0);
+  }
   std::fflush(stdout);
 }
 
@@ -210,7 +224,8 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                  {"regularization", o.regularization}, {"iterations", o.iterations}, {"solver", o.solver},
                  {"cg_steps", o.cg_steps},   {"confidence", o.confidence},
                  {"scale_regularization", o.scale_regularization}, {"seed", o.seed}, {"k", o.k},
-                 {"groups", o.groups},       {"select_metric", o.select_metric}, {"output", o.output}};
+                 {"groups", o.groups},       {"select_metric", o.select_metric}, {"output", o.output},
+                 {"knn_k", o.knn_k}};
   j["ranks"] = ranks;
   j["threads"] = s.grid.base.train.threads;
   j["binding"] = s.bindings;
@@ -227,6 +242,12 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
   j["system"] = metrics_json(best.evaluation.system);
   j["baseline"] = metrics_json(best.evaluation.baseline);
   j["beats_baseline"] = metric_beats(v, base);
+  if (best.evaluation.knn_k > 0) {  // the item-kNN baseline: absent with --knn-k 0
+    j["knn"] = metrics_json(best.evaluation.knn);
+    j["knn"]["k"] = best.evaluation.knn_k;
+    j["knn"]["seconds"] = res.knn_seconds;
+    j["beats_knn"] = metric_beats(v, metric_value(best.evaluation.knn, o.select_metric));
+  }
   if (!reg.is_null()) j["registry"] = reg;
   for (const auto& p : res.points)
     j["grid"].push_back({{"run", p.run}, {"alpha", p.alpha}, {"factors", p.factors},

@@ -25,6 +25,7 @@ namespace {
 struct Options {
   std::string model = "model.h5", registry, spec = "retail-als@production";
   std::string user, similar, history, weights, output, csv, format = "text", log_level = "warn";
+  std::string fallback = "fold-in";  // how a user without factors (--history) is answered
   bool popular = false, all = false;
   int n = 20, sample = 0, threads = 0;
 };
@@ -104,6 +105,7 @@ void declare_options(Cli& cli, Options& o) {
       .optional("similar,s", &o.similar, "the N items most similar to this item id (cosine of item factors)")
       .optional("history", &o.history, "comma-separated item ids of a new user: fold-in recommendations")
       .optional("weights", &o.weights, "comma-separated observation weights for --history (default 1 each; 1 = a view, 5 = a purchase)")
+      .option("fallback", &o.fallback, "--history (a user without factors): fold-in (ALS, the default) or knn (the item-kNN lists the model holds with mfrec_dist --knn-k > 0)")
       .flag("popular", &o.popular, "the N most popular items")
       .option("sample", &o.sample, "print the top N for this many sample users and the popular list")
       .flag("all", &o.all, "every user's top N (batch, MPI): needs --output")
@@ -126,6 +128,7 @@ void check_options(const Cli& cli, const Options& o) {
   require_option(o.threads >= 0, "threads", "must not be negative");
   require_option(!o.all || !o.output.empty(), "output", "--all needs an output file");
   require_option(!cli.given("weights") || cli.given("history"), "weights", "only with --history");
+  require_option(o.fallback == "fold-in" || o.fallback == "knn", "fallback", "must be fold-in or knn");
   require_option(o.registry.empty() || !cli.given("model"), "model", "give either --model or --registry, not both");
   require_option(!cli.given("spec") || !o.registry.empty(), "spec", "only with --registry");
 }
@@ -201,9 +204,10 @@ void run_query(const Cli& cli, const Options& o, const ModelSource& src) {
       require_option(w.size() == rows.size(), "weights", "needs one weight per --history item");
       for (Real x : w) require_option(std::isfinite(x) && x > 0, "weights", "must be positive");
     }
-    emit(r, r.fold_in(rows, w, o.n),
-         "Top " + std::to_string(o.n) + " for a new user with " + std::to_string(ids.size()) +
-             " items of history (fold-in)" + from,
+    if (o.fallback == "knn") require_option(r.has_knn(), "fallback", "the model has no item-kNN lists (train with --knn-k > 0)");
+    emit(r, o.fallback == "knn" ? r.knn(rows, w, o.n) : r.fold_in(rows, w, o.n),
+         "Top " + std::to_string(o.n) + " for a new user with " + std::to_string(ids.size()) + " items of history (" +
+             o.fallback + ")" + from,
          o.format, {{"history", ids}});
   } else if (o.popular) {
     emit(r, r.popular(o.n), "The " + std::to_string(o.n) + " most popular items" + from, o.format, nlohmann::ordered_json::object());

@@ -10,6 +10,7 @@
 #include "mfrec/error.hpp"
 #include "mfrec/metrics.hpp"
 #include "mfrec/dataset.hpp"
+#include "mfrec/knn.hpp"
 
 namespace mfrec {
 
@@ -18,12 +19,14 @@ struct Evaluation {
   MetricSums model;     // the ALS model alone, every user with test items
   MetricSums system;    // as the seed ran it: users without training history get the popular list
   MetricSums baseline;  // the most-popular-items list for everybody
+  MetricSums knn;       // the item-kNN baseline (knn.hpp), padded with the popular list; when knn_k > 0
+  int knn_k = 0;        // neighbours per item of the kNN baseline; 0: not evaluated
   Index cold_users = 0;  // evaluated users with no training non-zeros
 };
 
-// An evaluation as a flat row of doubles (k, cold_users, then the three views' metric arrays), to
-// store in a table or a checkpoint, and back.
-inline constexpr int kEvaluationFields = 2 + 3 * MetricSums::kFields;
+// An evaluation as a flat row of doubles (k, cold_users, knn_k, then the four views' metric
+// arrays), to store in a table or a checkpoint, and back.
+inline constexpr int kEvaluationFields = 3 + 4 * MetricSums::kFields;
 void evaluation_to_row(const Evaluation& e, double* row);
 Evaluation evaluation_from_row(const double* row);
 
@@ -31,9 +34,16 @@ Evaluation evaluation_from_row(const double* row);
 std::vector<Index> popularity_counts(const Comm& comm, const TrainData& data);
 
 // Collective: `test` holds this rank's user rows of /matrix/test (same rows as data.users);
-// X_local the same users' factors, Y all item factors. Returns means over evaluated users.
+// X_local the same users' factors, Y all item factors; `knn` every item's neighbours (null or
+// empty: no kNN view). Returns means over evaluated users.
 Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& test, const FactorMatrix& X_local,
-                    const FactorMatrix& Y, const std::vector<Index>& popularity, int k, int threads);
+                    const FactorMatrix& Y, const std::vector<Index>& popularity, int k, int threads,
+                    const ItemNeighbours* knn = nullptr);
+
+// Collective: the kNN view alone (every user with test items; users without history get the
+// popular list, which is what the kNN scores padded with popularity give them).
+MetricSums evaluate_knn(const Comm& comm, const TrainData& data, const CsrBlock& test, const ItemNeighbours& knn,
+                        const std::vector<Index>& popularity, int k, int threads);
 
 // The metrics as name -> value, with the report's keys (map_at_k, map_at_k_seed, precision_at_k,
 // recall_at_k, ndcg_at_k, auc, users).

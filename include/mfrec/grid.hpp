@@ -56,6 +56,7 @@ struct GridOptions {
   int groups = 1;
   std::string select_metric = "map_at_k";
   RunOptions base;  // solver details, k, threads, seed, loss; hyperparameters come from the grid
+  int knn_k = kDefaultKnnK;  // neighbours per item of the item-kNN baseline (knn.hpp); 0: none
   // Checkpoints: one file per training run in this directory (empty: none); base.checkpoint_every,
   // base.resume and base.should_stop apply to every run.
   std::string checkpoint_dir;
@@ -67,10 +68,13 @@ struct GridResult {
   double seconds = 0;
   int groups = 1;
   Index n_users = 0, n_items = 0, nnz_train = 0, nnz_test = 0;
+  int knn_k = 0;             // the kNN baseline's neighbours per item (0: none)
+  double knn_seconds = 0;    // time to compute its neighbour lists (once per group; max over groups)
   bool interrupted = false;  // stopped (checkpointed) before every run was done; no points, no model
 };
 
-// ConfigError naming the option: groups outside [1, world_size], an unknown select_metric.
+// ConfigError naming the option: groups outside [1, world_size], an unknown select_metric, a
+// negative knn_k.
 void check_grid_options(const GridOptions& opt, int world_size);
 
 // Collective over world: checks `opt` (check_grid_options), splits the world into the groups,

@@ -5,6 +5,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "mfrec/types.hpp"
@@ -81,6 +82,13 @@ MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, con
 // item_scores = popularity_scores(counts)). item_scores.size() must equal train.n_cols.
 MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const CsrBlock& train,
                                  const CsrBlock& test, int k, int threads);
+
+// The same evaluation with a score vector per user: score(local_row, out) writes the n_items
+// scores of the block's row `local_row` (called concurrently from the threads; e.g. the kNN
+// baseline's scores from the user's training row).
+using RowScoreFn = std::function<void(Index local_row, Real* out)>;
+MetricSums evaluate_scored_rows(const RowScoreFn& score, const CsrBlock& train, const CsrBlock& test,
+                                int k, int threads);
 
 // ---- Popularity ------------------------------------------------------------------------
 // Per item, the number of distinct users (rows of this block) with a non-zero entry; the

@@ -6,6 +6,8 @@
 //   /seen/{indptr,indices,data}  the training matrix (user x item) the model was fitted on
 //   /popularity/{count int64, ranking int32}            distinct training users per item
 //   /metrics attributes (the ALS model), /metrics/system, /metrics/baseline likewise
+//   /knn/{indptr int64, indices int32, data float32}  the item-kNN baseline's neighbour lists
+//     (knn.hpp; attribute k; optional), its metrics as attributes of /metrics/knn
 //   root attributes: format = "mfrec-model", format_version, program_version, created,
 //     factors, regularization, alpha, confidence, scale_regularization, solver, cg_steps,
 //     iterations, seed, k, dataset, dataset_fingerprint, select_metric (absent in older files:
@@ -18,6 +20,7 @@
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/comm.hpp"
 #include "mfrec/dataset.hpp"
+#include "mfrec/knn.hpp"
 #include "mfrec/types.hpp"
 
 namespace mfrec {
@@ -53,6 +56,8 @@ struct ModelParts {
   std::vector<std::string> user_ids_local;     // ids of this rank's users (seen_local's rows)
   const dataset::ItemTable* items = nullptr;
   const std::vector<Index>* popularity = nullptr;
+  const ItemNeighbours* knn = nullptr;         // every item's kNN lists (null or empty: none written)
+  std::map<std::string, double> knn_metrics = {};  // the kNN baseline's evaluation (/metrics/knn)
 };
 
 // Collective: writes the model to `path` atomically (a .partial file renamed when complete).
@@ -68,6 +73,7 @@ struct Model {
   CsrBlock seen;                            // the rows read
   std::vector<Index> popularity;
   std::vector<std::int32_t> popular;  // items by descending popularity
+  ItemNeighbours knn;                 // the kNN baseline's lists (empty when the file has none)
   ModelMeta meta;
   Index row_begin = 0;      // the first user row read
   Index n_users_total = 0;  // users in the file
@@ -76,7 +82,8 @@ struct Model {
 // file and dataset when: it is not an mfrec model; a factor matrix is not as wide as the factors
 // attribute; /users/id, /seen or /popularity do not match the factor matrices' rows; a factor
 // is NaN or infinite; /popularity/ranking is not a permutation of the items (an index out of
-// range, or one twice); /seen's indices are out of range or its confidences negative.
+// range, or one twice); /seen's indices are out of range or its confidences negative; /knn (when
+// present) is not a valid neighbour matrix of the items (check_item_neighbours).
 Model read_model(const std::string& path);
 // Collective over comm (parallel HDF5): this rank's even share of the users (partition_even) and
 // every item, checked as read_model checks. The shape checks fail on every rank alike; the

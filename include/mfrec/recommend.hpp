@@ -45,7 +45,7 @@ ModelSource peek_registry(const std::string& registry_dir, const std::string& sp
 struct ItemList {
   std::vector<std::int32_t> items;
   std::vector<Real> scores;
-  std::string source;  // "model", "popular", "similar" or "fold-in"
+  std::string source;  // "model", "popular", "similar", "fold-in" or "knn"
 };
 
 // The bounds every interface applies to N.
@@ -82,6 +82,13 @@ class Recommender {
   Vector fold_in_factors(const std::vector<std::int32_t>& items, const std::vector<Real>& weights = {}) const;
   // The top n for that user, leaving out the history items.
   ItemList fold_in(const std::vector<std::int32_t>& items, const std::vector<Real>& weights, int n) const;
+  // Whether the model holds the item-kNN baseline's neighbour lists (/knn; mfrec_dist --knn-k).
+  bool has_knn() const { return !model_.knn.empty(); }
+  // The item-kNN fallback for a user without factors: the top n by sum of w_i * sim(i, j) over
+  // the history `items` (weights as for fold_in; duplicates summed), leaving them out; past the
+  // items kNN scores come the popular ones (scores below 0). Source "knn". InputError when the
+  // model has no /knn.
+  ItemList knn(const std::vector<std::int32_t>& items, const std::vector<Real>& weights, int n) const;
 
   // One item's details: {id, name, category, style, price, description}.
   nlohmann::ordered_json item_json(Index item) const;
@@ -105,6 +112,7 @@ class Recommender {
   FactorMatrix item_unit_;  // item factors scaled to unit length (zero rows stay zero)
   DenseMatrix yty_;         // Y^T Y for fold-in
   std::vector<Real> popular_scores_;
+  std::vector<Real> knn_pad_;               // popularity_pad of the counts, for knn()
   std::vector<std::string> item_fragment_;  // "\"id\":...,\"description\":..." per item
   std::string model_label_;                 // "retail-als:3" or the path
 };

@@ -46,11 +46,15 @@ struct RunResult {
 };
 
 // The data one group of ranks trains on: its partition of the training matrix, its users' test
-// rows and the popularity counts.
+// rows, the popularity counts and (when computed) the item-kNN baseline's neighbour lists.
 struct GroupData {
   TrainData train;
   CsrBlock test;
   std::vector<Index> popularity;
+  ItemNeighbours knn;       // empty: no kNN baseline (every rank holds every list)
+  double knn_seconds = 0;   // time to compute knn (max over the ranks)
+  MetricSums knn_view;      // its evaluation (evaluate_knn at RunOptions::k): the same for every
+                            // point, so computed once and copied into each Evaluation
   std::vector<std::string> user_ids_local;
   std::uint64_t fingerprint = 0;
 };
