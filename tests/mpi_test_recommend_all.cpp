@@ -12,6 +12,7 @@
 #include "mfrec/model.hpp"
 #include "mfrec/recommend.hpp"
 #include "test_data.hpp"
+#include "test_model.hpp"
 
 using namespace mfrec;
 
@@ -25,25 +26,11 @@ std::string scratch(const Comm& comm, const std::string& name) {
 void make_model(const Comm& comm, const std::string& data, const std::string& model, Index users, Index items,
                 std::vector<Index> cold) {
   testdata::write_random_prepared(data, comm, users, items, 9, 3, std::move(cold));
-  h5::File f = h5::File::open(data, &comm);
-  GroupData d = load_group_data(f, comm);
-  dataset::ItemTable table = dataset::read_items(f);
-  RunOptions o;
-  o.train.als.factors = 5;
-  o.train.als.regularization = 0.5f;
-  o.train.als.alpha = 3.0f;
-  o.train.iterations = 4;
-  o.train.threads = 1;
-  o.eval_at = {4};
-  o.k = 5;
-  o.progress = false;
-  std::unique_ptr<Trainer> t;
-  run_point(comm, d, o, &t);
-  ModelMeta meta;
-  meta.als = o.train.als;
-  meta.iterations = 4;
-  ModelParts parts{&t->user_factors(), &t->item_factors(), &d.train.users, d.user_ids_local, &table, &d.popularity};
-  write_model(model, comm, parts, meta);
+  AlsParams als;
+  als.factors = 5;
+  als.regularization = 0.5f;
+  als.alpha = 3.0f;
+  testdata::train_model(comm, data, model, als, 4);
 }
 
 std::vector<std::string> lines_of(const std::string& path) {

@@ -10,28 +10,18 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-BIN = os.environ.get("MFREC_BIN", "build")
-MPIEXEC = os.environ.get("MPIEXEC", "mpirun")
-WORK = tempfile.mkdtemp(prefix="py_recommend_bad_models_", dir=os.getcwd())
-failures = []
+from checks import BIN, MPIEXEC, check, failures, scratch
+from checks import run as run_in
 
-
-def check(cond, what):
-    print(("ok   - " if cond else "FAIL - ") + what, flush=True)
-    if not cond:
-        failures.append(what)
+WORK = scratch("py_recommend_bad_models")
 
 
 def run(*args):
-    r = subprocess.run([os.path.join(BIN, args[0])] + list(args[1:]), cwd=WORK, capture_output=True, text=True,
-                       timeout=120)
-    if r.returncode != 0:
-        sys.exit(f"{args}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+    run_in(WORK, *args)
 
 
 def bad_copy(name, change):

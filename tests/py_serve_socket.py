@@ -12,25 +12,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-BIN = os.environ.get("MFREC_BIN", "build")
-WORK = tempfile.mkdtemp(prefix="py_serve_socket_", dir=os.getcwd())
-failures = []
+from checks import BIN, check, failures, scratch
+from checks import run as run_in
 
-
-def check(cond, what):
-    print(("ok   - " if cond else "FAIL - ") + what, flush=True)
-    if not cond:
-        failures.append(what)
+WORK = scratch("py_serve_socket")
 
 
 def run(*args):
-    r = subprocess.run([os.path.join(BIN, args[0])] + list(args[1:]), cwd=WORK, capture_output=True, text=True,
-                       timeout=120)
-    if r.returncode != 0:
-        sys.exit(f"{args}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+    run_in(WORK, *args)
 
 
 def socket_inodes(pid):

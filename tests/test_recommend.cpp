@@ -13,6 +13,7 @@
 #include "mfrec/recommend.hpp"
 #include "mfrec/registry.hpp"
 #include "test_data.hpp"
+#include "test_model.hpp"
 
 using namespace mfrec;
 
@@ -26,26 +27,11 @@ const std::string& model_path() {
     Comm world = Comm::world();
     const std::string data = "recommend_unit_data.h5", model = "recommend_unit_model.h5";
     testdata::write_random_prepared(data, world, kUsers, kItems, 10, 5, {7, 50});  // users 7, 50: no history
-    h5::File f = h5::File::open(data, &world);
-    GroupData d = load_group_data(f, world);
-    dataset::ItemTable items = dataset::read_items(f);
-    RunOptions o;
-    o.train.als.factors = 6;
-    o.train.als.regularization = 0.5f;
-    o.train.als.alpha = 4.0f;
-    o.train.iterations = 8;
-    o.train.threads = 1;
-    o.eval_at = {8};
-    o.k = 5;
-    o.progress = false;
-    std::unique_ptr<Trainer> t;
-    run_point(world, d, o, &t);
-    ModelMeta meta;
-    meta.als = o.train.als;
-    meta.iterations = 8;
-    meta.dataset = data;
-    ModelParts parts{&t->user_factors(), &t->item_factors(), &d.train.users, d.user_ids_local, &items, &d.popularity};
-    write_model(model, world, parts, meta);
+    AlsParams als;
+    als.factors = 6;
+    als.regularization = 0.5f;
+    als.alpha = 4.0f;
+    testdata::train_model(world, data, model, als, 8);
     return model;
   }();
   return path;

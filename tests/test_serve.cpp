@@ -15,6 +15,7 @@
 #include "mfrec/registry.hpp"
 #include "mfrec/serve.hpp"
 #include "test_data.hpp"
+#include "test_model.hpp"
 
 using namespace mfrec;
 using namespace mfrec::serve;
@@ -27,25 +28,9 @@ std::string make_model(const std::string& name, std::uint64_t seed) {
   Comm world = Comm::world();
   const std::string data = "serve_unit_data.h5";
   if (!fs::exists(data)) testdata::write_random_prepared(data, world, 60, 25, 8, 3, {4});
-  h5::File f = h5::File::open(data, &world);
-  GroupData d = load_group_data(f, world);
-  dataset::ItemTable items = dataset::read_items(f);
-  RunOptions o;
-  o.train.als.factors = 4;
-  o.train.iterations = 3;
-  o.train.threads = 1;
-  o.train.seed = seed;
-  o.eval_at = {3};
-  o.k = 5;
-  o.progress = false;
-  std::unique_ptr<Trainer> t;
-  run_point(world, d, o, &t);
-  ModelMeta meta;
-  meta.als = o.train.als;
-  meta.iterations = 3;
-  meta.dataset = data;
-  ModelParts parts{&t->user_factors(), &t->item_factors(), &d.train.users, d.user_ids_local, &items, &d.popularity};
-  write_model(name, world, parts, meta);
+  AlsParams als;
+  als.factors = 4;
+  testdata::train_model(world, data, name, als, 3, seed);
   return name;
 }
 
