@@ -31,25 +31,24 @@ std::string parent_dir(const std::string& path) {
 
 std::string partial_path(const std::string& path) { return path + ".partial"; }
 
-void fsync_dir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) sys_fail("cannot open directory", dir);
+namespace {
+
+// fsync by name; EINVAL/EROFS (file systems that do not sync this kind of file) are not errors.
+void fsync_path(const std::string& path, int flags, const char* what) {
+  const int fd = ::open(path.c_str(), flags | O_RDONLY | O_CLOEXEC);
+  if (fd < 0) sys_fail(std::string("cannot open ") + what, path);
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
   errno = err;
-  if (rc != 0 && err != EINVAL && err != EROFS) sys_fail("cannot fsync directory", dir);
+  if (rc != 0 && err != EINVAL && err != EROFS) sys_fail(std::string("cannot fsync ") + what, path);
 }
 
-void fsync_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) sys_fail("cannot open", path);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  errno = err;
-  if (rc != 0 && err != EINVAL && err != EROFS) sys_fail("cannot fsync", path);
-}
+}  // namespace
+
+void fsync_dir(const std::string& dir) { fsync_path(dir, O_DIRECTORY, "directory"); }
+
+void fsync_file(const std::string& path) { fsync_path(path, 0, "file"); }
 
 AtomicFile::AtomicFile(std::string path)
     : path_(std::move(path)), tmp_(partial_path(path_)), out_(tmp_, std::ios::binary | std::ios::trunc) {
