@@ -7,27 +7,13 @@
 # --encoding latin1), and a stray positional argument is refused.
 # Env: MFREC_BIN (build dir), MFREC_SRC, MPIEXEC.
 set -uo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" || exit 1
+CATALOG="$SRC/data/retail-demo-store-products.yaml"
+on_exit 'chmod -R u+w "$WORK" 2>/dev/null'  # a read-only directory below would stop rm -rf
 
-BIN="${MFREC_BIN:?set MFREC_BIN to the build directory}"
-MPIEXEC="${MPIEXEC:-mpirun}"
-CATALOG="${MFREC_SRC:?set MFREC_SRC to the source directory}/data/retail-demo-store-products.yaml"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/cli_data_errors.XXXXXX")"
-trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && sed 's/^/       /' <<<"$2"; }
-
-# run NP PROGRAM ARGS...: stdout+stderr in $WORK/log; returns the exit status.
-run() {
-  local np="$1" prog="$2"
-  shift 2
-  timeout 10 "$MPIEXEC" --oversubscribe --bind-to none -n "$np" "$BIN/$prog" "$@" >log 2>&1
-}
+# run10 NP PROGRAM ARGS...: under the 10 s timeout, stdout+stderr in $WORK/log; the exit status.
+run10() { run "$1" 10 "${@:2}"; }
 
 # A listing of everything under $WORK except the log, to see what a failed run left behind.
 snapshot() { find . -path ./log -prune -o -print | LC_ALL=C sort; }
@@ -40,11 +26,11 @@ expect_error() {
   local np rc lines before after
   for np in 2 3; do
     before="$(snapshot)"
-    run "$np" "$prog" "$@"
+    run10 "$np" "$prog" "$@"
     rc=$?
     after="$(snapshot)"
     lines="$(grep -c "^$prog: error" log)"
-    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    if timed_out "$rc"; then
       fail "$name (-n $np): timed out (hang)" "$(tail -5 log)"
     elif [ "$rc" -ne 2 ]; then
       fail "$name (-n $np): exit $rc, expected 2" "$(tail -8 log)"
@@ -66,7 +52,7 @@ expect_error() {
 expect_ok() {
   local name="$1" prog="$2"
   shift 2
-  if run 2 "$prog" "$@"; then pass "$name"; else fail "$name (exit $?)" "$(tail -8 log)"; fi
+  if run10 2 "$prog" "$@"; then pass "$name"; else fail "$name (exit $?)" "$(tail -8 log)"; fi
 }
 
 # expect_stray PROGRAM ARGS...: a stray positional argument must be an error naming it. Cli's
@@ -77,7 +63,7 @@ expect_stray() {
   local prog="$1"
   shift
   rm -f out.h5 g.h5
-  if run 2 "$prog" "$@" stray && ! grep -q "^$prog: error" log; then
+  if run10 2 "$prog" "$@" stray && ! grep -q "^$prog: error" log; then
     echo "XFAIL - $prog: stray positional argument accepted (needs config.cpp's check)"
     rm -f out.h5 g.h5
     return
@@ -194,5 +180,4 @@ expect_error "gen: a directory where --csv writes items.csv" mfrec_gen "option -
   -o g.h5 --csv gblocked "${GEN_SMALL[@]}"
 expect_stray mfrec_gen -o g.h5 "${GEN_SMALL[@]}"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -7,30 +7,12 @@
 # naming the option, file or line, and nothing left behind.
 # Env: MFREC_BIN (build dir), MFREC_SRC, MPIEXEC.
 set -uo pipefail
-
-BIN="${MFREC_BIN:?set MFREC_BIN to the build directory}"
-SRC="${MFREC_SRC:?set MFREC_SRC to the source directory}"
-PREP="$BIN/mfrec_prep"
-MPIEXEC="${MPIEXEC:-mpirun}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/cli_import.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" || exit 1
 ML="$SRC/tests/data/ml-tiny"
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && sed 's/^/       /' <<<"$2"; }
-
-prep() {
-  local np="$1"
-  shift
-  timeout 60 "$MPIEXEC" --oversubscribe --bind-to none -n "$np" "$PREP" "$@" >log 2>&1
-}
+# prep NP ARGS...: mfrec_prep on NP ranks within 60 s, stdout+stderr in $WORK/log.
+prep() { run "$1" 60 mfrec_prep "${@:2}"; }
 
 expect_ok() {
   local name="$1"
@@ -281,5 +263,4 @@ expect_error "--users-columns without id" "option --users-columns: names no id c
   --users "$ML/u.user" --users-columns age,gender
 expect_error "output is the items file" "option --output" -i "$ML/u.data" -o movies.csv --items movies.csv
 
-echo "# $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

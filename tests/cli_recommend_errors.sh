@@ -5,20 +5,14 @@
 # Among them the cases that once lost data or hung: --all -o onto the model, a --csv whose
 # directory is unusable (it left the HDF5 behind), a rank-0 registry check the other ranks did not
 # hear of, --max-body -1 (once: no limit) and a --port-file nobody can write (once ignored).
+# No pipefail (as before): a `grep | grep -q` check would take the first grep's SIGPIPE for a miss.
 set -u
-
-BIN="${MFREC_BIN:?set MFREC_BIN to the build directory}"
-MPIEXEC="${MPIEXEC:-mpirun}"
-SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/mfrec_cli_recommend_errors.XXXXXX")
-trap 'rm -rf "$SCRATCH"' EXIT
-cd "$SCRATCH" || exit 1
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh" || exit 1
+# The inputs live in $WORK/work (a case names the model as ./../work/model.h5); the checks' own
+# files (snapshots, output) in $WORK, out of the snapshot's way.
 mkdir work
 cd work || exit 1
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
 
 # A small model, and a registry holding it as retail-als:1 (production).
 "$BIN/mfrec_gen" --users 300 --events 4000 --output retail.h5 -q >/dev/null &&
@@ -26,14 +20,14 @@ bad() { failed=$((failed + 1)); echo "FAIL - $1"; }
   "$BIN/mfrec_dist" --data prepared.h5 --output model.h5 --factors 4 --iterations 2 --threads 1 \
     --log-level warn >/dev/null &&
   "$BIN/mfrec_registry" --registry reg publish model.h5 retail-als --stage production -q >/dev/null ||
-  { echo "FAIL - could not build the model"; exit 1; }
+  { fail "could not build the model"; finish; }
 rm retail.h5
 REGFILE=reg/retail-als/v1.h5
-[ -f "$REGFILE" ] || { echo "FAIL - the registry does not hold $REGFILE"; exit 1; }
+[ -f "$REGFILE" ] || { fail "the registry does not hold $REGFILE"; finish; }
 
 # Every file under work/ with its checksum: unchanged means nothing lost and nothing left.
 snapshot() { find . -type f -print0 | sort -z | xargs -0 md5sum; find . -type d | sort; }
-snapshot >"$SCRATCH/before"
+snapshot >"$WORK/before"
 
 # expect_error PROGRAM NAME PATTERN LAUNCH... : LAUNCH exits non-zero within the timeout, prints
 # exactly one "PROGRAM: error" line and no other line of PROGRAM's, the line contains PATTERN,
@@ -41,29 +35,28 @@ snapshot >"$SCRATCH/before"
 expect_error() {
   local prog=$1 name=$2 pattern=$3
   shift 3
-  timeout 10 "$@" >"$SCRATCH/out" 2>"$SCRATCH/err"
+  timeout 10 "$@" >"$WORK/out" 2>"$WORK/err"
   local rc=$? errors others why=""
-  errors=$(grep -c "^$prog: error" "$SCRATCH/err")
-  others=$(grep -v "^$prog: error" "$SCRATCH/err" | grep -c "$prog")
-  snapshot >"$SCRATCH/after"
-  if [ "$rc" -eq 124 ]; then why="timed out (a hang)"
+  errors=$(grep -c "^$prog: error" "$WORK/err")
+  others=$(grep -v "^$prog: error" "$WORK/err" | grep -c "$prog")
+  snapshot >"$WORK/after"
+  if timed_out "$rc"; then why="timed out (a hang)"
   elif [ "$rc" -eq 0 ]; then why="exit 0"
   elif [ "$errors" -ne 1 ] || [ "$others" -ne 0 ]; then why="$errors error lines, $others other lines"
-  elif ! grep "^$prog: error" "$SCRATCH/err" | grep -q -- "$pattern"; then why="no '$pattern' in the error"
-  elif ! cmp -s "$SCRATCH/before" "$SCRATCH/after"; then why="files changed: $(diff "$SCRATCH/before" "$SCRATCH/after" | grep '^[<>]' | tr '\n' ' ')"
+  elif ! grep "^$prog: error" "$WORK/err" | grep -q -- "$pattern"; then why="no '$pattern' in the error"
+  elif ! cmp -s "$WORK/before" "$WORK/after"; then why="files changed: $(diff "$WORK/before" "$WORK/after" | grep '^[<>]' | tr '\n' ' ')"
   fi
   if [ -z "$why" ]; then
-    ok "$name"
+    pass "$name"
   else
-    bad "$name: $why (rc $rc)"
-    sed 's/^/    | /' "$SCRATCH/err"
+    fail "$name: $why (rc $rc)" "$(cat "$WORK/err")"
   fi
   # Leave the next case a clean directory, whatever this one did.
-  find . -type f -newer "$SCRATCH/before" -delete 2>/dev/null
+  find . -type f -newer "$WORK/before" -delete 2>/dev/null
 }
 
 for np in 2 3; do
-  R=("$MPIEXEC" --oversubscribe --bind-to none -n "$np" "$BIN/mfrec_recommend")
+  R=("${MPI[@]}" -n "$np" "$BIN/mfrec_recommend")
   e() { expect_error mfrec_recommend "np$np: $1" "$2" "${R[@]}" "${@:3}"; }
   # Outputs onto inputs or each other: refused before anything is read or written.
   e "--all -o onto the model" "option --output: model.h5: is the same file as --model" \
@@ -122,5 +115,4 @@ expect_error mfrec_serve "serve: --model is missing" "option --model" "$BIN/mfre
 expect_error mfrec_serve "serve: --model is not a model" "prepared.h5" "$BIN/mfrec_serve" --model prepared.h5 --port 0
 expect_error mfrec_serve "serve: --threads 0" "option --threads" "${S[@]}" --threads 0
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
