@@ -1,3 +1,5 @@
+// The HDF5 facade: files, groups, datasets and row-range I/O. Fixed-length string datasets are
+// in h5_strings.cpp, attributes in h5_attr.cpp.
 #include "mfrec/h5.hpp"
 
 #include <cstdio>
@@ -5,25 +7,15 @@
 #include <exception>
 #include <utility>
 
+#include "h5_internal.hpp"
 #include "mfrec/comm.hpp"
 #include "mfrec/durable.hpp"
 
 namespace mfrec::h5 {
-namespace {
-
-using HDims = std::vector<hsize_t>;
-
-HDims to_hdims(const Dims& dims, const std::string& path, const std::string& name) {
-  HDims out;
-  for (Index d : dims) {
-    if (d < 0) throw IoError(path + ": dataset " + name + ": negative dimension " + std::to_string(d));
-    out.push_back(static_cast<hsize_t>(d));
-  }
-  return out;
-}
+namespace detail {
 
 // HDF5's error stack as text: the innermost messages, joined.
-herr_t walk_cb(unsigned n, const H5E_error2_t* err, void* data) {
+static herr_t walk_cb(unsigned n, const H5E_error2_t* err, void* data) {
   auto* out = static_cast<std::string*>(data);
   if (n < 3 && err->desc && *err->desc) {
     if (!out->empty()) *out += "; ";
@@ -39,16 +31,33 @@ std::string error_stack() {
   return out;
 }
 
-struct Silence {  // HDF5 prints its error stack by default; we turn it into exceptions instead
-  Silence() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
-};
-const Silence silence;
-
 Handle make_plist(hid_t cls) {
   hid_t id = H5Pcreate(cls);
   if (id < 0) throw IoError("H5Pcreate failed: " + error_stack());
   return Handle(id, H5Pclose);
 }
+
+}  // namespace detail
+
+using detail::error_stack;
+using detail::HDims;
+using detail::make_plist;
+
+namespace {
+
+HDims to_hdims(const Dims& dims, const std::string& path, const std::string& name) {
+  HDims out;
+  for (Index d : dims) {
+    if (d < 0) throw IoError(path + ": dataset " + name + ": negative dimension " + std::to_string(d));
+    out.push_back(static_cast<hsize_t>(d));
+  }
+  return out;
+}
+
+struct Silence {  // HDF5 prints its error stack by default; we turn it into exceptions instead
+  Silence() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+};
+const Silence silence;
 
 std::string parent_of(const std::string& name) {
   auto pos = name.find_last_of('/');
@@ -260,13 +269,6 @@ void File::create_dataset_impl(const std::string& name, hid_t type, const Dims& 
   H5Dclose(d);
 }
 
-void File::create_string_dataset(const std::string& name, Index n, std::size_t width, const DatasetOptions& opt) {
-  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(type.get(), std::max<std::size_t>(width, 1));
-  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
-  create_dataset_impl(name, type.get(), {n}, opt);
-}
-
 Handle File::open_dataset(const std::string& name) const {
   if (!exists(name)) throw InputError(path_ + ": missing dataset " + name);
   hid_t d = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
@@ -340,129 +342,6 @@ void File::io_rows(const std::string& name, hid_t mem_type, Index row_begin, Ind
   herr_t rc = write ? H5Dwrite(d.get(), mem_type, mspace.get(), fspace.get(), dxpl.get(), data)
                     : H5Dread(d.get(), mem_type, mspace.get(), fspace.get(), dxpl.get(), data);
   if (rc < 0) fail(write ? "write failed" : "read failed", name);
-}
-
-void File::write_string_rows(const std::string& name, Index row_begin, const std::vector<std::string>& rows) {
-  Handle d = open_dataset(name);
-  Handle type(H5Dget_type(d.get()), H5Tclose);
-  std::size_t width = H5Tget_size(type.get());
-  std::vector<char> buf(rows.size() * width, '\0');
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (rows[i].size() > width)
-      throw InputError(path_ + ": dataset " + name + ": string '" + rows[i] + "' longer than " + std::to_string(width));
-    std::memcpy(buf.data() + i * width, rows[i].data(), rows[i].size());
-  }
-  io_rows(name, type.get(), row_begin, static_cast<Index>(rows.size()), buf.data(), true);
-}
-
-std::vector<std::string> File::read_string_rows(const std::string& name, Index row_begin, Index n_rows) const {
-  check_class(name, TypeClass::kString);
-  Handle d = open_dataset(name);
-  Handle type(H5Dget_type(d.get()), H5Tclose);
-  if (H5Tis_variable_str(type.get()) > 0)
-    throw InputError(path_ + ": dataset " + name + " holds variable-length strings; mfrec writes fixed-length");
-  std::size_t width = H5Tget_size(type.get());
-  const auto n = static_cast<std::size_t>(std::max<Index>(n_rows, 0));
-  std::vector<char> buf(n * width + 1, '\0');
-  const_cast<File*>(this)->io_rows(name, type.get(), row_begin, n_rows, buf.data(), false);
-  std::vector<std::string> out(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const char* s = buf.data() + i * width;
-    out[i].assign(s, strnlen(s, width));
-  }
-  return out;
-}
-
-std::vector<std::string> File::read_strings(const std::string& name) const {
-  Dims d = shape(name);
-  return read_string_rows(name, 0, d.empty() ? 1 : d[0]);
-}
-
-void File::write_strings(const std::string& name, const std::vector<std::string>& v, const DatasetOptions& opt) {
-  std::size_t width = 1;
-  for (const auto& s : v) width = std::max(width, s.size());
-  create_string_dataset(name, v.size(), width, opt);
-  if (!comm_ || comm_->is_root()) {
-    write_string_rows(name, 0, v);
-  } else {
-    write_string_rows(name, 0, {});
-  }
-}
-
-// ---- attributes -----------------------------------------------------------------------------
-
-static void write_attr(hid_t file, const std::string& path, const std::string& obj, const std::string& key,
-                       hid_t type, const void* value) {
-  if (H5Aexists_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT) > 0)
-    H5Adelete_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT);
-  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  hid_t a = H5Acreate_by_name(file, obj.c_str(), key.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (a < 0) throw IoError(path + ": " + obj + ": cannot create attribute " + key + " (" + error_stack() + ")");
-  Handle attr(a, H5Aclose);
-  if (H5Awrite(attr.get(), type, value) < 0)
-    throw IoError(path + ": " + obj + ": cannot write attribute " + key + " (" + error_stack() + ")");
-}
-
-void File::set_attr(const std::string& obj, const std::string& key, double v) {
-  write_attr(file_.get(), path_, obj, key, H5T_NATIVE_DOUBLE, &v);
-}
-void File::set_attr(const std::string& obj, const std::string& key, std::int64_t v) {
-  write_attr(file_.get(), path_, obj, key, H5T_NATIVE_INT64, &v);
-}
-void File::set_attr(const std::string& obj, const std::string& key, const std::string& v) {
-  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(type.get(), std::max<std::size_t>(v.size(), 1));
-  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
-  std::string buf = v.empty() ? std::string(1, '\0') : v;
-  write_attr(file_.get(), path_, obj, key, type.get(), buf.data());
-}
-
-bool File::has_attr(const std::string& obj, const std::string& key) const {
-  if (!exists(obj)) return false;
-  htri_t r = H5Aexists_by_name(file_.get(), obj.c_str(), key.c_str(), H5P_DEFAULT);
-  if (r < 0) error_stack();
-  return r > 0;
-}
-
-static Handle open_attr(hid_t file, const std::string& path, const std::string& obj, const std::string& key) {
-  hid_t a = H5Aopen_by_name(file, obj.c_str(), key.c_str(), H5P_DEFAULT, H5P_DEFAULT);
-  if (a < 0) {
-    error_stack();
-    throw InputError(path + ": " + obj + ": missing attribute " + key);
-  }
-  return Handle(a, H5Aclose);
-}
-
-double File::attr_double(const std::string& obj, const std::string& key) const {
-  Handle a = open_attr(file_.get(), path_, obj, key);
-  double v = 0;
-  if (H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0) fail("cannot read attribute " + key, obj);
-  return v;
-}
-
-std::int64_t File::attr_int(const std::string& obj, const std::string& key) const {
-  Handle a = open_attr(file_.get(), path_, obj, key);
-  std::int64_t v = 0;
-  if (H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0) fail("cannot read attribute " + key, obj);
-  return v;
-}
-
-std::string File::attr_string(const std::string& obj, const std::string& key) const {
-  Handle a = open_attr(file_.get(), path_, obj, key);
-  Handle type(H5Aget_type(a.get()), H5Tclose);
-  if (H5Tget_class(type.get()) != H5T_STRING) throw InputError(path_ + ": " + obj + ": attribute " + key + " is not a string");
-  if (H5Tis_variable_str(type.get()) > 0) {
-    char* s = nullptr;
-    if (H5Aread(a.get(), type.get(), &s) < 0) fail("cannot read attribute " + key, obj);
-    std::string out = s ? s : "";
-    H5free_memory(s);
-    return out;
-  }
-  std::size_t n = H5Tget_size(type.get());
-  std::string buf(n, '\0');
-  if (H5Aread(a.get(), type.get(), buf.data()) < 0) fail("cannot read attribute " + key, obj);
-  buf.resize(strnlen(buf.c_str(), n));
-  return buf;
 }
 
 std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h) {

@@ -1,0 +1,115 @@
+// Helpers shared by the pure per-user metrics (metrics.cpp) and the block evaluation
+// (metrics_eval.cpp). Internal: not part of include/mfrec/metrics.hpp.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "mfrec/metrics.hpp"
+
+namespace mfrec::detail {
+
+// NaN ranks as -inf. The routines below take sanitized scores (no NaN), so that every
+// comparison is a strict weak ordering and the SIMD counts agree with the sort order.
+void sanitize(const Real* in, Real* out, Index n);
+
+// "a ranks before b": higher score, then smaller item index.
+struct RanksBefore {
+  const Real* scores;
+  bool operator()(std::int32_t a, std::int32_t b) const {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  }
+};
+
+// Top-k of the items i in [0, n_items) with excluded(i) false, best first, from sanitized
+// scores. A bounded heap whose front is the worst kept item; items are scanned by increasing
+// index, so once the heap is full an item enters only with a score strictly above the worst
+// kept one (an equal score ranks after it): one float comparison for most items.
+template <class Excluded>
+void top_k_impl(const Real* s, Index n_items, int k, Excluded excluded,
+                std::vector<std::int32_t>& out) {
+  out.clear();
+  const RanksBefore before{s};
+  const std::size_t kk = static_cast<std::size_t>(k);
+  Index i = 0;
+  for (; i < n_items && out.size() < kk; ++i) {
+    if (excluded(i)) continue;
+    out.push_back(static_cast<std::int32_t>(i));
+    std::push_heap(out.begin(), out.end(), before);
+  }
+  if (out.size() == kk) {
+    Real worst = s[out.front()];
+    for (; i < n_items; ++i) {
+      if (!(s[i] > worst) || excluded(i)) continue;
+      std::pop_heap(out.begin(), out.end(), before);
+      out.back() = static_cast<std::int32_t>(i);
+      std::push_heap(out.begin(), out.end(), before);
+      worst = s[out.front()];
+    }
+  }
+  std::sort_heap(out.begin(), out.end(), before);
+}
+
+struct RankStats {
+  double ap = 0, ap_seed = 0, precision = 0, recall = 0, ndcg = 0;
+};
+
+inline double discount(std::size_t rank1) {
+  return 1.0 / std::log2(static_cast<double>(rank1) + 1.0);
+}
+
+// Metrics of a ranked list (already cut to at most k entries). is_hit(item) is called once per
+// position, in order, and says whether the item is relevant and not counted before.
+template <class IsHit>
+RankStats rank_stats(const std::int32_t* ranked, std::size_t n_ranked, std::size_t n_relevant,
+                     int k, IsHit is_hit) {
+  RankStats r;
+  if (n_relevant == 0) return r;
+  std::size_t hits = 0;
+  double prec_sum = 0, dcg = 0;
+  for (std::size_t pos = 0; pos < n_ranked; ++pos) {
+    if (!is_hit(ranked[pos])) continue;
+    ++hits;
+    prec_sum += static_cast<double>(hits) / static_cast<double>(pos + 1);
+    dcg += discount(pos + 1);
+  }
+  const std::size_t ideal = std::min(static_cast<std::size_t>(k), n_relevant);
+  double idcg = 0;
+  for (std::size_t pos = 0; pos < ideal; ++pos) idcg += discount(pos + 1);
+  r.ap = prec_sum / static_cast<double>(ideal);
+  r.ap_seed = hits > 0 ? prec_sum / static_cast<double>(hits) : 0.0;
+  r.precision = static_cast<double>(hits) / static_cast<double>(k);
+  r.recall = static_cast<double>(hits) / static_cast<double>(n_relevant);
+  r.ndcg = dcg / idcg;
+  return r;
+}
+
+// Per-thread scratch of the per-user routine.
+struct Workspace {
+  explicit Workspace(Index n_items) : mark(static_cast<std::size_t>(n_items), 0) {}
+  std::vector<std::uint8_t> mark;  // kTrain | kTest per item; all 0 between users
+  std::vector<std::int32_t> pos;   // distinct test items
+  std::vector<std::int32_t> excl;  // distinct train-or-test items (the non-negatives)
+  std::vector<std::int32_t> top;
+  std::vector<Real> sorted_all, sorted_excl;
+};
+
+constexpr std::uint8_t kTrain = 1, kTest = 2;
+
+// Marks a user's items and lists the distinct positives and non-negatives.
+void mark_user(Workspace& w, const std::int32_t* tr, Index n_tr, const std::int32_t* te,
+               Index n_te);
+void unmark_user(Workspace& w);
+
+// Exact AUC from sanitized scores and the marked user (mark_user); 0.5 without positives or
+// negatives.
+double auc_user(const Real* s, Index n_items, Workspace& w);
+
+// InputError unless every item is in [0, n_items) / the block is a well-formed CSR block of
+// n_items columns; `what` names the caller.
+void check_items(const std::int32_t* items, Index n, Index n_items, const char* what);
+void check_block(const CsrBlock& b, Index n_items, const char* what);
+
+}  // namespace mfrec::detail
