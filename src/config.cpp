@@ -257,10 +257,11 @@ std::vector<T> parse_list(const std::string& option, const std::string& text) {
     std::size_t a = item.find_first_not_of(" \t"), b = item.find_last_not_of(" \t");
     if (a == std::string::npos) throw ConfigError("option --" + option + ": empty item in list '" + text + "'");
     item = item.substr(a, b - a + 1);
-    std::istringstream is(item);
-    T v{};
-    if (!(is >> v) || !is.eof()) throw ConfigError("option --" + option + ": bad value '" + item + "' in list '" + text + "'");
-    out.push_back(v);
+    try {
+      out.push_back(parse_value<T>(option, item));  // as strict as a single value
+    } catch (const ConfigError& e) {
+      throw ConfigError(std::string(e.what()) + " in list '" + text + "'");
+    }
   }
   if (!text.empty() && text.back() == ',') throw ConfigError("option --" + option + ": empty item in list '" + text + "'");
   return out;

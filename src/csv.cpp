@@ -176,11 +176,4 @@ std::string delimiter_name(char delim) {
   }
 }
 
-char detect_delimiter(const std::string& line) {
-  if (line.find(',') != std::string::npos) return ',';
-  if (line.find('\t') != std::string::npos) return '\t';
-  if (line.find(';') != std::string::npos) return ';';
-  return ',';
-}
-
 }  // namespace mfrec::csv

@@ -1,7 +1,6 @@
 #include "mfrec/dataset.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstring>
 
@@ -10,17 +9,6 @@
 #include "mfrec/hash.hpp"
 
 namespace mfrec::dataset {
-
-int event_type_code(const std::string& name) {
-  auto lower = [](std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-  };
-  const std::string n = lower(name);
-  for (int i = 0; i < kNumEventTypes; ++i)
-    if (lower(kEventTypes[i]) == n) return i;
-  return -1;
-}
 
 void ItemTable::resize(std::size_t n) {
   for (auto* v : {&id, &name, &category, &style, &description, &gender_affinity}) v->resize(n);

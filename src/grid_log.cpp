@@ -65,13 +65,13 @@ std::string format_grid_table(const GridResult& r, const std::string& metric) {
   const PointResult& b = r.points.at(static_cast<std::size_t>(r.best));
   const double v = metric_value(b.evaluation.model, metric), base = metric_value(b.evaluation.baseline, metric);
   std::snprintf(line, sizeof line, "best by %s: run %d at %d iterations, %.4f against the popularity baseline's %.4f (%s, %.2fx)\n",
-                metric.c_str(), b.run, b.iterations, v, base, v > base ? "beats it" : "DOES NOT beat it",
+                metric.c_str(), b.run, b.iterations, v, base, metric_beats(v, base) ? "beats it" : "DOES NOT beat it",
                 base > 0 ? v / base : 0.0);
   os << line;
   if (b.evaluation.knn_k > 0) {
     const double kv = metric_value(b.evaluation.knn, metric);
     std::snprintf(line, sizeof line, "item-kNN baseline (k=%d): %s %.4f (%s, %.2fx)\n", b.evaluation.knn_k,
-                  metric.c_str(), kv, v > kv ? "the best point beats it" : "the best point DOES NOT beat it",
+                  metric.c_str(), kv, metric_beats(v, kv) ? "the best point beats it" : "the best point DOES NOT beat it",
                   kv > 0 ? v / kv : 0.0);
     os << line;
   }

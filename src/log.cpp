@@ -25,13 +25,12 @@ spdlog::level::level_enum parse_log_level(const std::string& text) {
 }
 
 void init_logging(const Comm& comm, const std::string& program, const std::string& level) {
-  parse_log_level(level);
+  const auto lvl = parse_log_level(level);  // first: a bad level is a ConfigError before any logger exists
   auto logger = spdlog::stderr_color_mt(program + "." + std::to_string(comm.rank()));
   spdlog::set_default_logger(logger);
   std::string pattern = comm.size() > 1 ? "[%H:%M:%S] [" + program + " " + std::to_string(comm.rank()) + "] %^%v%$"
                                         : "[%H:%M:%S] [" + program + "] %^%v%$";
   spdlog::set_pattern(pattern);
-  const auto lvl = parse_log_level(level);
   g_level = lvl;
   spdlog::set_level(comm.is_root() ? lvl : std::max(lvl, spdlog::level::warn));
 }

@@ -46,7 +46,7 @@ bool parse_number(const std::string& s, double& out) {
   return end == s.c_str() + s.size();
 }
 
-// dataset::event_type_code without allocating: case-insensitive.
+// The event type's code (index in dataset::kEventTypes), or -1 when unknown; case-insensitive.
 int type_code(const std::string& name) {
   for (int t = 0; t < dataset::kNumEventTypes; ++t)
     if (iequals(name, dataset::kEventTypes[t])) return t;

@@ -203,6 +203,7 @@ void split_by_time(const CsrBlock& all, const PairTimes& times, std::int64_t las
   std::size_t at = 0;  // into `times`, which is sorted like the CSR entries (row, then item)
   std::vector<std::pair<std::int64_t, std::int32_t>> keys;  // (time, item) of a row's pairs
   std::vector<char> held;
+  std::vector<std::size_t> order;  // reused across rows
   for (Index r = 0; r < all.n_rows(); ++r) {
     const Index row = all.row_begin + r;
     const std::int64_t b = all.indptr[r], e = all.indptr[r + 1];
@@ -213,7 +214,7 @@ void split_by_time(const CsrBlock& all, const PairTimes& times, std::int64_t las
         throw Error("prepare::split_by_time: no time for a pair");
       keys.emplace_back(times.time[at], all.indices[k]);
     }
-    std::vector<std::size_t> order(keys.size());
+    order.resize(keys.size());
     std::iota(order.begin(), order.end(), std::size_t{0});
     std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return keys[x] < keys[y]; });
     const std::int64_t n = e - b, h = holdout_count(n, last, fraction);

@@ -15,9 +15,11 @@ namespace mfrec {
 using recommend_detail::check_n;
 using recommend_detail::dump_json;
 
-Recommender::Recommender(Model model, ModelSource source) : model_(std::move(model)), source_(std::move(source)) {
+Recommender::Recommender(Model model, ModelSource source)
+    : Recommender((check_model(model), std::move(model)), std::move(source), Checked{}) {}
+
+Recommender::Recommender(Model model, ModelSource source, Checked) : model_(std::move(model)), source_(std::move(source)) {
   if (source_.path.empty()) source_.path = model_.path;
-  check_model(model_);  // the checks read_model runs, for a model made in memory too
   if (model_.row_begin != 0 || (model_.n_users_total != 0 && model_.n_users_total != n_users()))
     throw InputError(source_.path + ": a Recommender needs every user's rows, not a part of them");
   const Index nu = n_users(), ni = n_items(), f = model_.item_factors.cols();
@@ -45,7 +47,7 @@ Recommender::Recommender(Model model, ModelSource source) : model_(std::move(mod
 }
 
 std::shared_ptr<const Recommender> Recommender::load(const ModelSource& source) {
-  return std::make_shared<const Recommender>(read_model(source.path), source);
+  return std::shared_ptr<const Recommender>(new Recommender(read_model(source.path), source, Checked{}));  // checked by read_model
 }
 
 Index Recommender::user_row(const std::string& id) const {

@@ -62,10 +62,10 @@ TEST(CsvSplit, BadQuotesNameFileAndLine) {
 }
 
 TEST(CsvSplit, TabsAndSemicolons) {
-  EXPECT_EQ(csv::detect_delimiter("a,b\tc"), ',');
-  EXPECT_EQ(csv::detect_delimiter("a\tb\tc"), '\t');
-  EXPECT_EQ(csv::detect_delimiter("a;b;c"), ';');
-  EXPECT_EQ(csv::detect_delimiter("abc"), ',');
+  EXPECT_EQ(csv::detect_delimiter(std::vector<std::string>{"a,b\tc"}), ',');
+  EXPECT_EQ(csv::detect_delimiter(std::vector<std::string>{"a\tb\tc"}), '\t');
+  EXPECT_EQ(csv::detect_delimiter(std::vector<std::string>{"a;b;c"}), ';');
+  EXPECT_EQ(csv::detect_delimiter(std::vector<std::string>{"abc"}), ',');
   // With a tab delimiter, an empty field between two tabs stays a field.
   EXPECT_EQ(csv::split_line("a\t\t c ", '\t', "f", 1), (Fields{"a", "", "c"}));
 }

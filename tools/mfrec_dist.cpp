@@ -142,7 +142,6 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   GridOptions& go = s.grid;
   go.groups = o.groups;
   go.select_metric = o.select_metric;  // checked, with groups, by run_grid before any work
-  require_option(o.knn_k >= 0, "knn-k", "must not be negative (0: no kNN baseline)");
   go.knn_k = o.knn_k;
   go.base.train.als.cg_steps = o.cg_steps;
   go.base.train.als.confidence = parse_confidence(o.confidence);

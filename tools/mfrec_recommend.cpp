@@ -264,10 +264,7 @@ int main(int argc, char** argv) {
     // a model that cannot be opened is exit 1.)
     if (o.all) check_files(world, cli, o.registry.empty() ? o.model : "");
     const ModelSource src = resolve_on_root(world, o);
-    if (o.all) {
-      check_files(world, cli, src.path);  // again with the registry's model file
-      return run_batch(world, o, src.path);
-    }
+    if (o.all) return run_batch(world, o, src.path);  // recommend_all checks the resolved model file too
     on_root(world, [&] { run_query(cli, o, src); });  // a single query runs on rank 0
     return 0;
   });

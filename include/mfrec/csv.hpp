@@ -40,11 +40,9 @@ inline constexpr char kBlanks = ' ';
 // The delimiter "::" (MovieLens-1M's ratings.dat, movies.dat), as one character.
 inline constexpr char kDoubleColon = '\x1f';
 
-// ',' unless the line has no comma and has a tab (then '\t') or a semicolon (then ';').
-char detect_delimiter(const std::string& line);
 // The delimiter of a file from its first lines: the first of ',', '\t', ';', "::", '|' that splits
-// every sampled line into at least two fields, else kBlanks when blanks do, else ','. (For a
-// file whose first line has a comma and that parses, this is ',' as detect_delimiter says.)
+// every sampled line into at least two fields, else kBlanks when blanks do, else ','. (A file
+// whose first line has a comma and that parses gets ',', as before delimiters were detected.)
 char detect_delimiter(const std::vector<std::string>& lines);
 // A --delimiter value: one character, or tab, comma, semicolon, pipe, space / whitespace
 // (kBlanks), "\t", "::" (kDoubleColon). False when it names none.

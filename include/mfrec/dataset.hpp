@@ -32,8 +32,6 @@ inline constexpr int kNumEventTypes = 5;
 inline constexpr std::array<const char*, kNumEventTypes> kEventTypes = {"View", "AddToCart", "ViewCart",
                                                                         "StartCheckout", "Purchase"};
 inline constexpr std::array<float, kNumEventTypes> kDefaultWeights = {1, 2, 3, 4, 5};
-// The event type's code (index in kEventTypes), or -1 when unknown. Case-insensitive.
-int event_type_code(const std::string& name);
 
 // Item details (the catalog), in item-index order.
 struct ItemTable {

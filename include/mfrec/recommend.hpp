@@ -53,7 +53,9 @@ inline constexpr int kMaxN = 1000;
 
 class Recommender {
  public:
+  // Checks the model (check_model) first: one made in memory gets the reader's checks.
   explicit Recommender(Model model, ModelSource source = {});
+  // Reads and checks the file once (read_model), then builds the indexes.
   static std::shared_ptr<const Recommender> load(const ModelSource& source);
 
   const Model& model() const { return model_; }
@@ -104,6 +106,9 @@ class Recommender {
   nlohmann::ordered_json model_json() const;
 
  private:
+  struct Checked {};  // the model has passed check_model already
+  Recommender(Model model, ModelSource source, Checked);
+
   ItemList top_n(const Vector& scores, const std::vector<std::int32_t>& exclude, int n, const char* source) const;
 
   Model model_;

@@ -6,7 +6,6 @@
 #include <functional>
 #include <string>
 
-#include "mfrec/affinity.hpp"  // default_threads
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/comm.hpp"
 #include "mfrec/dataset.hpp"
