@@ -1,13 +1,21 @@
 // Throughput of one ALS iteration (Gram of Y, user half-step, Gram of X, item half-step) on a
 // synthetic implicit-feedback matrix shaped like the seed data set, for both solvers and
-// several factor counts, next to the rate of a plain float GEMM on the same threads. The Gram
+// several factor counts, against the machine's float GEMM measured in the same run. The Gram
 // matrix (gram_accumulate) and the solvers are the kernels mfrec_dist's trainer runs on each rank.
 //
 //   bench_als [--threads N] [--users U] [--items I] [--nnz Z] [--iters K] [--factors 64,128,200]
 //             [--solvers cg,chol] [--seed S]
 //
 // GFLOP/s counts the operations of the algorithm as executed (solve_rows_flops; Gram matrices as
-// one triangle, n f (f + 1)); multiply and add count as two, as in the GEMM rate 2 n^3 / t.
+// one triangle, n f (f + 1)); multiply and add count as two, as in the GEMM rate 2 m n k / t.
+//
+// The limit is the best float GEMM of the machine whatever flags this binary was built with:
+// OpenBLAS's sgemm (Debian's build picks its kernel for the CPU at run time, DYNAMIC_ARCH), and
+// Eigen's product as compiled here, the faster of the two. It is measured at the solver's problem
+// size, C (m x f) = A (m x f) B (f x f) -- the shape of every f x f product the solvers and the
+// Gram run -- on the same OpenMP threads (each thread one single-threaded sgemm on its own
+// 4096-row, cache-resident panel), once before every timed ALS iteration (interleaved), median.
+// A square 2048^3 product is printed once for context.
 #include <omp.h>
 
 #include <algorithm>
@@ -17,13 +25,19 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <time.h>
 #include <fstream>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <cblas.h>
+
 #include "mfrec/als_kernels.hpp"
+
+extern "C" char* openblas_get_corename(void);
+extern "C" void openblas_set_num_threads(int);
 
 namespace {
 
@@ -163,18 +177,70 @@ FactorMatrix random_factors(Index rows, Index f, unsigned seed) {
   return M;
 }
 
-double gemm_gflops(int threads) {
-  const Index n = 2048;
-  Eigen::setNbThreads(threads);
-  const DenseMatrix A = DenseMatrix::Random(n, n), B = DenseMatrix::Random(n, n);
-  DenseMatrix C(n, n);
-  double best = 1e30;
-  for (int r = 0; r < 3; ++r) {
-    const auto t0 = Clock::now();
-    C.noalias() = A * B;
-    best = std::min(best, seconds_since(t0));
+// CPU seconds of the whole process (all threads) since t0, divided by the threads: on an idle
+// machine the wall time, on a shared one the time the work would take with the cores to itself.
+double cpu_per_thread(std::clock_t c0, int threads) {
+  return static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC / threads;
+}
+
+// One float GEMM C = A B (row-major, m x k times k x n) on `threads` OpenMP threads, each thread
+// its own m-row panel; returns GFLOP/s of the slowest-finishing whole (wall clock).
+struct GemmCase {
+  Index m, n, k;
+  std::vector<std::vector<float>> a, c;  // per thread
+  std::vector<float> b;
+  GemmCase(Index m_, Index n_, Index k_, int threads) : m(m_), n(n_), k(k_) {
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    b.resize(static_cast<size_t>(k * n));
+    for (float& x : b) x = u(rng);
+    for (int t = 0; t < threads; ++t) {
+      a.emplace_back(static_cast<size_t>(m * k));
+      for (float& x : a.back()) x = u(rng);
+      c.emplace_back(static_cast<size_t>(m * n));
+    }
   }
-  return 2.0 * n * n * n / best * 1e-9;
+};
+
+enum class GemmLib { kOpenBlas, kEigen };
+
+struct Rate {
+  double wall, cpu;  // GFLOP/s on wall time and on CPU time / threads
+};
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// The cpu rate counts each thread's own CPU time in its products (no barrier, no spinning).
+Rate gemm_rate(GemmCase& g, GemmLib lib, int threads, int reps) {
+  using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  std::vector<double> cpu(threads, 0.0);
+  const auto t0 = Clock::now();
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    const double c0 = thread_cpu_seconds();
+    for (int r = 0; r < reps; ++r) {
+      if (lib == GemmLib::kOpenBlas) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(g.m),
+                    static_cast<int>(g.n), static_cast<int>(g.k), 1.0f, g.a[t].data(),
+                    static_cast<int>(g.k), g.b.data(), static_cast<int>(g.n), 0.0f,
+                    g.c[t].data(), static_cast<int>(g.n));
+      } else {
+        Eigen::Map<const RowMat> A(g.a[t].data(), g.m, g.k), B(g.b.data(), g.k, g.n);
+        Eigen::Map<RowMat> C(g.c[t].data(), g.m, g.n);
+        C.noalias() = A * B;
+      }
+    }
+    cpu[t] = thread_cpu_seconds() - c0;
+  }
+  const double wall = seconds_since(t0), flops = 2.0 * g.m * g.n * g.k * reps * threads;
+  double cpu_sum = 0;
+  for (double c : cpu) cpu_sum += c;
+  return {flops / wall * 1e-9, flops / (cpu_sum / threads) * 1e-9};
 }
 
 double median(std::vector<double> v) {
@@ -183,7 +249,8 @@ double median(std::vector<double> v) {
 }
 
 struct Timing {
-  double total, cpu, gram, user, item;
+  double total, gram, user, item;          // wall seconds
+  double cpu, cpu_gram, cpu_user, cpu_item;  // CPU seconds / threads
 };
 
 // One ALS iteration; returns its parts in seconds.
@@ -195,25 +262,40 @@ Timing iteration(const CsrBlock& Ru, const CsrBlock& Ri, const AlsParams& p, Fac
   Eigen::MatrixXd G = Eigen::MatrixXd::Zero(p.factors, p.factors);
   gram_accumulate(Y, 0, Y.rows(), G, threads);
   t.gram = seconds_since(t0);
+  t.cpu_gram = cpu_per_thread(c0, threads);
   auto t1 = Clock::now();
+  auto c1 = std::clock();
   solve_rows(Ru, Y, G.cast<float>(), p, X, threads);
   t.user = seconds_since(t1);
+  t.cpu_user = cpu_per_thread(c1, threads);
   t1 = Clock::now();
+  c1 = std::clock();
   G.setZero();
   gram_accumulate(X, 0, X.rows(), G, threads);
   t.gram += seconds_since(t1);
+  t.cpu_gram += cpu_per_thread(c1, threads);
   t1 = Clock::now();
+  c1 = std::clock();
   solve_rows(Ri, X, G.cast<float>(), p, Y, threads);
   t.item = seconds_since(t1);
+  t.cpu_item = cpu_per_thread(c1, threads);
   t.total = seconds_since(t0);
-  t.cpu = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC / threads;
+  t.cpu = cpu_per_thread(c0, threads);
   return t;
+}
+
+std::string load_average() {
+  std::string load;
+  std::getline(std::ifstream("/proc/loadavg"), load);
+  return load;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
+  openblas_set_num_threads(1);  // one sgemm per OpenMP thread: the solver's threads, no pool
+  Eigen::setNbThreads(1);
   const auto tg = Clock::now();
   const CsrBlock Ru = make_users(o);
   const CsrBlock Ri = transpose(Ru);
@@ -223,37 +305,70 @@ int main(int argc, char** argv) {
               static_cast<long long>(o.users), static_cast<long long>(o.items),
               static_cast<long long>(Ru.nnz()), static_cast<long long>(max_item),
               seconds_since(tg));
-  const double gemm = gemm_gflops(o.threads);
-  std::printf("threads %d, SIMD %s, Eigen float GEMM 2048^3: %.1f GFLOP/s\n", o.threads,
-              Eigen::SimdInstructionSetsInUse(), gemm);
-  std::string load;
-  std::getline(std::ifstream("/proc/loadavg"), load);
-  std::printf("median of %d iterations after one warm-up; load average %s\n", o.iters, load.c_str());
-  std::printf("s/iter: wall seconds per iteration (gram + users + items); cpu/thr: CPU seconds / "
-              "threads\n\n");
-  std::printf("%-9s %4s %9s %8s %8s %8s %8s %10s %9s %7s\n", "solver", "f", "s/iter", "cpu/thr",
-              "gram", "users", "items", "GFLOP/it", "GFLOP/s", "%GEMM");
+  std::printf("threads %d; kernels: %s; Eigen SIMD as built: %s; OpenBLAS core: %s\n", o.threads,
+              kernel_path_name(), Eigen::SimdInstructionSetsInUse(), openblas_get_corename());
+  {
+    GemmCase sq(2048 / o.threads, 2048, 2048, o.threads);
+    double ob = 0, ei = 0;
+    for (int r = 0; r < 3; ++r) {
+      ob = std::max(ob, gemm_rate(sq, GemmLib::kOpenBlas, o.threads, 1).wall);
+      ei = std::max(ei, gemm_rate(sq, GemmLib::kEigen, o.threads, 1).wall);
+    }
+    std::printf("square float GEMM 2048^3, best of 3: OpenBLAS %.1f GFLOP/s, Eigen %.1f GFLOP/s\n",
+                ob, ei);
+  }
+  std::printf("load average at start %s\n", load_average().c_str());
+  std::printf("median of %d iterations after one warm-up, each after one run of each GEMM at "
+              "the solver's size (m x f)(f x f)\n",
+              o.iters);
+  std::printf(
+      "s/iter: wall seconds per iteration (gram + users + items); cpu/thr: CPU seconds / threads; "
+      "GFLOP/s: on wall time; GEMM: the limit, the faster of OpenBLAS and Eigen at this f, run "
+      "before each iteration; %%GEMM: the ratio of the medians. cpu columns: the same on CPU "
+      "seconds / threads (robust to a shared machine), per half-step too\n\n");
+  std::printf("%-9s %4s %8s %7s %7s %7s %7s %8s %8s %8s %6s | %7s %7s %7s %7s %6s\n", "solver",
+              "f", "s/iter", "cpu/thr", "gram", "users", "items", "GFLOP/it", "GFLOP/s", "GEMM",
+              "%GEMM", "users", "items", "all", "GEMM", "%GEMM");
   for (Solver s : o.solvers) {
     for (int f : o.factors) {
       AlsParams p;
       p.factors = f;
       p.solver = s;
       FactorMatrix X = random_factors(o.users, f, 1), Y = random_factors(o.items, f, 2);
-      const double flops = solve_rows_flops(Ru, p) + solve_rows_flops(Ri, p) +
-                           static_cast<double>(o.users + o.items) * f * (f + 1);
+      const double fu = solve_rows_flops(Ru, p), fi = solve_rows_flops(Ri, p);
+      const double flops = fu + fi + static_cast<double>(o.users + o.items) * f * (f + 1);
+      // A 4096-row panel per thread (cache-resident: the GEMM's best case at this shape), repeated
+      // to about 1 GFLOP per run so that a run lasts milliseconds, not microseconds.
+      GemmCase g(4096, f, f, o.threads);
+      const int reps = std::max(1, static_cast<int>(1e9 / (2.0 * 4096 * f * f * o.threads)));
       iteration(Ru, Ri, p, X, Y, o.threads);  // warm-up
-      std::vector<double> tot, cpu, gram, usr, itm;
+      gemm_rate(g, GemmLib::kOpenBlas, o.threads, reps);
+      gemm_rate(g, GemmLib::kEigen, o.threads, reps);
+      std::vector<double> tot, cpu, gram, usr, itm, cusr, citm, ob, ei, obc, eic;
       for (int k = 0; k < o.iters; ++k) {
+        const Rate rb = gemm_rate(g, GemmLib::kOpenBlas, o.threads, reps);
+        const Rate re = gemm_rate(g, GemmLib::kEigen, o.threads, reps);
+        ob.push_back(rb.wall), obc.push_back(rb.cpu), ei.push_back(re.wall), eic.push_back(re.cpu);
         const Timing t = iteration(Ru, Ri, p, X, Y, o.threads);
         tot.push_back(t.total), cpu.push_back(t.cpu), gram.push_back(t.gram);
         usr.push_back(t.user), itm.push_back(t.item);
+        cusr.push_back(t.cpu_user), citm.push_back(t.cpu_item);
       }
       const double sec = median(tot), rate = flops / sec * 1e-9;
-      std::printf("%-9s %4d %9.4f %8.4f %8.4f %8.4f %8.4f %10.2f %9.1f %6.0f%%\n",
+      const double crate = flops / median(cpu) * 1e-9;
+      const double limit = std::max(median(ob), median(ei));
+      const double climit = std::max(median(obc), median(eic));
+      std::printf("%-9s %4d %8.4f %7.4f %7.4f %7.4f %7.4f %8.2f %8.1f %8.1f %5.0f%% | %7.1f %7.1f "
+                  "%7.1f %7.1f %5.0f%%\n",
                   s == Solver::kCholesky ? "cholesky" : "cg", f, sec, median(cpu), median(gram),
-                  median(usr), median(itm), flops * 1e-9, rate, 100.0 * rate / gemm);
+                  median(usr), median(itm), flops * 1e-9, rate, limit, 100.0 * rate / limit,
+                  fu / median(cusr) * 1e-9, fi / median(citm) * 1e-9, crate, climit,
+                  100.0 * crate / climit);
+      std::printf("          GEMM medians: OpenBLAS %.1f (cpu %.1f), Eigen %.1f (cpu %.1f)\n",
+                  median(ob), median(obc), median(ei), median(eic));
       std::fflush(stdout);
     }
   }
+  std::printf("load average at end %s\n", load_average().c_str());
   return 0;
 }

@@ -10,10 +10,7 @@
 
 #include <Eigen/Cholesky>
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__)
-#include <immintrin.h>
-#endif
-
+#include "als_simd_internal.hpp"
 #include "mfrec/error.hpp"
 
 namespace mfrec {
@@ -39,121 +36,15 @@ constexpr float kCgTiny = 1e-20f;       // residual norm^2 below which a CG row 
 Index round_up(Index n, Index m) { return (n + m - 1) / m * m; }
 int resolve_threads(int t) { return t > 0 ? t : omp_get_max_threads(); }
 
-// ---- a row-deterministic small GEMM ------------------------------------------------------------
-// C[r][0:w) = sum_{k<depth} A(r,k) B[k][0:w) with A(r,k) = a[r*a_rs + k*a_ks]. Every element of C
-// is one multiply-add chain in k order, whichever micro-tile it falls in, so a row of C does not
-// depend on the other rows: results are independent of blocking and of the thread count.
-// B must be readable up to column w, a multiple of kPad. The micro-tile is 6 rows x 2 registers
-// (12 accumulators), FMA-bound on AVX2 with B (YtY, M or a gathered chunk) resident in L1/L2.
-using Packet = Eigen::internal::packet_traits<float>::type;
-constexpr Index kLanes = Eigen::internal::packet_traits<float>::size;
-constexpr Index kPad = kLanes > 8 ? kLanes : 8;  // row padding (floats) of every B operand
-constexpr int kMr = 6;
-constexpr int kNp = 2;
+// ---- the inner kernels: als_simd.inc, for the instruction set chosen at run time ---------------
+using simd::Accumulate;
+constexpr Index kPad = simd::kSimdPad;  // row padding (floats) of every padded operand
+constexpr int kMr = 6;                  // rows per Gram tile (the products' own tiles are inside)
 
-template <int MR, int NP>
-inline void micro_tile(Index depth, const float* a, Index a_rs, Index a_ks, const float* b,
-                       Index ldb, float* c, Index ldc) {
-  using namespace Eigen::internal;
-  Packet acc[MR][NP];
-  for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < NP; ++q) acc[r][q] = pset1<Packet>(0.0f);
-  for (Index k = 0; k < depth; ++k) {
-    Packet bk[NP];
-    for (int q = 0; q < NP; ++q) bk[q] = ploadu<Packet>(b + k * ldb + q * kLanes);
-    for (int r = 0; r < MR; ++r) {
-      const Packet ar = pset1<Packet>(a[r * a_rs + k * a_ks]);
-      for (int q = 0; q < NP; ++q) acc[r][q] = pmadd(ar, bk[q], acc[r][q]);
-    }
-  }
-  for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < NP; ++q) pstoreu(c + r * ldc + q * kLanes, acc[r][q]);
-}
-
-template <int NP>
-void tile(int mr, Index depth, const float* a, Index a_rs, Index a_ks, const float* b, Index ldb,
-          float* c, Index ldc) {
-  switch (mr) {
-    case 6: micro_tile<6, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    case 5: micro_tile<5, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    case 4: micro_tile<4, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    case 3: micro_tile<3, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    case 2: micro_tile<2, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    default: micro_tile<1, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-  }
-}
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__)
-// A baseline x86-64 build (SSE2 packets, no FMA) still runs this product, the bulk of the flops,
-// with AVX2 + FMA when the CPU has them: the same micro-tile with 8-float registers, chosen once
-// at run time. Rows then match a -march=x86-64-v3 build of the kernel, not the SSE path.
-#define MFREC_AVX2_DISPATCH 1
-#define MFREC_TARGET_AVX2 __attribute__((target("avx2,fma")))
-
-template <int MR, int NP>
-MFREC_TARGET_AVX2 inline void micro_tile_avx2(Index depth, const float* a, Index a_rs, Index a_ks,
-                                              const float* b, Index ldb, float* c, Index ldc) {
-  __m256 acc[MR][NP];
-  for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < NP; ++q) acc[r][q] = _mm256_setzero_ps();
-  for (Index k = 0; k < depth; ++k) {
-    __m256 bk[NP];
-    for (int q = 0; q < NP; ++q) bk[q] = _mm256_loadu_ps(b + k * ldb + q * 8);
-    for (int r = 0; r < MR; ++r) {
-      const __m256 ar = _mm256_set1_ps(a[r * a_rs + k * a_ks]);
-      for (int q = 0; q < NP; ++q) acc[r][q] = _mm256_fmadd_ps(ar, bk[q], acc[r][q]);
-    }
-  }
-  for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < NP; ++q) _mm256_storeu_ps(c + r * ldc + q * 8, acc[r][q]);
-}
-
-template <int NP>
-MFREC_TARGET_AVX2 void tile_avx2(int mr, Index depth, const float* a, Index a_rs, Index a_ks,
-                                 const float* b, Index ldb, float* c, Index ldc) {
-  switch (mr) {
-    case 6: micro_tile_avx2<6, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    case 5: micro_tile_avx2<5, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    case 4: micro_tile_avx2<4, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    case 3: micro_tile_avx2<3, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    case 2: micro_tile_avx2<2, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-    default: micro_tile_avx2<1, NP>(depth, a, a_rs, a_ks, b, ldb, c, ldc); break;
-  }
-}
-
-MFREC_TARGET_AVX2 void small_gemm_avx2(Index rows, Index depth, const float* a, Index a_rs,
-                                       Index a_ks, const float* b, Index ldb, Index width,
-                                       float* c, Index ldc) {
-  for (Index r0 = 0; r0 < rows; r0 += kMr) {
-    const int mr = static_cast<int>(std::min<Index>(kMr, rows - r0));
-    Index j = 0;
-    for (; j + 16 <= width; j += 16)
-      tile_avx2<2>(mr, depth, a + r0 * a_rs, a_rs, a_ks, b + j, ldb, c + r0 * ldc + j, ldc);
-    for (; j < width; j += 8)
-      tile_avx2<1>(mr, depth, a + r0 * a_rs, a_rs, a_ks, b + j, ldb, c + r0 * ldc + j, ldc);
-  }
-}
-
-bool cpu_has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-#endif
-
+// C = A B, row-deterministic (als_simd_internal.hpp).
 void small_gemm(Index rows, Index depth, const float* a, Index a_rs, Index a_ks, const float* b,
                 Index ldb, Index width, float* c, Index ldc) {
-#ifdef MFREC_AVX2_DISPATCH
-  if (cpu_has_avx2()) return small_gemm_avx2(rows, depth, a, a_rs, a_ks, b, ldb, width, c, ldc);
-#endif
-  for (Index r0 = 0; r0 < rows; r0 += kMr) {
-    const int mr = static_cast<int>(std::min<Index>(kMr, rows - r0));
-    const float* ar = a + r0 * a_rs;
-    float* cr = c + r0 * ldc;
-    Index j = 0;
-    for (; j + kNp * kLanes <= width; j += kNp * kLanes)
-      tile<kNp>(mr, depth, ar, a_rs, a_ks, b + j, ldb, cr + j, ldc);
-    for (; j < width; j += kLanes) tile<1>(mr, depth, ar, a_rs, a_ks, b + j, ldb, cr + j, ldc);
-  }
+  simd::kernels().gemm(Accumulate::kSet, rows, depth, a, a_rs, a_ks, b, ldb, width, c, ldc);
 }
 
 // f x ld row-major copy of a symmetric f x f matrix, zero-padded to ld = round_up(f, kPad)
@@ -239,43 +130,59 @@ void check_inputs(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& Y
 // never forming A_u: A_u v = YtY v + lambda_u v + sum_{i in u} (c_ui - 1)(y_i.v) y_i. The YtY v
 // part of the whole block is one product (block x f times f x f); the sparse part is per row.
 struct CgWork {
-  std::vector<float> r, p, ap;  // residuals, directions (rows x f), products (rows x ld)
+  std::vector<float> r, p, ap;  // residuals, directions, products (rows x ld, zero padding)
+  std::vector<float> xp;        // one x_u, padded (ld)
   std::vector<float> rs;        // ||r||^2 per row
   std::vector<char> active;
-  std::vector<float> yg, wgt, rhs;  // gathered y_i (nnz x f), c_ui - 1, c_ui p_ui
-  std::vector<const float*> y;      // where each y_i is read: yg, or Y itself for huge rows
-  CgWork(Index rows, Index f, Index ld)
-      : r(rows * f), p(rows * f), ap(rows * ld), rs(rows), active(rows) {}
+  std::vector<float> yg, wgt, negw, rhs;  // gathered y_i (nnz x ld), c_ui - 1, 1 - c_ui, c_ui p_ui
+  CgWork(Index rows, Index ld)
+      : r(rows * ld, 0.0f), p(rows * ld, 0.0f), ap(rows * ld), xp(ld, 0.0f), rs(rows),
+        active(rows), yg(kGatherRows * ld, 0.0f) {}
 };
+
+// Copies y_i (f floats) of the columns idx[0:n) into g (n x ld; the padding stays zero).
+void gather_rows(const FactorMatrix& Y, const std::int32_t* idx, Index n, Index ld, float* g) {
+  const Index f = Y.cols();
+  for (Index t = 0; t < n; ++t) {
+    if (t + kPrefetchAhead < n) prefetch_row(Y.data() + Index{idx[t + kPrefetchAhead]} * f, f);
+    std::memcpy(g + t * ld, Y.data() + Index{idx[t]} * f, sizeof(float) * f);
+  }
+}
 
 void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, const float* S,
               Index ld, const AlsParams& prm, FactorMatrix& X, CgWork& w) {
+  const simd::Kernels& K = simd::kernels();
   const Index f = Y.cols(), n = u1 - u0;
-  // Gather the block's y_i once (prefetching ahead), so that the 1 + cg_steps sweeps below read
-  // contiguous memory; a single huge row is read in place instead. Same arithmetic either way.
+  // Gather the block's y_i once, so that the 1 + cg_steps sweeps below read contiguous memory; a
+  // single huge row is gathered again in chunks for every sweep instead. Same arithmetic either way.
   const Index t0 = R.indptr[u0], nnz = R.indptr[u1] - t0;
-  const bool gathered = nnz * f <= kCgGatherMaxFloats;
-  if (gathered && static_cast<Index>(w.yg.size()) < nnz * f) w.yg.resize(nnz * f);
-  if (static_cast<Index>(w.wgt.size()) < nnz) w.wgt.resize(nnz), w.rhs.resize(nnz), w.y.resize(nnz);
+  const bool gathered = nnz * ld <= kCgGatherMaxFloats;
+  if (gathered && static_cast<Index>(w.yg.size()) < nnz * ld) w.yg.resize(nnz * ld, 0.0f);
+  if (gathered) gather_rows(Y, R.indices.data() + t0, nnz, ld, w.yg.data());
+  if (static_cast<Index>(w.wgt.size()) < nnz) w.wgt.resize(nnz), w.negw.resize(nnz), w.rhs.resize(nnz);
   for (Index t = 0; t < nnz; ++t) {
-    const float* yi = Y.data() + Index{R.indices[t0 + t]} * f;
-    if (gathered) {
-      if (t + kPrefetchAhead < nnz)
-        prefetch_row(Y.data() + Index{R.indices[t0 + t + kPrefetchAhead]} * f, f);
-      std::memcpy(w.yg.data() + t * f, yi, sizeof(float) * f);
-      yi = w.yg.data() + t * f;
-    }
-    w.y[t] = yi;
     const Conf cf = confidence(prm, R.data[t0 + t]);
     w.wgt[t] = cf.c - 1.0f;
+    w.negw[t] = 1.0f - cf.c;
     w.rhs[t] = cf.c * cf.p;
   }
+  // out += sum_{t in [b, e)} (alpha_t + beta_t y_t.v) y_t
+  auto sparse = [&](Index b, Index e, const float* alpha, const float* beta, const float* v,
+                    float* out) {
+    if (gathered) return K.sweep(e - b, w.yg.data() + b * ld, ld, alpha ? alpha + b : nullptr,
+                                 beta + b, v, out, ld);
+    for (Index c = b; c < e; c += kGatherRows) {
+      const Index k = std::min(kGatherRows, e - c);
+      gather_rows(Y, R.indices.data() + t0 + c, k, ld, w.yg.data());
+      K.sweep(k, w.yg.data(), ld, alpha ? alpha + c : nullptr, beta + c, v, out, ld);
+    }
+  };
   float* x0 = X.data() + u0 * f;
   small_gemm(n, f, x0, f, 1, S, ld, ld, w.ap.data(), ld);  // AP = X YtY
   bool any = false;
   for (Index k = 0; k < n; ++k) {
     const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
-    VecMap x(x0 + k * f, f), r(w.r.data() + k * f, f), p(w.p.data() + k * f, f);
+    VecMap x(x0 + k * f, f), r(w.r.data() + k * ld, f), p(w.p.data() + k * ld, f);
     if (e == b) {  // b_u = 0: the solution is 0
       x.setZero();
       w.active[k] = 0;
@@ -283,30 +190,23 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
     }
     // r = b - A x = sum_i c_ui p_ui y_i - (YtY + lambda_u I) x - sum_i (c_ui - 1)(y_i.x) y_i
     r = -CVecMap(w.ap.data() + k * ld, f) - row_lambda(prm, e - b) * x;
-    for (Index t = b; t < e; ++t) {
-      if (!gathered && t + kPrefetchAhead < e) prefetch_row(w.y[t + kPrefetchAhead], f);
-      const CVecMap y(w.y[t], f);
-      r += (w.rhs[t] - w.wgt[t] * y.dot(x)) * y;
-    }
+    VecMap(w.xp.data(), f) = x;
+    sparse(b, e, w.rhs.data(), w.negw.data(), w.xp.data(), w.r.data() + k * ld);
     p = r;
     w.rs[k] = r.squaredNorm();
     w.active[k] = w.rs[k] > kCgTiny;
     any = any || w.active[k];
   }
   for (int step = 0; step < prm.cg_steps && any; ++step) {
-    small_gemm(n, f, w.p.data(), f, 1, S, ld, ld, w.ap.data(), ld);  // AP = P YtY
+    small_gemm(n, f, w.p.data(), ld, 1, S, ld, ld, w.ap.data(), ld);  // AP = P YtY
     any = false;
     for (Index k = 0; k < n; ++k) {
       if (!w.active[k]) continue;
       const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
-      VecMap x(x0 + k * f, f), r(w.r.data() + k * f, f), p(w.p.data() + k * f, f);
+      VecMap x(x0 + k * f, f), r(w.r.data() + k * ld, f), p(w.p.data() + k * ld, f);
       VecMap ap(w.ap.data() + k * ld, f);
       ap += row_lambda(prm, e - b) * p;  // A_u p = YtY p + lambda_u p + sum_i (c_ui - 1)(y_i.p) y_i
-      for (Index t = b; t < e; ++t) {
-        if (!gathered && t + kPrefetchAhead < e) prefetch_row(w.y[t + kPrefetchAhead], f);
-        const CVecMap y(w.y[t], f);
-        ap += (w.wgt[t] * y.dot(p)) * y;
-      }
+      sparse(b, e, nullptr, w.wgt.data(), p.data(), ap.data());
       const float pap = p.dot(ap);
       if (!(pap > 0.0f)) {  // p = 0, or A_u not positive definite along p (c < 1): stop the row
         w.active[k] = 0;
@@ -331,11 +231,13 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
 // Float throughout: against a double factorisation the relative error of x_u stays below 3e-5
 // (median 1e-6) even at lambda = 0.01, alpha = 40, while double costs 1.3-1.8x the time.
 struct DirectWork {
-  DenseMatrix A;                   // lower triangle of A_u
-  Vector b;
-  std::vector<float> G, Gw, tile;  // gathered y_i and (c_ui - 1) y_i (kGatherRows x ld)
+  std::vector<float> A;            // A_u, f x ld row-major: the upper triangle (the rest scratch)
+  std::vector<float> b;            // right-hand side, then x_u
+  std::vector<float> G, Gw, tile;  // gathered y_i and (c_ui - 1) y_i (kGatherRows x ld); products
+  std::vector<float> work;         // LLT's scratch
   DirectWork(Index f, Index ld)
-      : A(f, f), b(f), G(kGatherRows * ld, 0.0f), Gw(kGatherRows * ld, 0.0f), tile(kMr * ld) {}
+      : A(f * ld), b(ld), G(kGatherRows * ld, 0.0f), Gw(kGatherRows * ld, 0.0f), tile(kMr * ld),
+        work(simd::llt_work(ld)) {}
 };
 
 // Last resort for a matrix that LLT rejects (A_u indefinite: ALS-WR with an empty-ish row, or
@@ -355,43 +257,45 @@ void direct_row_fallback(const RowNz& row, const FactorMatrix& Y, const DenseMat
   VecMap(out, f) = A.ldlt().solve(b).cast<float>();
 }
 
-void direct_row(const RowNz& row, const FactorMatrix& Y, const DenseMatrix& YtY,
+// S: YtY padded (f x ld).
+void direct_row(const RowNz& row, const FactorMatrix& Y, const DenseMatrix& YtY, const float* S,
                 const AlsParams& prm, Index ld, float* out, DirectWork& w) {
+  const simd::Kernels& K = simd::kernels();
   const Index f = Y.cols();
-  auto& A = w.A;
-  A.triangularView<Lower>() = YtY;
-  A.diagonal().array() += row_lambda(prm, row.n);
-  w.b.setZero();
+  const float lambda = row_lambda(prm, row.n);
+  for (Index a = 0; a < f; ++a) {  // A = YtY + lambda_u I, the vectors that hold the upper triangle
+    const Index j0 = a / kPad * kPad;
+    std::memcpy(&w.A[a * ld + j0], S + a * ld + j0, sizeof(float) * (ld - j0));
+    w.A[a * ld + a] += lambda;
+  }
+  VecMap b(w.b.data(), f);
+  b.setZero();
   // A += Y_u^T (C^u - I) Y_u and b = Y_u^T C^u p(u), over chunks of gathered rows; the rank-k
-  // update is the Gram kernel on (G, W G), lower triangle only.
+  // update is a product (G^T, W G) added to the upper triangle, a group of rows at a time.
   for (Index t0 = 0; t0 < row.n; t0 += kGatherRows) {
     const Index k = std::min(kGatherRows, row.n - t0);
+    gather_rows(Y, row.idx + t0, k, ld, w.G.data());
     for (Index j = 0; j < k; ++j) {
-      if (t0 + j + kPrefetchAhead < row.n)
-        prefetch_row(Y.data() + Index{row.idx[t0 + j + kPrefetchAhead]} * f, f);
       const Conf cf = confidence(prm, row.val[t0 + j]);
-      VecMap g(w.G.data() + j * ld, f);
-      g = CVecMap(Y.data() + Index{row.idx[t0 + j]} * f, f);
+      const CVecMap g(w.G.data() + j * ld, f);
       VecMap(w.Gw.data() + j * ld, f) = (cf.c - 1.0f) * g;
-      w.b += (cf.c * cf.p) * g;
+      b += (cf.c * cf.p) * g;
     }
-    // Rows a = r0..r0+mr of G^T W G from column j0 <= a on: column a of the lower triangle.
+    // Each chunk's product is summed on its own, then added: a huge row's sum stays accurate.
     for (Index r0 = 0; r0 < f; r0 += kMr) {
       const Index mr = std::min<Index>(kMr, f - r0), j0 = r0 / kPad * kPad;
-      small_gemm(mr, k, w.G.data() + r0, 1, ld, w.Gw.data() + j0, ld, ld - j0, w.tile.data(), ld);
-      for (Index r = 0; r < mr; ++r) {
-        const Index a = r0 + r;
-        A.col(a).tail(f - a) += CVecMap(w.tile.data() + r * ld + (a - j0), f - a);
-      }
+      K.gemm(Accumulate::kSet, mr, k, w.G.data() + r0, 1, ld, w.Gw.data() + j0, ld, ld - j0,
+             w.tile.data(), ld);
+      for (Index r = 0; r < mr; ++r)
+        VecMap(&w.A[(r0 + r) * ld + j0], ld - j0) += CVecMap(&w.tile[r * ld], ld - j0);
     }
   }
-  Eigen::LLT<Eigen::Ref<DenseMatrix>> llt(A);  // in place
-  if (llt.info() != Eigen::Success) {
+  if (!K.llt(f, w.A.data(), ld, w.work.data())) {
     direct_row_fallback(row, Y, YtY, prm, out);
     return;
   }
-  llt.solveInPlace(w.b);
-  VecMap(out, f) = w.b;
+  K.llt_solve(f, w.A.data(), ld, w.b.data());
+  VecMap(out, f) = b;
 }
 
 // ---- direct solve of a light row: Sherman-Morrison-Woodbury ------------------------------------
@@ -482,7 +386,7 @@ void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& 
   const Index nb = static_cast<Index>(blocks.size()) - 1;
 #pragma omp parallel num_threads(nt)
   {
-    CgWork w(kCgBlockRows, f, ld);
+    CgWork w(kCgBlockRows, ld);
 #pragma omp for schedule(dynamic, 1)
     for (Index bi = 0; bi < nb; ++bi)
       cg_block(R, blocks[bi], blocks[bi + 1], Y, S.data(), ld, prm, X, w);
@@ -492,6 +396,7 @@ void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& 
 void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                          const AlsParams& prm, FactorMatrix& X, int nt) {
   const Index f = Y.cols(), ld = round_up(f, kPad), n = R.n_rows();
+  const std::vector<float> S = padded_copy(YtY, ld);
   Index light_nnz = 0;
   std::vector<char> light(n);
   for (Index u = 0; u < n; ++u) {
@@ -529,7 +434,7 @@ void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMa
           VecMap(out, f).setZero();
         } else if (!light[u] || !light_row(row, Y, precompute ? Z.data() : nullptr, Ms.data(),
                                            ld, prm, out, lw)) {
-          direct_row(row, Y, YtY, prm, ld, out, dw);
+          direct_row(row, Y, YtY, S.data(), prm, ld, out, dw);
         }
       }
     }

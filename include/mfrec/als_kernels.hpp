@@ -91,6 +91,19 @@ struct LossTerms {
 LossTerms loss_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                     const AlsParams& p, const FactorMatrix& X, int threads);
 
+// Instruction set of the solver kernels' inner products (the f x f products, the Gram, the sparse
+// sweeps and the factorisation), chosen once at run time from what the CPU has, whatever flags the
+// library was built with. kScalar is portable C++ (vectorised only as far as the build flags allow).
+// The environment variable MFREC_KERNELS=scalar|avx2|avx512 overrides the choice at the first call
+// (a path the CPU lacks is an Error). Every path gives each row a result that depends only on that
+// row; different paths differ by float rounding (the SIMD paths group sums differently).
+enum class KernelPath { kScalar, kAvx2, kAvx512 };
+KernelPath kernel_path();
+const char* kernel_path_name();
+// Forces a path (tests, benchmarks); false, and nothing changed, if the CPU lacks it.
+bool set_kernel_path(KernelPath path);
+bool kernel_path_supported(KernelPath path);
+
 // Test oracle: builds the explicit n_cols x n_cols diagonal C^u and solves eq. 4 with a dense
 // LDLT in double.
 Eigen::VectorXd solve_row_dense_oracle(const CsrBlock& R, Index local_row, const FactorMatrix& Y,

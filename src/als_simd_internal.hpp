@@ -1,0 +1,39 @@
+// The inner kernels of the ALS solvers, compiled once per instruction set (als_simd.cpp) and chosen
+// at run time (als_kernels.hpp: kernel_path), so that a build without -march still runs them with
+// the best instructions the CPU has. Row-major operands; every "padded" length is a multiple of
+// kSimdPad floats, readable and writable, and finite (zeros where unused).
+#pragma once
+#include "mfrec/types.hpp"
+
+namespace mfrec::simd {
+
+constexpr Index kSimdPad = 16;  // the widest vector: every leading dimension is a multiple of it
+constexpr Index kLltBlock = 16;  // panel width of the blocked Cholesky factorisation
+
+enum class Accumulate { kSet, kAdd, kSub };
+
+struct Kernels {
+  const char* name;
+  // C[r][0:width) (=, +=, -=) sum_{k<depth} A(r,k) B[k][0:width) with A(r,k) = a[r*a_rs + k*a_ks],
+  // width a multiple of kSimdPad. Every element of C is one multiply-add chain in k order, whatever
+  // micro-tile it falls in: a row of C never depends on the other rows (blocking, threads).
+  void (*gemm)(Accumulate mode, Index rows, Index depth, const float* a, Index a_rs, Index a_ks,
+               const float* b, Index ldb, Index width, float* c, Index ldc);
+  // out[0:n) += sum_{t<k} (alpha[t] + beta[t] * (y_t . v)) y_t, y_t = y + t * ldy; n padded,
+  // alpha may be null (zero). The sparse part of A_u v in CG, and its residual.
+  void (*sweep)(Index k, const float* y, Index ldy, const float* alpha, const float* beta,
+                const float* v, float* out, Index n);
+  // In-place Cholesky U^T U of the upper triangle of the f x f matrix a (leading dimension lda,
+  // padded); the lower triangle is scratch (finite). work: llt_work(lda) floats. False if a pivot
+  // is not positive (not positive definite, or NaN).
+  bool (*llt)(Index f, float* a, Index lda, float* work);
+  // b <- (U^T U)^-1 b for the factor of llt.
+  void (*llt_solve)(Index f, const float* l, Index lda, float* b);
+};
+
+inline Index llt_work(Index /*lda*/) { return 0; }
+
+// The kernels of the current path (kernel_path()).
+const Kernels& kernels();
+
+}  // namespace mfrec::simd
