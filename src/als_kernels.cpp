@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -82,7 +83,7 @@ inline float row_lambda(const AlsParams& prm, Index nnz) {
 }
 
 // Rows of Y are fetched in data-dependent order: prefetch a few ahead so that the misses overlap.
-constexpr Index kPrefetchAhead = 8;
+constexpr Index kPrefetchAhead = 24;
 inline void prefetch_row(const float* y, Index f) {
   for (Index o = 0; o < f; o += 64 / static_cast<Index>(sizeof(float))) __builtin_prefetch(y + o);
 }
@@ -268,8 +269,8 @@ void direct_row(const RowNz& row, const FactorMatrix& Y, const DenseMatrix& YtY,
     std::memcpy(&w.A[a * ld + j0], S + a * ld + j0, sizeof(float) * (ld - j0));
     w.A[a * ld + a] += lambda;
   }
+  std::fill(w.b.begin(), w.b.end(), 0.0f);
   VecMap b(w.b.data(), f);
-  b.setZero();
   // A += Y_u^T (C^u - I) Y_u and b = Y_u^T C^u p(u), over chunks of gathered rows; the rank-k
   // update is a product (G^T, W G) added to the upper triangle, a group of rows at a time.
   for (Index t0 = 0; t0 < row.n; t0 += kGatherRows) {
@@ -306,14 +307,13 @@ void direct_row(const RowNz& row, const FactorMatrix& Y, const DenseMatrix& YtY,
 // all columns or computed per row by the same row-deterministic product (bitwise identical).
 // Cost O(k^2 f + k^3) per row against O(k f^2 + f^3 / 3) for the f x f factorisation.
 struct LightWork {
-  using RowMatD = Eigen::Matrix<double, Dynamic, Dynamic, Eigen::RowMajor>;
-  Eigen::MatrixXd C;
-  RowMatD Yg, Zg;  // y_i and z_i of the rows in G, in double
-  Eigen::VectorXd m, q, winv;
-  std::vector<float> ybuf, zbuf;
+  std::vector<float> m, ybuf, zbuf, q;  // m (ld); gathered y_i (k x f), z_i (k x ld); dots
+  std::vector<float> bc, sf;            // c_ui p_ui of the rows with one, -s (float)
+  std::vector<double> C, s;             // the k x k capacitance matrix (lower), its solution
+  std::vector<const float*> yg, zg, zb;  // y_i, z_i of the rows in G (w_i > 0); z_i with b_i != 0
   LightWork(Index f, Index ld, Index max_k)
-      : C(max_k, max_k), Yg(max_k, f), Zg(max_k, f), m(f), q(max_k), winv(max_k),
-        ybuf(max_k * f), zbuf(max_k * ld) {}
+      : m(ld), ybuf(max_k * f), zbuf(max_k * ld), q(max_k + 1), bc(max_k), sf(max_k),
+        C(max_k * max_k), s(max_k), yg(max_k), zg(max_k + 1), zb(max_k) {}
 };
 
 // Rows that take the Woodbury path: lambda > 0 and not ALS-WR (M is shared and well defined),
@@ -327,42 +327,67 @@ bool is_light(const RowNz& row, const AlsParams& prm, Index f) {
   return true;
 }
 
+// The dots and axpys run in float with the SIMD kernels (z_i is float already); the k x k system,
+// small and possibly less well conditioned, is factored in double.
 bool light_row(const RowNz& row, const FactorMatrix& Y, const float* Z, const float* Ms, Index ld,
                const AlsParams& prm, float* out, LightWork& w) {
+  const simd::Kernels& K = simd::kernels();
   const Index f = Y.cols();
   if (Z == nullptr) {  // z_i = M y_i for this row's columns only
     for (Index t = 0; t < row.n; ++t)
       std::memcpy(w.ybuf.data() + t * f, Y.data() + Index{row.idx[t]} * f, sizeof(float) * f);
     small_gemm(row.n, f, w.ybuf.data(), f, 1, Ms, ld, ld, w.zbuf.data(), ld);
   }
-  auto z = [&](Index t) {
-    return CVecMap(Z ? Z + Index{row.idx[t]} * ld : w.zbuf.data() + t * ld, f);
-  };
-  w.m.setZero();  // m = M b = sum_i c_ui p_ui z_i
-  Index k = 0;
+  Index k = 0, nb = 0;
   for (Index t = 0; t < row.n; ++t) {
     const Conf cf = confidence(prm, row.val[t]);
-    if (cf.c * cf.p != 0.0f) w.m += static_cast<double>(cf.c * cf.p) * z(t).cast<double>();
+    const float* z = Z ? Z + Index{row.idx[t]} * ld : w.zbuf.data() + t * ld;
+    if (cf.c * cf.p != 0.0f) w.bc[nb] = cf.c * cf.p, w.zb[nb++] = z;
     if (cf.c > 1.0f) {  // w_i = 0 adds nothing to A
-      w.Yg.row(k) = CVecMap(Y.data() + Index{row.idx[t]} * f, f).cast<double>().transpose();
-      w.Zg.row(k) = z(t).cast<double>().transpose();
-      w.winv(k++) = 1.0 / (static_cast<double>(cf.c) - 1.0);
+      w.yg[k] = Y.data() + Index{row.idx[t]} * f;
+      w.zg[k] = z;
+      w.s[k++] = 1.0 / (static_cast<double>(cf.c) - 1.0);  // W^-1, for now
     }
   }
+  std::fill(w.m.begin(), w.m.end(), 0.0f);  // m = M b = sum_i c_ui p_ui z_i
+  K.multi_axpy(w.bc.data(), w.zb.data(), nb, w.m.data(), ld);
   if (k > 0) {
+    double* C = w.C.data();
+    w.zg[k] = w.m.data();
     for (Index a = 0; a < k; ++a) {  // lower triangle of W^-1 + G M G^T, and G m
-      w.q(a) = w.Yg.row(a).dot(w.m.transpose());
-      for (Index c = 0; c <= a; ++c) w.C(a, c) = w.Yg.row(a).dot(w.Zg.row(c));
-      w.C(a, a) += w.winv(a);
+      std::swap(w.zg[a + 1], w.zg[k]);  // row a: y_a against z_0..z_a and m
+      K.multi_dot(w.yg[a], w.zg.data(), a + 2, f, w.q.data());
+      std::swap(w.zg[a + 1], w.zg[k]);
+      for (Index c = 0; c <= a; ++c) C[a * k + c] = w.q[c];
+      C[a * k + a] += w.s[a];
+      w.s[a] = w.q[a + 1];  // G m (W^-1 is in C now)
     }
-    Eigen::Ref<Eigen::MatrixXd> Ck(w.C.topLeftCorner(k, k));
-    Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>> llt(Ck);
-    if (llt.info() != Eigen::Success) return false;
-    Eigen::Ref<Eigen::VectorXd> s(w.q.head(k));
-    llt.solveInPlace(s);
-    w.m.noalias() -= w.Zg.topRows(k).transpose() * s;  // x = m - M G^T s
+    for (Index j = 0; j < k; ++j) {  // C = L L^T in place, then L L^T s = G m
+      double d = C[j * k + j];
+      for (Index c = 0; c < j; ++c) d -= C[j * k + c] * C[j * k + c];
+      if (!(d > 0.0)) return false;
+      d = std::sqrt(d);
+      C[j * k + j] = d;
+      for (Index i = j + 1; i < k; ++i) {
+        double v = C[i * k + j];
+        for (Index c = 0; c < j; ++c) v -= C[i * k + c] * C[j * k + c];
+        C[i * k + j] = v / d;
+      }
+    }
+    for (Index i = 0; i < k; ++i) {
+      double v = w.s[i];
+      for (Index c = 0; c < i; ++c) v -= C[i * k + c] * w.s[c];
+      w.s[i] = v / C[i * k + i];
+    }
+    for (Index i = k - 1; i >= 0; --i) {
+      double v = w.s[i];
+      for (Index c = i + 1; c < k; ++c) v -= C[c * k + i] * w.s[c];
+      w.s[i] = v / C[i * k + i];
+      w.sf[i] = -static_cast<float>(w.s[i]);
+    }
+    K.multi_axpy(w.sf.data(), w.zg.data(), k, w.m.data(), ld);  // x = m - M G^T s
   }
-  VecMap(out, f) = w.m.cast<float>();
+  std::memcpy(out, w.m.data(), sizeof(float) * f);
   return true;
 }
 

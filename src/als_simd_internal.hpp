@@ -27,8 +27,14 @@ struct Kernels {
   // padded); the lower triangle is scratch (finite). work: llt_work(lda) floats. False if a pivot
   // is not positive (not positive definite, or NaN).
   bool (*llt)(Index f, float* a, Index lda, float* work);
-  // b <- (U^T U)^-1 b for the factor of llt.
-  void (*llt_solve)(Index f, const float* l, Index lda, float* b);
+  // b <- (U^T U)^-1 b for the factor of llt; b padded (lda, finite). Zeroes part of the scratch.
+  void (*llt_solve)(Index f, float* u, Index lda, float* b);
+  // a[0:n) . b[0:n) and out[0:n) += x in[0:n), any n.
+  float (*dot)(const float* a, const float* b, Index n);
+  void (*axpy)(float x, const float* in, float* out, Index n);
+  // out[j] = y . z[j] for j < nz over n floats (any n); out[0:n) += sum_j coef[j] z[j] (n padded).
+  void (*multi_dot)(const float* y, const float* const* z, Index nz, Index n, float* out);
+  void (*multi_axpy)(const float* coef, const float* const* z, Index nz, float* out, Index n);
 };
 
 inline Index llt_work(Index /*lda*/) { return 0; }
