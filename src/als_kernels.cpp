@@ -235,10 +235,9 @@ struct DirectWork {
   std::vector<float> A;            // A_u, f x ld row-major: the upper triangle (the rest scratch)
   std::vector<float> b;            // right-hand side, then x_u
   std::vector<float> G, Gw, tile;  // gathered y_i and (c_ui - 1) y_i (kGatherRows x ld); products
-  std::vector<float> work;         // LLT's scratch
   DirectWork(Index f, Index ld)
-      : A(f * ld), b(ld), G(kGatherRows * ld, 0.0f), Gw(kGatherRows * ld, 0.0f), tile(kMr * ld),
-        work(simd::llt_work(ld)) {}
+      : A(f * ld, 0.0f), b(ld), G(kGatherRows * ld, 0.0f), Gw(kGatherRows * ld, 0.0f),
+        tile(kMr * ld) {}
 };
 
 // Last resort for a matrix that LLT rejects (A_u indefinite: ALS-WR with an empty-ish row, or
@@ -291,7 +290,7 @@ void direct_row(const RowNz& row, const FactorMatrix& Y, const DenseMatrix& YtY,
         VecMap(&w.A[(r0 + r) * ld + j0], ld - j0) += CVecMap(&w.tile[r * ld], ld - j0);
     }
   }
-  if (!K.llt(f, w.A.data(), ld, w.work.data())) {
+  if (!K.llt(f, w.A.data(), ld)) {
     direct_row_fallback(row, Y, YtY, prm, out);
     return;
   }

@@ -24,11 +24,11 @@ struct Kernels {
   void (*sweep)(Index k, const float* y, Index ldy, const float* alpha, const float* beta,
                 const float* v, float* out, Index n);
   // In-place Cholesky U^T U of the upper triangle of the f x f matrix a (leading dimension lda,
-  // padded); the lower triangle is scratch (finite). work: llt_work(lda) floats. False if a pivot
-  // is not positive (not positive definite, or NaN).
-  bool (*llt)(Index f, float* a, Index lda, float* work);
-  // b <- (U^T U)^-1 b for the factor of llt; b padded (lda, finite). Zeroes part of the scratch.
-  void (*llt_solve)(Index f, float* u, Index lda, float* b);
+  // padded); the lower triangle is scratch (finite). False if a pivot is not positive (not
+  // positive definite, or NaN).
+  bool (*llt)(Index f, float* a, Index lda);
+  // b <- (U^T U)^-1 b for the factor of llt; b padded (lda, finite).
+  void (*llt_solve)(Index f, const float* u, Index lda, float* b);
   // a[0:n) . b[0:n) and out[0:n) += x in[0:n), any n.
   float (*dot)(const float* a, const float* b, Index n);
   void (*axpy)(float x, const float* in, float* out, Index n);
@@ -36,8 +36,6 @@ struct Kernels {
   void (*multi_dot)(const float* y, const float* const* z, Index nz, Index n, float* out);
   void (*multi_axpy)(const float* coef, const float* const* z, Index nz, float* out, Index n);
 };
-
-inline Index llt_work(Index /*lda*/) { return 0; }
 
 // The kernels of the current path (kernel_path()).
 const Kernels& kernels();
