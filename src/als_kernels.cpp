@@ -18,14 +18,13 @@ namespace mfrec {
 namespace {
 
 using Eigen::Dynamic;
-using Eigen::Lower;
 using VecMap = Eigen::Map<Vector>;
 using CVecMap = Eigen::Map<const Vector>;
 
 // ---- tuning (measured on AVX2, f = 64..200; see bench/bench_als.cpp) ----------------------------
 constexpr Index kCgBlockRows = 128;     // rows advanced in lockstep by CG
 constexpr Index kCgBlockFloats = 1 << 17;  // ... whose gathered y_i (nnz x f) stay in L2
-constexpr Index kCgGatherMaxFloats = 1 << 22;  // a larger (single-row) block reads Y in place
+constexpr Index kCgGatherMaxFloats = 1 << 22;  // a larger (single-row) block: gathered per sweep
 constexpr Index kCholBlockRows = 32;    // rows per scheduling unit of the direct solver
 constexpr Index kBlockNnz = 16384;      // ... or this many non-zeros (also loss_rows blocks)
 constexpr Index kGramChunk = 256;       // rows per float partial Gram (then summed in double)

@@ -71,8 +71,8 @@ void gram_accumulate_share(const FactorMatrix& Y, Index begin, Index end, Eigen:
 // Rows without non-zeros get x_u = 0 (the exact solution, as the right-hand side is zero).
 //  * kConjugateGradient: cg_steps steps of CG (Takacs, Pilaszy & Tikk, RecSys 2011), run in
 //    lockstep over blocks of rows so that YtY times the block's directions is one matrix product.
-//  * kCholesky: an exact solve. Rows with many non-zeros factor their own f x f system (LLT,
-//    float; pivoted LDLT in double if A_u is not positive definite). Rows with few non-zeros
+//  * kCholesky: an exact solve. Rows with many non-zeros factor their own f x f system (blocked
+//    Cholesky in float; pivoted LDLT in double if A_u is not positive definite). Rows with few non-zeros
 //    (k <= f/4, all c_ui >= 1, lambda > 0, no ALS-WR) solve the equivalent k x k capacitance
 //    system instead (Sherman-Morrison-Woodbury against M = (YtY + lambda I)^-1, inverted once
 //    per call): O(k^2 f) rather than O(f^3) per row.
