@@ -99,9 +99,10 @@ inline V vset1(float x) { return _mm512_set1_ps(x); }
 inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 inline V vfnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
 inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
-inline float vhsum(V x) {  // not _mm512_reduce_add_ps: GCC 12 warns inside it (-Wuninitialized)
-  const __m512 hi = _mm512_shuffle_f32x4(x, x, 0xEE);
-  return avx2::vhsum(_mm256_add_ps(_mm512_castps512_ps256(x), _mm512_castps512_ps256(hi)));
+inline float vhsum(V x) {  // through memory: GCC 12's 512-to-256 casts warn (-Wuninitialized)
+  alignas(64) float t[16];
+  _mm512_store_ps(t, x);
+  return avx2::vhsum(_mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8)));
 }
 #include "als_simd.inc"
 }  // namespace avx512
