@@ -294,6 +294,12 @@ std::string load_average() {
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
+  try {
+    kernel_path();  // MFREC_KERNELS, if set, is read here
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_als: %s\n", e.what());
+    return 2;
+  }
   openblas_set_num_threads(1);  // one sgemm per OpenMP thread: the solver's threads, no pool
   Eigen::setNbThreads(1);
   const auto tg = Clock::now();

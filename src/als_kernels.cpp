@@ -471,6 +471,7 @@ void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMa
 void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
                      int threads) {
   using RowMatD = Eigen::Matrix<double, Dynamic, Dynamic, Eigen::RowMajor>;
+  kernel_path();  // chosen here, outside the parallel region: a bad MFREC_KERNELS throws cleanly
   const Index f = Y.cols();
   if (out.size() == 0) out = Eigen::MatrixXd::Zero(f, f);
   if (out.rows() != f || out.cols() != f || begin < 0 || end > Y.rows())
@@ -532,6 +533,7 @@ void gram_accumulate_share(const FactorMatrix& Y, Index begin, Index end, Eigen:
 void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                 const AlsParams& p, FactorMatrix& X, int threads) {
   check_inputs(R, Y, YtY, X, "solve_rows");
+  kernel_path();  // chosen here, outside the parallel region: a bad MFREC_KERNELS throws cleanly
   if (Y.cols() == 0 || R.n_rows() == 0) return;
   const int nt = resolve_threads(threads);
   if (p.solver == Solver::kConjugateGradient)
@@ -543,6 +545,7 @@ void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY
 LossTerms loss_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                     const AlsParams& p, const FactorMatrix& X, int threads) {
   check_inputs(R, Y, YtY, X, "loss_rows");
+  kernel_path();  // chosen here, outside the parallel region: a bad MFREC_KERNELS throws cleanly
   const Index f = Y.cols(), ld = round_up(f, kPad);
   if (f == 0 || R.n_rows() == 0) return {};
   const std::vector<float> S = padded_copy(YtY, ld);
