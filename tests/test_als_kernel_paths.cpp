@@ -3,11 +3,14 @@
 // several Cholesky panels, and with the defaults' confidences (alpha 40, lambda 10).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
 
 #include "mfrec/als_kernels.hpp"
+#include "mfrec/error.hpp"
 
 namespace mfrec {
 namespace {
@@ -93,6 +96,27 @@ TEST(KernelPaths, PortablePathIsAlwaysThereAndSelectable) {
   // The start-up choice is the widest path the CPU has.
   const std::vector<KernelPath> all = supported_paths();
   EXPECT_EQ(guard.saved, all.back());
+}
+
+// Run by ctest once more with MFREC_KERNELS=bogus (test_als_kernel_paths_bad_env): every entry
+// point then throws an Error naming the variable, before any parallel region (no terminate).
+TEST(KernelPaths, BadEnvironmentValueIsAnError) {
+  const char* env = std::getenv("MFREC_KERNELS");
+  if (env == nullptr || std::strcmp(env, "bogus") != 0) GTEST_SKIP() << "needs MFREC_KERNELS=bogus";
+  const FactorMatrix Y = random_factors(10, 4, 1, 1.0f);
+  const CsrBlock R = random_csr({2, 3}, 10, 2);
+  FactorMatrix X = FactorMatrix::Zero(2, 4);
+  Eigen::MatrixXd G;
+  AlsParams p = params(kSettings[0], 4, Solver::kCholesky);
+  EXPECT_THROW(gram_accumulate(Y, 0, 10, G, 2), Error);
+  EXPECT_THROW(solve_rows(R, Y, DenseMatrix::Identity(4, 4), p, X, 2), Error);
+  EXPECT_THROW(loss_rows(R, Y, DenseMatrix::Identity(4, 4), p, X, 2), Error);
+  try {
+    kernel_path();
+    ADD_FAILURE() << "no Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MFREC_KERNELS"), std::string::npos) << e.what();
+  }
 }
 
 TEST(KernelPaths, EveryPathSolvesToTheDenseOracle) {
