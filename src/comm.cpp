@@ -23,6 +23,14 @@ int Comm::checked_count(std::size_t n) {
   return static_cast<int>(n);
 }
 
+Comm::RowType::RowType(std::int64_t width, MPI_Datatype value) {
+  check_mpi(MPI_Type_contiguous(checked_count(static_cast<std::size_t>(width)), value, &type), "MPI_Type_contiguous");
+  if (int rc = MPI_Type_commit(&type); rc != MPI_SUCCESS) {
+    MPI_Type_free(&type);
+    check_mpi(rc, "MPI_Type_commit");
+  }
+}
+
 Comm::Comm(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
   check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   check_mpi(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
@@ -32,7 +40,7 @@ Comm Comm::world() { return Comm(MPI_COMM_WORLD, false); }
 
 Comm::Comm(Comm&& other) noexcept
     : comm_(std::exchange(other.comm_, MPI_COMM_NULL)), owned_(std::exchange(other.owned_, false)),
-      rank_(other.rank_), size_(other.size_) {}
+      rank_(other.rank_), size_(other.size_), traffic_(other.traffic_) {}
 
 Comm& Comm::operator=(Comm&& other) noexcept {
   if (this != &other) {
@@ -41,6 +49,7 @@ Comm& Comm::operator=(Comm&& other) noexcept {
     owned_ = std::exchange(other.owned_, false);
     rank_ = other.rank_;
     size_ = other.size_;
+    traffic_ = other.traffic_;
   }
   return *this;
 }

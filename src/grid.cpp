@@ -55,10 +55,21 @@ namespace {
 
 // A point as a fixed row of doubles, so the whole table travels in one allreduce (every row has
 // exactly one contributing rank; the others add zeros).
-constexpr int kHead = 6;  // present, group, ranks, threads, seconds, seconds_per_iteration
-const char* const kPhases[] = {"gram", "allreduce", "solve", "allgather", "evaluation", "loss"};
+// present, group, ranks, threads, seconds, seconds_per_iteration, exchange (0 allgather, 1 sparse)
+constexpr int kHead = 7;
+const char* const kPhases[] = {"gram", "allreduce", "solve", "exchange", "evaluation", "loss"};
 constexpr int kNumPhases = 6;
-constexpr int kFields = kHead + kEvaluationFields + 3 * kNumPhases;
+const char* const kTraffic[] = {"allreduce", "exchange"};  // bytes sent, received: min, mean, max
+constexpr int kNumTraffic = 2;
+constexpr int kFields = kHead + kEvaluationFields + 3 * kNumPhases + 6 * kNumTraffic;
+
+void stats_to_row(const std::map<std::string, PhaseTimer::Stat>& m, const char* name, double* out) {
+  auto it = m.find(name);
+  if (it == m.end()) return;
+  out[0] = it->second.min;
+  out[1] = it->second.mean;
+  out[2] = it->second.max;
+}
 
 }  // namespace
 
@@ -92,7 +103,7 @@ struct Layout {
 struct BestModel {
   int point = -1;
   double value = 0;
-  FactorMatrix X, Y;
+  FactorMatrix X, Y;  // this rank's rows
   RunOptions ro;
   int iterations = 0;
   Evaluation e;
@@ -120,14 +131,14 @@ void fill_row(double* row, int group, int ranks, int threads, const RunResult& r
   row[3] = threads;
   row[4] = rr.seconds;
   row[5] = rr.seconds_per_iteration;
+  row[6] = rr.exchange == ExchangeMode::kSparse ? 1 : 0;
   evaluation_to_row(e, row + kHead);
   double* ph = row + kHead + kEvaluationFields;
-  for (int q = 0; q < kNumPhases; ++q) {
-    auto it = rr.phases.find(kPhases[q]);
-    if (it == rr.phases.end()) continue;
-    ph[3 * q] = it->second.min;
-    ph[3 * q + 1] = it->second.mean;
-    ph[3 * q + 2] = it->second.max;
+  for (int q = 0; q < kNumPhases; ++q) stats_to_row(rr.phases, kPhases[q], ph + 3 * q);
+  double* tr = ph + 3 * kNumPhases;
+  for (int q = 0; q < kNumTraffic; ++q) {
+    stats_to_row(rr.sent, kTraffic[q], tr + 6 * q);
+    stats_to_row(rr.received, kTraffic[q], tr + 6 * q + 3);
   }
 }
 
@@ -177,8 +188,8 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
       if (g.keep_best && better(v, point, best.value, best.point)) {
         best.point = point;
         best.value = v;
-        best.X = t.user_factors();
-        best.Y = t.item_factors();
+        best.X = t.local_user_factors();
+        best.Y = t.local_item_factors();
         best.ro = ro;
         best.iterations = it;
         best.e = e;
@@ -220,9 +231,15 @@ void collect_points(const Comm& world, const Layout& layout, std::vector<double>
       p.threads = static_cast<int>(row[3]);
       p.seconds = row[4];
       p.seconds_per_iteration = row[5];
+      p.exchange = row[6] == 1 ? ExchangeMode::kSparse : ExchangeMode::kAllgather;
       p.evaluation = evaluation_from_row(row + kHead);
       const double* ph = row + kHead + kEvaluationFields;
       for (int q = 0; q < kNumPhases; ++q) p.phases[kPhases[q]] = {ph[3 * q], ph[3 * q + 1], ph[3 * q + 2]};
+      const double* tr = ph + 3 * kNumPhases;
+      for (int q = 0; q < kNumTraffic; ++q) {
+        p.sent[kTraffic[q]] = {tr[6 * q], tr[6 * q + 1], tr[6 * q + 2]};
+        p.received[kTraffic[q]] = {tr[6 * q + 3], tr[6 * q + 4], tr[6 * q + 5]};
+      }
       res.points.push_back(p);
     }
   }
@@ -249,8 +266,8 @@ void write_best_model(const GroupContext& g, const GridResult& res, BestModel& b
     std::unique_ptr<Trainer> t;
     RunResult rr = run_point(g.gc, g.data, ro, &t);
     best.point = res.best;
-    best.X = t->user_factors();
-    best.Y = t->item_factors();
+    best.X = t->local_user_factors();
+    best.Y = t->local_item_factors();
     best.ro = ro;
     best.iterations = bp.iterations;
     best.e = rr.evaluations.back();
@@ -270,8 +287,9 @@ void write_best_model(const GroupContext& g, const GridResult& res, BestModel& b
   meta.metrics = metric_map(best.e.model);
   meta.system_metrics = metric_map(best.e.system);
   meta.baseline_metrics = metric_map(best.e.baseline);
-  ModelParts parts{&best.X, &best.Y, &g.data.train.users, g.data.user_ids_local, &items, &g.data.popularity,
-                   &g.data.knn, g.data.knn.empty() ? std::map<std::string, double>{} : metric_map(best.e.knn)};
+  ModelParts parts{&best.X, &best.Y, g.data.train.item_bounds[g.gc.rank()], &g.data.train.users, g.data.user_ids_local,
+                   &items, &g.data.popularity, &g.data.knn,
+                   g.data.knn.empty() ? std::map<std::string, double>{} : metric_map(best.e.knn)};
   write_model(model_path, g.gc, parts, meta);
   if (g.gc.is_root()) spdlog::info("best model (run {}, {} iterations) written to {}", bp.run, bp.iterations, model_path);
 }

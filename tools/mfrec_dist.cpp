@@ -34,7 +34,7 @@ struct Options {
               iterations = std::to_string(defaults::kIterations), solver = "cg";
   int cg_steps = defaults::kCgSteps, k = 20, threads = 0, loss_every = 0, groups = 1;
   int knn_k = kDefaultKnnK;  // the item-kNN baseline's neighbours per item; 0: none
-  std::string confidence = "hu", log_level = "info", checkpoint_dir;
+  std::string confidence = "hu", log_level = "info", checkpoint_dir, exchange = "auto";
   int checkpoint_every = 0;
   bool scale_regularization = false, auto_promote = true, resume = false;
   unsigned long seed = defaults::kSeed;  // unsigned: "-1" is refused by the parser
@@ -67,6 +67,14 @@ void print_best(const PointResult& p) {
 nlohmann::json phases_json(const std::map<std::string, PhaseTimer::Stat>& phases) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [name, s] : phases) j[name] = {{"min", s.min}, {"mean", s.mean}, {"max", s.max}};
+  return j;
+}
+
+// Bytes per rank per iteration by phase: {"exchange": {"sent": {min, mean, max}, "received": ...}}.
+nlohmann::json traffic_json(const PointResult& p) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, s] : p.sent) j[name]["sent"] = {{"min", s.min}, {"mean", s.mean}, {"max", s.max}};
+  for (const auto& [name, s] : p.received) j[name]["received"] = {{"min", s.min}, {"mean", s.mean}, {"max", s.max}};
   return j;
 }
 
@@ -114,6 +122,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .path("checkpoint-dir", &o.checkpoint_dir, PathRole::OutputDir, "write checkpoints (one HDF5 file per training run) here; empty: <output>.ckpt when --checkpoint-every is set")
       .option("checkpoint-every", &o.checkpoint_every, "checkpoint every N iterations (0: only on SIGTERM/SIGUSR1 and at the end of each run, if a directory is set)")
       .flag("resume", &o.resume, "continue from the checkpoints in --checkpoint-dir (completed runs are not trained again)")
+      .option("exchange", &o.exchange, "how updated rows reach the other ranks: allgather (every rank holds every row), sparse (each row only to the ranks whose data reference it; memory and traffic fall with the ranks) or auto (the fewer bytes, decided after set-up and logged)")
       .option("threads", &o.threads, "OpenMP threads per rank (0: the cores the rank is bound to / the ranks of the node sharing them)")
       .option("loss-every", &o.loss_every, "log the training loss every N iterations (0: never)")
       .option("log-level", &o.log_level, "debug, info, warn or error");
@@ -147,6 +156,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   go.base.train.als.confidence = parse_confidence(o.confidence);
   go.base.train.als.scale_regularization = o.scale_regularization;
   go.base.train.seed = o.seed;
+  go.base.train.exchange = parse_exchange(o.exchange);
   go.base.k = o.k;
   go.base.loss_every = o.loss_every;
   go.checkpoint_dir = o.checkpoint_dir;
@@ -224,7 +234,7 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                  {"cg_steps", o.cg_steps},   {"confidence", o.confidence},
                  {"scale_regularization", o.scale_regularization}, {"seed", o.seed}, {"k", o.k},
                  {"groups", o.groups},       {"select_metric", o.select_metric}, {"output", o.output},
-                 {"knn_k", o.knn_k}};
+                 {"knn_k", o.knn_k}, {"exchange", o.exchange}};
   j["ranks"] = ranks;
   j["threads"] = s.grid.base.train.threads;
   j["binding"] = s.bindings;
@@ -237,6 +247,8 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                {"cold_users", best.evaluation.cold_users}};
   j["seconds_per_iteration"] = best.seconds_per_iteration;
   j["phases"] = phases_json(best.phases);
+  j["exchange"] = exchange_name(best.exchange);  // the mode used (auto resolved)
+  j["bytes_per_iteration"] = traffic_json(best);
   j["metrics"] = metrics_json(best.evaluation.model);
   j["system"] = metrics_json(best.evaluation.system);
   j["baseline"] = metrics_json(best.evaluation.baseline);
@@ -253,6 +265,7 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                          {"regularization", p.regularization}, {"solver", p.solver},
                          {"iterations", p.iterations}, {"group", p.group}, {"ranks", p.ranks},
                          {"seconds", p.seconds}, {"seconds_per_iteration", p.seconds_per_iteration},
+                         {"exchange", exchange_name(p.exchange)},
                          {"metrics", metrics_json(p.evaluation.model)}, {"best", p.best}});
   return j;
 }

@@ -40,6 +40,10 @@ struct RunResult {
   double seconds = 0;                   // wall time of the whole run (max over ranks)
   double seconds_per_iteration = 0;     // training only, mean over iterations
   std::map<std::string, PhaseTimer::Stat> phases;  // over the run's ranks
+  ExchangeMode exchange = ExchangeMode::kAllgather;  // the row exchange used (auto resolved)
+  // Bytes per rank per training iteration, by phase ("allreduce", "exchange"), sent to and
+  // received from other ranks: min/mean/max over the run's ranks (Comm::Traffic).
+  std::map<std::string, PhaseTimer::Stat> sent, received;
   int ranks = 1, threads = 1;
   bool interrupted = false;     // stopped by should_stop before the last iteration
   int resumed_from = 0;         // iterations taken from a checkpoint
