@@ -161,8 +161,16 @@ std::vector<std::string> scatter_strings(const std::vector<std::string>& all, co
 
 SharedCounter::SharedCounter(const Comm& comm) {
   const MPI_Aint bytes = comm.is_root() ? static_cast<MPI_Aint>(sizeof(std::int64_t)) : 0;
-  check_mpi(MPI_Win_allocate(bytes, sizeof(std::int64_t), MPI_INFO_NULL, comm.native(), &base_, &win_),
-            "MPI_Win_allocate");
+  // Without one-sided support between these ranks (Debian's Open MPI on TCP-only nodes excludes
+  // the osc components that work there) the window cannot be made: the counter is then
+  // unavailable, on every rank alike (the caller falls back to a static schedule).
+  const int rc = MPI_Win_allocate(bytes, sizeof(std::int64_t), MPI_INFO_NULL, comm.native(), &base_, &win_);
+  const bool failed = comm.any(rc != MPI_SUCCESS);
+  if (failed) {
+    if (rc == MPI_SUCCESS) throw CommError("MPI_Win_allocate failed on some ranks only");
+    win_ = MPI_WIN_NULL;
+    return;
+  }
   if (comm.is_root()) {
     check_mpi(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, win_), "MPI_Win_lock");
     *base_ = 0;
@@ -178,6 +186,7 @@ SharedCounter::~SharedCounter() {
 }
 
 std::int64_t SharedCounter::fetch_add(std::int64_t v) {
+  if (win_ == MPI_WIN_NULL) throw CommError("SharedCounter: one-sided MPI is unavailable between these ranks");
   std::int64_t before = 0;
   check_mpi(MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, win_), "MPI_Win_lock");
   check_mpi(MPI_Fetch_and_op(&v, &before, MPI_INT64_T, 0, 0, MPI_SUM, win_), "MPI_Fetch_and_op");

@@ -162,8 +162,26 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
   for (const auto& r : runs) total_cost += r.cost();
   auto cost_units = [&](const GridRun& r) { return static_cast<std::int64_t>(1e9 * r.cost() / total_cost); };
   const GridOptions& opt = g.opt;
+  // Without one-sided MPI: a static schedule, the same on every rank: runs in order (larger
+  // first) each to the group with the least cost so far (longest processing time first).
+  std::vector<std::int64_t> mine;
+  std::int64_t done_here = 0;
+  if (!counter.available() || !done.available()) {
+    if (g.world.is_root())
+      spdlog::warn("grid: one-sided MPI is unavailable between these ranks: runs are assigned to groups statically");
+    std::vector<double> load(static_cast<std::size_t>(opt.groups), 0.0);
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      const auto to = std::min_element(load.begin(), load.end()) - load.begin();
+      load[static_cast<std::size_t>(to)] += runs[i].cost();
+      if (to == g.group) mine.push_back(static_cast<std::int64_t>(i));
+    }
+    mine.push_back(static_cast<std::int64_t>(runs.size()));  // then: no more runs
+  }
+  std::size_t taken = 0;
   while (true) {
-    std::int64_t next = g.gc.is_root() ? counter.fetch_add(1) : 0;
+    std::int64_t next = 0;
+    if (!mine.empty()) next = mine[std::min(taken++, mine.size() - 1)];
+    else next = g.gc.is_root() ? counter.fetch_add(1) : 0;
     g.gc.bcast(&next, 1);
     if (next >= static_cast<std::int64_t>(runs.size())) return true;
     const GridRun& run = runs[static_cast<std::size_t>(next)];
@@ -201,8 +219,9 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
     for (std::size_t j = 0; j < run.iterations.size(); ++j)
       fill_row(&table[static_cast<std::size_t>(layout.point(run, run.iterations[j])) * kFields], g.group, g.gc.size(),
                ro.train.threads, rr, rr.evaluations[j]);
-    const std::int64_t mine = cost_units(run), before = done.fetch_add(mine);
-    const double frac = std::min(1.0, static_cast<double>(before + mine) / 1e9), elapsed = Comm::wtime() - t0;
+    const std::int64_t units = cost_units(run), before = mine.empty() ? done.fetch_add(units) : done_here;
+    done_here += units;  // static schedule: this group's share only
+    const double frac = std::min(1.0, static_cast<double>(before + units) / 1e9), elapsed = Comm::wtime() - t0;
     spdlog::info("[group {}] run {} done in {}: {} {:.4f} at {} iterations (baseline {:.4f}); grid {:.0f}% done, "
                  "elapsed {}, ETA {}", g.group, run.id, format_seconds(rr.seconds), opt.select_metric,
                  metric_value(rr.evaluations.back().model, opt.select_metric), run.iterations.back(),

@@ -134,11 +134,14 @@ class Comm {
 // destroying it, unless an exception is unwinding.
 class SharedCounter {
  public:
-  explicit SharedCounter(const Comm& comm);  // collective; starts at 0
+  explicit SharedCounter(const Comm& comm);  // collective; starts at 0 (or is unavailable)
   SharedCounter(const SharedCounter&) = delete;
   SharedCounter& operator=(const SharedCounter&) = delete;
   ~SharedCounter();
   std::int64_t fetch_add(std::int64_t v);  // local call: returns the value before adding
+  // False (on every rank) when MPI could not make the window: no one-sided support between these
+  // ranks. fetch_add then throws.
+  bool available() const { return win_ != MPI_WIN_NULL; }
 
  private:
   MPI_Win win_ = MPI_WIN_NULL;
