@@ -280,6 +280,7 @@ SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd$per.log
 # the PMIx plugin's client directories (TmpFS/spmix_appdir_UID_JOB.STEP) must differ per node
 TmpFS=$( ((nodes > 1)) && echo "$dir/tmp/%n" || echo /tmp)
+$( ((nodes > 1)) && echo "TaskProlog=$dir/task_prolog.sh")
 SlurmctldDebug=info
 SlurmdDebug=info
 # no cgroups: process tracking through /proc, no task binding
@@ -310,6 +311,13 @@ EOF
   fi >>"$dir/slurm.conf"
   echo "PartitionName=debug Nodes=$(IFS=,; echo "${names[*]}") Default=YES MaxTime=30 State=UP" >>"$dir/slurm.conf"
   printf 'export SLURM_CONF=%q\nexport MFREC_SLURM_DIR=%q\n' "$dir/slurm.conf" "$dir" >"$dir/env.sh"
+  if ((nodes > 1)); then
+    # A TMPDIR per node, as on separate machines: Open MPI's session directories are named by
+    # host name (the same on every node here) and job step (the same in other private
+    # clusters), and must not be shared with another node's or another cluster's ranks.
+    printf '#!/bin/sh\necho "export TMPDIR=%s/tmp/$SLURMD_NODENAME"\n' "$dir" >"$dir/task_prolog.sh"
+    chmod 0755 "$dir/task_prolog.sh"
+  fi
   if ((nodes > 1)); then
     # MPI and PMIx traffic on the nodes' subnet only (the bridge and the veths), never another interface
     cat >>"$dir/env.sh" <<EOF
