@@ -113,6 +113,7 @@ net_up() {  # net_up DIR NODES: prints the subnet's first three octets (10.213.X
     if ! ip -o -4 addr show | grep -q " 10\.213\.$x\." && ! ip -o -4 route show | grep -q "^10\.213\.$x\."; then
       echo "bridge mfrb-$x" >>"$dir/net.list"
       ip link add "mfrb-$x" type bridge 2>"$err" && break
+      sed -i '$d' "$dir/net.list"   # not ours: another cluster's bridge, or none
       grep -q 'File exists' "$err" || { stop_cluster "$dir"; die 3 "cannot create a network bridge: $(head -1 "$err")"; }
     fi
     [ -n "${SLURM_CLUSTER_SUBNET:-}" ] && { stop_cluster "$dir"; die 1 "subnet 10.213.$x.0/24 (SLURM_CLUSTER_SUBNET) is in use"; }
