@@ -107,7 +107,6 @@ ipv6_off() {  # ipv6_off [NETNS] IFACE...: no link-local addresses, no IPv6 traf
 
 net_up() {  # net_up DIR NODES: prints the subnet's first three octets (10.213.X)
   local dir=$1 n=$2 x="" k ns hv nv err=$1/log/net.err
-  command -v ip >/dev/null 2>&1 || die 3 "missing program: ip (apt-get install iproute2)"
   for _ in $(seq 1 60); do   # a /24 this machine does not use, with a bridge name nobody has
     x=${SLURM_CLUSTER_SUBNET:-$((1 + RANDOM % 254))}
     if ! ip -o -4 addr show | grep -q " 10\.213\.$x\." && ! ip -o -4 route show | grep -q "^10\.213\.$x\."; then
@@ -210,6 +209,10 @@ start_cluster() {
   local dir=$1 nodes=$2 timeout=${SLURM_CLUSTER_TIMEOUT:-90}
   [[ "$nodes" =~ ^[0-9]+$ ]] && ((nodes >= 1 && nodes <= 16)) || die 2 "--nodes must be 1 to 16, not '$nodes'"
   prerequisites
+  if ((nodes > 1)); then
+    command -v ip >/dev/null 2>&1 || die 3 "missing program: ip (apt-get install iproute2)"
+    command -v nsenter >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 || die 3 "missing programs: nsenter, unshare (util-linux)"
+  fi
   mkdir -p "$dir" || die 1 "cannot create $dir"
   dir=$(cd "$dir" && pwd)
   chmod 0700 "$dir"
