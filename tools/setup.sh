@@ -15,7 +15,7 @@ packages=(build-essential cmake pkg-config
   libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev
   libcpp-httplib-dev libgtest-dev libbenchmark-dev wrk
   python3 python3-h5py python3-numpy python3-matplotlib
-  slurm-wlm munge time jq)
+  slurm-wlm munge iproute2 time jq)
 
 missing=()
 for p in "${packages[@]}"; do
