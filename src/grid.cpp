@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "mfrec/config.hpp"
@@ -156,19 +157,26 @@ struct GroupContext {
 // its points' rows of `table` (on the group's root). False when a signal stopped it.
 bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, const Layout& layout,
                    std::vector<double>& table, BestModel& best, double t0) {
-  SharedCounter counter(g.world);  // the next run to hand out
-  SharedCounter done(g.world);     // cost units of the runs done, for progress and ETA
+  // Runs are handed out through one-sided counters when every rank is on one node. Across nodes
+  // one-sided MPI over TCP is often unavailable (Debian's Open MPI excludes the osc components
+  // that work there) and its failure path has crashed ranks: a static schedule instead, the same
+  // on every rank: runs in order (larger first) each to the group with the least cost so far.
+  const bool one_node = g.world.split_shared().size() == g.world.size();
+  std::optional<SharedCounter> counter, done;  // the next run to hand out; cost units done
+  if (one_node) {
+    counter.emplace(g.world);
+    done.emplace(g.world);
+  }
   double total_cost = 0;
   for (const auto& r : runs) total_cost += r.cost();
   auto cost_units = [&](const GridRun& r) { return static_cast<std::int64_t>(1e9 * r.cost() / total_cost); };
   const GridOptions& opt = g.opt;
-  // Without one-sided MPI: a static schedule, the same on every rank: runs in order (larger
-  // first) each to the group with the least cost so far (longest processing time first).
   std::vector<std::int64_t> mine;
   std::int64_t done_here = 0;
-  if (!counter.available() || !done.available()) {
+  if (!one_node || !counter->available() || !done->available()) {
     if (g.world.is_root())
-      spdlog::warn("grid: one-sided MPI is unavailable between these ranks: runs are assigned to groups statically");
+      spdlog::info("grid: {}: runs are assigned to groups statically, largest first",
+                   one_node ? "one-sided MPI is unavailable" : "ranks on several nodes");
     std::vector<double> load(static_cast<std::size_t>(opt.groups), 0.0);
     for (std::size_t i = 0; i < runs.size(); ++i) {
       const auto to = std::min_element(load.begin(), load.end()) - load.begin();
@@ -181,7 +189,7 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
   while (true) {
     std::int64_t next = 0;
     if (!mine.empty()) next = mine[std::min(taken++, mine.size() - 1)];
-    else next = g.gc.is_root() ? counter.fetch_add(1) : 0;
+    else next = g.gc.is_root() ? counter->fetch_add(1) : 0;
     g.gc.bcast(&next, 1);
     if (next >= static_cast<std::int64_t>(runs.size())) return true;
     const GridRun& run = runs[static_cast<std::size_t>(next)];
@@ -219,7 +227,7 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
     for (std::size_t j = 0; j < run.iterations.size(); ++j)
       fill_row(&table[static_cast<std::size_t>(layout.point(run, run.iterations[j])) * kFields], g.group, g.gc.size(),
                ro.train.threads, rr, rr.evaluations[j]);
-    const std::int64_t units = cost_units(run), before = mine.empty() ? done.fetch_add(units) : done_here;
+    const std::int64_t units = cost_units(run), before = mine.empty() ? done->fetch_add(units) : done_here;
     done_here += units;  // static schedule: this group's share only
     const double frac = std::min(1.0, static_cast<double>(before + units) / 1e9), elapsed = Comm::wtime() - t0;
     spdlog::info("[group {}] run {} done in {}: {} {:.4f} at {} iterations (baseline {:.4f}); grid {:.0f}% done, "
