@@ -171,16 +171,7 @@ MetricSums evaluate_impl(const CsrBlock& train, const CsrBlock& test, Index n_it
   if (error) std::rethrow_exception(error);
 
   MetricSums s;
-  for (Index u = 0; u < n_eval; ++u) {
-    const double* v = per_user.data() + static_cast<std::size_t>(u) * 6;
-    s.map += v[0];
-    s.map_seed += v[1];
-    s.precision += v[2];
-    s.recall += v[3];
-    s.ndcg += v[4];
-    s.auc += v[5];
-  }
-  s.n_users = n_eval;
+  for (Index u = 0; u < n_eval; ++u) s.add_user(per_user.data() + static_cast<std::size_t>(u) * 6);
   return s;
 }
 

@@ -139,7 +139,7 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
       auto t = trainer->timer().scope("evaluation");
       FactorMatrix Xl = trainer->local_user_factors();
       res.evaluations.push_back(evaluate(comm, data.train, data.test, Xl, trainer->item_factors(), data.popularity,
-                                         opt.k, opt.train.threads));
+                                         opt.k, opt.train.threads, nullptr, EvalSample{opt.eval_users, opt.train.seed}));
       if (!data.knn.empty()) {  // the kNN view depends on the data only: evaluated once per group
         res.evaluations.back().knn = data.knn_view;
         res.evaluations.back().knn_k = data.knn.k;

@@ -21,21 +21,33 @@ struct MetricSums {
   double ndcg = 0;       // sum of NDCG@K (binary gain)
   double auc = 0;        // sum of exact per-user AUC
   Index n_users = 0;     // users with >= 1 test item that were evaluated
+  // Per metric, in the order above (map ... auc): in a sum, the sum of the squared per-user
+  // values; after mean(), the standard error of the mean (the per-user values' sample standard
+  // deviation / sqrt(n_users); 0 below 2 users).
+  static constexpr int kMetrics = 6;
+  std::array<double, kMetrics> se{};
 
   MetricSums& operator+=(const MetricSums& o);
-  // As a flat array (map, map_seed, precision, recall, ndcg, auc, n_users), e.g. to reduce over
-  // ranks or to store in a table, and back.
-  static constexpr int kFields = 7;
+  // As a flat array (map, map_seed, precision, recall, ndcg, auc, n_users, then se[0..5]), e.g.
+  // to reduce over ranks or to store in a table, and back.
+  static constexpr int kFields = 7 + kMetrics;
   std::array<double, kFields> to_array() const {
-    return {map, map_seed, precision, recall, ndcg, auc, static_cast<double>(n_users)};
+    return {map,   map_seed, precision, recall, ndcg,  auc,  static_cast<double>(n_users),
+            se[0], se[1],    se[2],     se[3],  se[4], se[5]};
   }
   static MetricSums from_array(const double* v) {
     MetricSums m;
     m.map = v[0], m.map_seed = v[1], m.precision = v[2], m.recall = v[3], m.ndcg = v[4], m.auc = v[5];
     m.n_users = static_cast<Index>(v[6]);
+    for (int j = 0; j < kMetrics; ++j) m.se[j] = v[7 + j];
     return m;
   }
-  // Every field divided by n_users (n_users kept); all fields 0 when n_users == 0.
+  // The six metrics in the order of `se`.
+  std::array<double, kMetrics> values() const { return {map, map_seed, precision, recall, ndcg, auc}; }
+  // Adds one user's six values (the order of `se`).
+  void add_user(const double* v);
+  // Every metric divided by n_users and `se` made standard errors (n_users kept); all fields 0
+  // when n_users == 0.
   MetricSums mean() const;
 };
 
