@@ -84,11 +84,17 @@ void top_k_excluding(const Real* scores, Index n_items, const std::int32_t* excl
 // row); Y: all item factors; train/test: the same users' rows (same row_begin and n_rows,
 // n_cols == Y.rows()). Users with no test item are skipped. Training items (the sparsity
 // pattern of `train`) are excluded from the top K and from the AUC negatives. Scores are
-// computed by a GEMM per block of 32 users; blocks run in parallel over `threads` (>= 1)
-// OpenMP threads. The sums are summed in row order: they do not depend on `threads`.
+// computed by a GEMM per block of users and tile of items, each tile consumed at once by a
+// streaming top K and the AUC counts (docs/metrics.md); blocks run in parallel over `threads`
+// (>= 1) OpenMP threads. The sums are summed in row order: they do not depend on `threads`.
 // Shape mismatches and bad indices: InputError; k < 1 or threads < 1: ConfigError.
 MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
                          const CsrBlock& test, int k, int threads);
+
+// The same evaluation as it was before the fused pass: a full row of scores per user, then the
+// per-user routine. Identical results; kept as the reference of the tests and bench_eval.
+MetricSums evaluate_rows_unfused(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                                 const CsrBlock& test, int k, int threads);
 
 // The same evaluation with one score vector for every user (the popularity baseline:
 // item_scores = popularity_scores(counts)). item_scores.size() must equal train.n_cols.
