@@ -66,8 +66,7 @@ struct UserState {
   std::vector<std::int32_t> pos;    // sorted distinct test items
   std::vector<std::int32_t> excl;   // sorted distinct training or test items
   std::vector<Real> excl_s, pos_s;  // their (sanitized) scores; pos_s sorted ascending
-  std::vector<Scored> heap;         // the top K so far; front = the worst kept
-  Real worst = 0;                   // its score, once the heap holds K items
+  std::vector<Scored> top;          // the top K so far, best first
   std::int64_t c2 = 0;              // 2 #(s_i < s_p) + #(s_i == s_p) over items i, positives p
   bool is_train(std::int32_t i) const { return std::binary_search(train.begin(), train.end(), i); }
 };
@@ -140,12 +139,14 @@ struct FusedWorker::Impl {
   // Scores of user j on `items` (all before last0) by the chain of Eigen's full panels, kLanes
   // items at a time from a transposed copy of their factors.
   void chain_scores(int j, const std::int32_t* items, Index n, Real* out) {
-    ybuf.assign(static_cast<std::size_t>(f * kLanes), Real(0));
+    ybuf.resize(static_cast<std::size_t>(f * kLanes));  // lanes past n hold stale values: ignored
     const Real* x = lhs.row(j).data();
     for (Index g = 0; g < n; g += kLanes) {
       const int m = static_cast<int>(std::min<Index>(kLanes, n - g));
-      for (int l = 0; l < kLanes; ++l)
-        for (Index d = 0; d < f; ++d) ybuf[d * kLanes + l] = l < m ? Y(items[g + l], d) : Real(0);
+      for (int l = 0; l < m; ++l) {
+        const Real* y = Y.row(items[g + l]).data();
+        for (Index d = 0; d < f; ++d) ybuf[d * kLanes + l] = y[d];
+      }
       Real acc[kLanes] = {};
       for (Index d = 0; d < f; ++d) {
         const Real xd = x[d];
@@ -178,52 +179,50 @@ struct FusedWorker::Impl {
       u.pos_s.push_back(u.excl_s[e]);
     }
     std::sort(u.pos_s.begin(), u.pos_s.end());
-    u.heap.clear();
+    u.top.clear();
     u.c2 = 0;
   }
 
   // The streaming top K over scores s of items [i0, i0 + n), visited by increasing item: once K
   // are kept, an item enters only with a score strictly above the worst kept (an equal score
-  // ranks after it), tested kLanes at a time.
+  // ranks after it); the test runs on kScanChunk scores at a time. The kept items
+  // stay sorted best first (K is small: an insertion moves a few entries).
+  static constexpr Index kScanChunk = 64;
+  static void insert(UserState& u, Real s, std::int32_t item, std::size_t kk) {
+    if (u.top.size() < kk) u.top.emplace_back();
+    std::size_t j = u.top.size() - 1;
+    const Scored e{s, item};
+    for (; j > 0 && Before{}(e, u.top[j - 1]); --j) u.top[j] = u.top[j - 1];
+    u.top[j] = e;
+  }
   void scan(UserState& u, const Real* s, Index i0, Index n) {
     const std::size_t kk = static_cast<std::size_t>(k);
-    const Before before;
     Index i = 0;
-    if (u.heap.size() < kk) {
-      for (; i < n && u.heap.size() < kk; ++i) {
-        const auto item = static_cast<std::int32_t>(i0 + i);
-        if (u.is_train(item)) continue;
-        u.heap.emplace_back(s[i], item);
-        std::push_heap(u.heap.begin(), u.heap.end(), before);
-      }
-      if (u.heap.size() < kk) return;
-      u.worst = u.heap.front().first;
+    for (; i < n && u.top.size() < kk; ++i) {
+      const auto item = static_cast<std::int32_t>(i0 + i);
+      if (!u.is_train(item)) insert(u, s[i], item, kk);
     }
+    if (u.top.size() < kk) return;
     auto enter = [&](Index b, Index e) {
       for (Index j = b; j < e; ++j) {
         const auto item = static_cast<std::int32_t>(i0 + j);
-        if (!(s[j] > u.worst) || u.is_train(item)) continue;
-        std::pop_heap(u.heap.begin(), u.heap.end(), before);
-        u.heap.back() = {s[j], item};
-        std::push_heap(u.heap.begin(), u.heap.end(), before);
-        u.worst = u.heap.front().first;
+        if (s[j] > u.top.back().first && !u.is_train(item)) insert(u, s[j], item, kk);
       }
     };
-    for (; i + kLanes <= n; i += kLanes) {
-      const Real worst = u.worst;
-      int any = 0;
-#pragma omp simd reduction(| : any)
-      for (int l = 0; l < kLanes; ++l) any |= s[i + l] > worst ? 1 : 0;
-      if (any) enter(i, i + kLanes);
+    for (; i + kScanChunk <= n; i += kScanChunk) {
+      const Real worst = u.top.back().first;
+      std::int32_t above = 0;  // a count, not a max: it vectorises without -ffast-math
+#pragma omp simd reduction(+ : above)
+      for (Index l = 0; l < kScanChunk; ++l) above += s[i + l] > worst ? 1 : 0;
+      if (above) enter(i, i + kScanChunk);
     }
     enter(i, n);
   }
 
   void finish_user(UserState& u, double* out) {
-    std::sort_heap(u.heap.begin(), u.heap.end(), Before{});
     std::vector<std::int32_t>& top = w.top;
     top.clear();
-    for (const Scored& e : u.heap) top.push_back(e.second);
+    for (const Scored& e : u.top) top.push_back(e.second);
     const RankStats r = rank_stats(top.data(), top.size(), u.pos.size(), k, [&u](std::int32_t item) {
       return std::binary_search(u.pos.begin(), u.pos.end(), item);
     });

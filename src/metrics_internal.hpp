@@ -122,7 +122,7 @@ void evaluate_user_row(const Real* scores, Index n_items, const CsrBlock& train,
 // scores of one tile of items at a time (a GEMM), each tile consumed at once by a streaming
 // top K and the AUC counts; no user's full score row is ever stored. `sub_block`: the users per
 // GEMM of the unfused evaluation; blocks given to run() start at multiples of it.
-constexpr Index kFusedUsers = 128;  // users per fused block (rounded down to sub_block multiples)
+constexpr Index kFusedUsers = 256;  // users per fused block (rounded down to sub_block multiples)
 class FusedWorker {
  public:
   FusedWorker(const FactorMatrix& X, const FactorMatrix& Y, const CsrBlock& train, const CsrBlock& test, int k,
