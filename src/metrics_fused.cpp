@@ -26,6 +26,10 @@
 #include <utility>
 #include <vector>
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
 #include "mfrec/metrics.hpp"
 #include "metrics_internal.hpp"
 
@@ -47,19 +51,25 @@ inline Real madd(Real a, Real b, Real c) {
 #endif
 }
 
+// Bit l: s[l] > t, for the 64 scores from s (sanitized: no NaN).
+inline std::uint64_t above_mask(const Real* s, Real t) {
+  std::uint64_t m = 0;
+#ifdef __AVX512F__
+  const __m512 tv = _mm512_set1_ps(t);
+  for (int q = 0; q < 4; ++q)
+    m |= static_cast<std::uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(s + 16 * q), tv, _CMP_GT_OQ)) << (16 * q);
+#else
+  for (int l = 0; l < 64; ++l) m |= static_cast<std::uint64_t>(s[l] > t ? 1 : 0) << l;
+#endif
+  return m;
+}
+
 Index tile_items(Index f) {
   const Index t = kTileFloats / std::max<Index>(1, f) / kPanel * kPanel;
   return std::max(kPanel, t);
 }
 
-// (score, item): "a ranks before b" as RanksBefore (metrics_internal.hpp): higher score, then the
-// smaller item.
-using Scored = std::pair<Real, std::int32_t>;
-struct Before {
-  bool operator()(const Scored& a, const Scored& b) const {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  }
-};
+using Scored = std::pair<Real, std::int32_t>;  // (score, item)
 
 struct UserState {
   std::vector<std::int32_t> train;  // sorted distinct training items: not ranked, not negatives
@@ -185,15 +195,17 @@ struct FusedWorker::Impl {
 
   // The streaming top K over scores s of items [i0, i0 + n), visited by increasing item: once K
   // are kept, an item enters only with a score strictly above the worst kept (an equal score
-  // ranks after it); the test runs on kScanChunk scores at a time. The kept items
+  // ranks after it); only the items above the worst kept at the start of each chunk of
+  // kScanChunk scores are visited (a bit mask). The kept items
   // stay sorted best first (K is small: an insertion moves a few entries).
   static constexpr Index kScanChunk = 64;
+  // Items come by increasing index, so a new one ranks before a kept one only with a strictly
+  // higher score (RanksBefore's tie rule).
   static void insert(UserState& u, Real s, std::int32_t item, std::size_t kk) {
     if (u.top.size() < kk) u.top.emplace_back();
     std::size_t j = u.top.size() - 1;
-    const Scored e{s, item};
-    for (; j > 0 && Before{}(e, u.top[j - 1]); --j) u.top[j] = u.top[j - 1];
-    u.top[j] = e;
+    for (; j > 0 && s > u.top[j - 1].first; --j) u.top[j] = u.top[j - 1];
+    u.top[j] = {s, item};
   }
   void scan(UserState& u, const Real* s, Index i0, Index n) {
     const std::size_t kk = static_cast<std::size_t>(k);
@@ -203,20 +215,16 @@ struct FusedWorker::Impl {
       if (!u.is_train(item)) insert(u, s[i], item, kk);
     }
     if (u.top.size() < kk) return;
-    auto enter = [&](Index b, Index e) {
-      for (Index j = b; j < e; ++j) {
-        const auto item = static_cast<std::int32_t>(i0 + j);
-        if (s[j] > u.top.back().first && !u.is_train(item)) insert(u, s[j], item, kk);
-      }
+    auto enter = [&](Index j) {
+      const auto item = static_cast<std::int32_t>(i0 + j);
+      if (s[j] > u.top.back().first && !u.is_train(item)) insert(u, s[j], item, kk);
     };
     for (; i + kScanChunk <= n; i += kScanChunk) {
-      const Real worst = u.top.back().first;
-      std::int32_t above = 0;  // a count, not a max: it vectorises without -ffast-math
-#pragma omp simd reduction(+ : above)
-      for (Index l = 0; l < kScanChunk; ++l) above += s[i + l] > worst ? 1 : 0;
-      if (above) enter(i, i + kScanChunk);
+      // Only the items above the worst kept when the chunk starts can enter (it only rises).
+      for (std::uint64_t m = above_mask(s + i, u.top.back().first); m != 0; m &= m - 1)
+        enter(i + __builtin_ctzll(m));
     }
-    enter(i, n);
+    for (; i < n; ++i) enter(i);
   }
 
   void finish_user(UserState& u, double* out) {
