@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
     const double flops = 2.0 * static_cast<double>(o.factors) * static_cast<double>(n_users) * static_cast<double>(n_items);
     auto gflops = [&](double s) { return flops / s * 1e-9; };
     const double g_all = gflops(gemm_blocks_seconds(X, Y, 128, n_items, o.threads, o.reps));
-    const Index tile = std::max<Index>(48, 98304 / o.factors / 48 * 48);  // metrics_fused.cpp's tile
+    const Index tile = std::min<Index>(2016, std::max<Index>(48, 98304 / o.factors / 48 * 48));  // metrics_fused.cpp's
     const double g_tile = gflops(gemm_blocks_seconds(X, Y, 256, tile, o.threads, o.reps));
     MetricSums fused, unfused;
     const double t_fused = best_seconds(o.reps, [&] { fused = evaluate_rows(X, Y, train, test, o.k, o.threads); });

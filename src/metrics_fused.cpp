@@ -38,6 +38,7 @@ namespace {
 
 constexpr Index kPanel = 48;         // a multiple of Eigen's float panel height (12, 24 or 48 items)
 constexpr Index kTileFloats = 98304;  // items per tile x factors: a tile of item factors is 384 KiB
+constexpr Index kMaxTile = 42 * kPanel;  // 2,016 items
 constexpr int kLanes = 16;            // items per vector of the chain scores
 constexpr std::size_t kAucLinearMaxPositives = 64;  // above: binary searches over sorted positives
 
@@ -64,9 +65,11 @@ inline std::uint64_t above_mask(const Real* s, Real t) {
   return m;
 }
 
+// Items per tile: kTileFloats / f, a multiple of kPanel, at most kMaxTile (a block's tile of
+// scores stays within 2 MiB at small f).
 Index tile_items(Index f) {
   const Index t = kTileFloats / std::max<Index>(1, f) / kPanel * kPanel;
-  return std::max(kPanel, t);
+  return std::min(kMaxTile, std::max(kPanel, t));
 }
 
 using Scored = std::pair<Real, std::int32_t>;  // (score, item)
