@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -52,15 +53,18 @@ inline Real madd(Real a, Real b, Real c) {
 #endif
 }
 
-// Bit l: s[l] > t, for the 64 scores from s (sanitized: no NaN).
+// Bit l: s[l] > t (or >= t), for the 64 scores from s (sanitized: no NaN).
+template <bool kOrEqual>
 inline std::uint64_t above_mask(const Real* s, Real t) {
   std::uint64_t m = 0;
 #ifdef __AVX512F__
   const __m512 tv = _mm512_set1_ps(t);
   for (int q = 0; q < 4; ++q)
-    m |= static_cast<std::uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(s + 16 * q), tv, _CMP_GT_OQ)) << (16 * q);
+    m |= static_cast<std::uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(s + 16 * q), tv, kOrEqual ? _CMP_GE_OQ
+                                                                                                   : _CMP_GT_OQ))
+         << (16 * q);
 #else
-  for (int l = 0; l < 64; ++l) m |= static_cast<std::uint64_t>(s[l] > t ? 1 : 0) << l;
+  for (int l = 0; l < 64; ++l) m |= static_cast<std::uint64_t>((kOrEqual ? s[l] >= t : s[l] > t) ? 1 : 0) << l;
 #endif
   return m;
 }
@@ -210,24 +214,45 @@ struct FusedWorker::Impl {
     for (; j > 0 && s > u.top[j - 1].first; --j) u.top[j] = u.top[j - 1];
     u.top[j] = {s, item};
   }
+  // A lower bound of the K-th best candidate's score, from the first tile: the smallest of the
+  // maxima of G >= K + t disjoint groups of its items (t: the user's training items there), so at
+  // least K candidates score at least that much; an item below it never reaches the top K. It
+  // saves most of the insertions of the first tile. -inf when the tile is too small.
+  static constexpr Index kMaxBoundGroups = 64;
+  Real first_bound(const UserState& u, const Real* s, Index n) const {
+    const Index t = std::lower_bound(u.train.begin(), u.train.end(), static_cast<std::int32_t>(n)) - u.train.begin();
+    const Index groups = (k + t + 15) / 16 * 16;  // group l: items l, l + groups, l + 2 groups, ...
+    const Index rows = groups > 0 ? n / groups : 0;
+    if (groups > kMaxBoundGroups || rows < 4) return -std::numeric_limits<Real>::infinity();
+    Real m[kMaxBoundGroups];
+    for (Index l = 0; l < groups; ++l) m[l] = s[l];
+    for (Index r = 1; r < rows; ++r) {
+      const Real* p = s + r * groups;
+#pragma omp simd
+      for (Index l = 0; l < groups; ++l) m[l] = p[l] > m[l] ? p[l] : m[l];
+    }
+    Real b = m[0];
+    for (Index l = 1; l < groups; ++l) b = m[l] < b ? m[l] : b;
+    return b;
+  }
+
   void scan(UserState& u, const Real* s, Index i0, Index n) {
     const std::size_t kk = static_cast<std::size_t>(k);
-    Index i = 0;
-    for (; i < n && u.top.size() < kk; ++i) {
-      const auto item = static_cast<std::int32_t>(i0 + i);
-      if (!u.is_train(item)) insert(u, s[i], item, kk);
-    }
-    if (u.top.size() < kk) return;
-    auto enter = [&](Index j) {
+    const Real bound = u.top.size() < kk && i0 == 0 ? first_bound(u, s, n) : -std::numeric_limits<Real>::infinity();
+    auto visit = [&](Index j) {
       const auto item = static_cast<std::int32_t>(i0 + j);
-      if (s[j] > u.top.back().first && !u.is_train(item)) insert(u, s[j], item, kk);
+      const bool candidate = u.top.size() < kk ? s[j] >= bound : s[j] > u.top.back().first;
+      if (candidate && !u.is_train(item)) insert(u, s[j], item, kk);
     };
+    Index i = 0;
     for (; i + kScanChunk <= n; i += kScanChunk) {
-      // Only the items above the worst kept when the chunk starts can enter (it only rises).
-      for (std::uint64_t m = above_mask(s + i, u.top.back().first); m != 0; m &= m - 1)
-        enter(i + __builtin_ctzll(m));
+      // Only these can enter: while filling, the scores >= the bound; then those above the worst
+      // kept when the chunk starts (it only rises, and it is >= the bound).
+      const std::uint64_t mask = u.top.size() < kk ? above_mask<true>(s + i, bound)
+                                                   : above_mask<false>(s + i, u.top.back().first);
+      for (std::uint64_t m = mask; m != 0; m &= m - 1) visit(i + __builtin_ctzll(m));
     }
-    for (; i < n; ++i) enter(i);
+    for (; i < n; ++i) visit(i);
   }
 
   void finish_user(UserState& u, double* out) {

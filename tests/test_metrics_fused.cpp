@@ -142,3 +142,30 @@ TEST(MetricsFused, IdenticalToTheLastRoundingStep) {
 }
 
 }  // namespace mfrec
+
+namespace mfrec {
+// The first tile's lower bound of the K-th best score counts the training items that may be among
+// its group maxima: here the 32 best items (one per group of 32) include 20 training items, and
+// the top 20 is the other 12 and the 8 best of the rest (the test items).
+TEST(MetricsFused, TrainingItemsAmongTheBestScoresOfTheFirstTile) {
+  const Index n_items = 3000, n_users = 40;
+  Case c;
+  c.X = FactorMatrix::Constant(n_users, 1, 1.0f);
+  c.Y.resize(n_items, 1);
+  std::mt19937 g(9);
+  std::uniform_real_distribution<float> u01(0, 1);
+  for (Index i = 0; i < n_items; ++i) c.Y(i, 0) = i < 32 ? 10.0f + 0.01f * static_cast<float>(i) : u01(g);
+  std::vector<std::int32_t> order(static_cast<std::size_t>(n_items - 32));
+  for (std::size_t j = 0; j < order.size(); ++j) order[j] = static_cast<std::int32_t>(32 + j);
+  std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) { return c.Y(a, 0) > c.Y(b, 0); });
+  std::vector<std::vector<std::int32_t>> tr(n_users), te(n_users);
+  for (Index u = 0; u < n_users; ++u) {
+    for (std::int32_t i = 0; i < 20; ++i) tr[u].push_back(i);
+    te[u].assign(order.begin(), order.begin() + 8);
+  }
+  c.train = block_of(tr, n_items);
+  c.test = block_of(te, n_items);
+  check(c, 20, "training items among the first tile's best");
+  EXPECT_DOUBLE_EQ(evaluate_rows(c.X, c.Y, c.train, c.test, 20, 1).mean().precision, 8.0 / 20);
+}
+}  // namespace mfrec
