@@ -200,9 +200,10 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
     if (!opt.checkpoint_dir.empty()) {
       ro.checkpoint = opt.checkpoint_dir + "/run-" + std::to_string(run.id) + ".h5";
       ro.signature = fmt::format("data {} alpha {} factors {} lambda {} solver {} iterations {} confidence {} wr {} "
-                                 "cg {} seed {} k {} knn {}", g.fingerprint, run.alpha, run.factors, run.regularization,
+                                 "cg {} seed {} k {} knn {} eval-users {}", g.fingerprint, run.alpha, run.factors, run.regularization,
                                  run.solver, fmt::join(run.iterations, ","), confidence_name(ro.train.als.confidence),
-                                 ro.train.als.scale_regularization, ro.train.als.cg_steps, ro.train.seed, ro.k, opt.knn_k);
+                                 ro.train.als.scale_regularization, ro.train.als.cg_steps, ro.train.seed, ro.k, opt.knn_k,
+                                 ro.eval_users);
     }
     if (g.gc.is_root())
       spdlog::info("[group {}] run {} ({}/{} handed out): alpha {}, factors {}, lambda {}, {}, iterations {}", g.group,
@@ -349,7 +350,8 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const std::
     data.knn = item_knn(gc, data.train, opt.knn_k, opt.base.train.threads);
     data.knn_seconds = gc.max(Comm::wtime() - t);
     const double t2 = Comm::wtime();
-    data.knn_view = evaluate_knn(gc, data.train, data.test, data.knn, data.popularity, opt.base.k, opt.base.train.threads);
+    data.knn_view = evaluate_knn(gc, data.train, data.test, data.knn, data.popularity, opt.base.k, opt.base.train.threads,
+                                 EvalSample{opt.base.eval_users, opt.base.train.seed});
     const double eval_seconds = gc.max(Comm::wtime() - t2);
     if (gc.is_root())
       spdlog::info("[group {}] item-kNN baseline: {} neighbours per item, {} lists computed in {:.2f} s, evaluated in "

@@ -143,7 +143,7 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
       auto t = trainer->timer().scope("evaluation");
       const FactorMatrix Y = trainer->gather_item_factors();  // items are the small side
       res.evaluations.push_back(evaluate(comm, data.train, data.test, trainer->local_user_factors(), Y, data.popularity,
-                                         opt.k, opt.train.threads));
+                                         opt.k, opt.train.threads, nullptr, EvalSample{opt.eval_users, opt.train.seed}));
       if (!data.knn.empty()) {  // the kNN view depends on the data only: evaluated once per group
         res.evaluations.back().knn = data.knn_view;
         res.evaluations.back().knn_k = data.knn.k;

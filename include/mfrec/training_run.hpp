@@ -18,6 +18,7 @@ struct RunOptions {
   TrainConfig train;
   std::vector<int> eval_at;  // iteration counts to evaluate at (sorted, unique; the last = iterations)
   int k = 20;
+  Index eval_users = 0;      // evaluate a seeded sample of this many test users (train.seed); 0: all
   int loss_every = 0;        // 0: never
   bool progress = true;      // per-iteration progress on rank 0
   std::string label;         // prefix for progress lines
