@@ -113,6 +113,7 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
       throw InputError(opt.checkpoint + ": factor matrices of the wrong shape for this data");
     f.read_rows("/user_factors", ub, X.rows(), X.data());  // this rank's rows only
     f.read_rows("/item_factors", ib, Y.rows(), Y.data());
+    f.require<double>("/evaluations", 2, static_cast<Index>(kEvaluationFields));  // rows as this version writes them
     auto rows = f.read_all<double>("/evaluations");
     for (std::size_t i = 0; i + kEvaluationFields <= rows.size(); i += kEvaluationFields)
       res.evaluations.push_back(evaluation_from_row(&rows[i]));
