@@ -4,8 +4,13 @@
 //
 //   bench_ann [--items 246500] [--factors 64] [--queries 2000] [--n 20] [--seen 30] [--ef 128]
 //             [--m 16] [--ef-construction 200] [--threads 0] [--index FILE (write it / reuse it)]
+//   bench_ann --model-out FILE [--users 20000] [--items ..] [--factors ..] [--seen ..]
+//             writes a model file with the same synthetic item factors (and that many users with
+//             their seen items) for bench/bench_serve.sh, and exits
 //
-// The factors are synthetic (ann_synthetic.hpp): clustered directions, log-normal norms.
+// The factors are synthetic (ann_synthetic.hpp): clustered directions, log-normal norms. The item
+// factors depend only on --items, --factors and the fixed seed, so an --index written by one run
+// fits the model another run writes.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,7 +22,10 @@
 
 #include "mfrec/ann.hpp"
 #include "mfrec/ann_synthetic.hpp"
+#include "mfrec/comm.hpp"
+#include "mfrec/error.hpp"
 #include "mfrec/metrics.hpp"
+#include "mfrec/model.hpp"
 
 using namespace mfrec;
 using Clock = std::chrono::steady_clock;
@@ -29,10 +37,53 @@ double pct(std::vector<double> v, double q) {
   return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
 }
 
+// A model file around synthetic factors: users U0000000.., items I0000000.. in 20 categories,
+// /seen from the synthetic seen lists (confidence 1), popularity counted from them.
+void write_synthetic_model(const Comm& comm, const std::string& path, const SyntheticFactors& s) {
+  const Index nu = s.users.rows(), ni = s.items.rows();
+  CsrBlock seen;
+  seen.n_rows_global = nu;
+  seen.n_cols = ni;
+  std::vector<Index> popularity(static_cast<std::size_t>(ni), 0);
+  std::vector<std::string> user_ids;
+  char buf[32];
+  for (Index u = 0; u < nu; ++u) {
+    for (auto i : s.seen[static_cast<std::size_t>(u)]) {
+      seen.indices.push_back(i);
+      seen.data.push_back(1.0f);
+      ++popularity[static_cast<std::size_t>(i)];
+    }
+    seen.indptr.push_back(static_cast<std::int64_t>(seen.indices.size()));
+    std::snprintf(buf, sizeof buf, "U%07ld", static_cast<long>(u));
+    user_ids.emplace_back(buf);
+  }
+  dataset::ItemTable t;
+  t.resize(static_cast<std::size_t>(ni));
+  for (Index i = 0; i < ni; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    std::snprintf(buf, sizeof buf, "I%07ld", static_cast<long>(i));
+    t.id[k] = buf;
+    t.name[k] = std::string("Synthetic item ") + buf;
+    t.category[k] = "category" + std::to_string(i % 20);
+    t.style[k] = "style" + std::to_string(i % 7);
+    t.description[k] = "A synthetic item for the ANN benchmark.";
+    t.gender_affinity[k] = "";
+    t.price[k] = 1.0f + static_cast<float>(i % 100);
+  }
+  ModelMeta meta;
+  meta.als.factors = static_cast<int>(s.items.cols());
+  meta.dataset = "synthetic (bench_ann)";
+  meta.created = utc_now_iso();
+  ModelParts parts{&s.users, &s.items, &seen, user_ids, &t, &popularity};
+  write_model(path, comm, parts, meta);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  long items = 246500, queries = 2000;
+  return run_program("bench_ann", argc, argv, [&](Comm& comm) -> int {
+  long items = 246500, queries = 2000, users = 20000;
+  std::string model_out;
   int factors = 64, n = 20, seen = 30, ef = kAnnDefaultEf;
   AnnParams p;
   std::string index_path;
@@ -50,7 +101,15 @@ int main(int argc, char** argv) {
     else if (a == "--threads") p.threads = std::atoi(v);
     else if (a == "--index") index_path = v;
     else if (a == "--metric") p.metric = v;
-    else { std::fprintf(stderr, "bench_ann: unknown option %s\n", a.c_str()); return 2; }
+    else if (a == "--model-out") model_out = v;
+    else if (a == "--users") users = std::atol(v);
+    else throw ConfigError("unknown option " + a);
+  }
+  if (!model_out.empty()) {
+    write_synthetic_model(comm, model_out, synthetic_factors(items, factors, users, seen, 12345));
+    std::printf("bench_ann: %ld users x %ld items x %d factors written to %s\n", users, items, factors,
+                model_out.c_str());
+    return 0;
   }
   const SyntheticFactors s = synthetic_factors(items, factors, queries, seen, 12345);
   std::printf("== bench_ann: %ld items x %d factors (synthetic: clustered, log-normal norms %.2f..%.2f), %ld queries, "
@@ -112,4 +171,5 @@ int main(int argc, char** argv) {
               hit_sim / total, ef, pct(t_sim_exact, 0.5) * 1e3, pct(t_sim_exact, 0.99) * 1e3, pct(t_sim_ann, 0.5) * 1e3,
               pct(t_sim_ann, 0.99) * 1e3);
   return 0;
+  });
 }
