@@ -138,7 +138,8 @@ int body(mfrec::Comm& comm, int argc, char** argv) {
   if (cmd == "build-index" && cli.given("model")) {  // a model file outside any registry
     if (output.empty()) output = ann_index_path(model);
     std::vector<PathArg> paths = cli.paths();
-    paths.push_back({"output", output, PathRole::OutputFile});
+    for (auto& p : paths)
+      if (p.option == "output") p.path = output;  // the default too
     check_paths(paths);
     const Model m = read_model(model);
     const AnnIndex index = AnnIndex::build(m.item_factors, ap);
