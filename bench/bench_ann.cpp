@@ -78,10 +78,7 @@ void write_synthetic_model(const Comm& comm, const std::string& path, const Synt
   write_model(path, comm, parts, meta);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  return run_program("bench_ann", argc, argv, [&](Comm& comm) -> int {
+int body(Comm& comm, int argc, char** argv) {
   long items = 246500, queries = 2000, users = 20000;
   std::string model_out;
   int factors = 64, n = 20, seen = 30, ef = kAnnDefaultEf;
@@ -119,12 +116,12 @@ int main(int argc, char** argv) {
 
   auto t0 = Clock::now();
   struct stat st {};
-  AnnIndex index = (!index_path.empty() && ::stat(index_path.c_str(), &st) == 0) ? AnnIndex::load(index_path, s.items)
-                                                                                  : AnnIndex::build(s.items, p);
+  const bool reuse = !index_path.empty() && ::stat(index_path.c_str(), &st) == 0;
+  AnnIndex index = reuse ? AnnIndex::load(index_path, s.items) : AnnIndex::build(s.items, p);
   const double build_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (!index_path.empty() && ::stat(index_path.c_str(), &st) != 0) index.save(index_path);
-  std::printf("index (M=%d, ef_construction=%d): %.1f s to %s\n", index.params().m, index.params().ef_construction,
-              build_s, index_path.empty() || build_s > 5 ? "build" : "load");
+  if (!index_path.empty() && !reuse) index.save(index_path);
+  std::printf("index (M=%d, ef_construction=%d, metric %s): %.1f s to %s\n", index.params().m,
+              index.params().ef_construction, index.params().metric.c_str(), build_s, reuse ? "load" : "build");
   index.set_ef(ef);
 
   FactorMatrix unit = s.items;
@@ -171,5 +168,10 @@ int main(int argc, char** argv) {
               hit_sim / total, ef, pct(t_sim_exact, 0.5) * 1e3, pct(t_sim_exact, 0.99) * 1e3, pct(t_sim_ann, 0.5) * 1e3,
               pct(t_sim_ann, 0.99) * 1e3);
   return 0;
-  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_program("bench_ann", argc, argv, [&](Comm& comm) { return body(comm, argc, argv); });
 }

@@ -71,11 +71,11 @@ std::string graph_bytes(Graph& g) {
   return slurp(f.path(), "index section");
 }
 
-std::unique_ptr<Graph> graph_from(hnswlib::SpaceInterface<float>* space, const std::string& bytes) {
+std::unique_ptr<Graph> graph_from(hnswlib::SpaceInterface<float>* space, const char* bytes, std::size_t n) {
   MemFile f;
   {
     std::ofstream out(f.path(), std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.write(bytes, static_cast<std::streamsize>(n));
     if (!out.flush()) throw IoError("cannot write an index section to memory");
   }
   return std::make_unique<Graph>(space, f.path());
@@ -200,8 +200,13 @@ void AnnIndex::save(const std::string& path) const {
   h["max_norm"] = impl_->max_norm;
   h["m"] = impl_->params.m;
   h["ef_construction"] = impl_->params.ef_construction;
-  h["sections"] = {{{"name", "top"}, {"metric", impl_->mips_l2 ? "l2-mips" : "ip"}, {"bytes", top.size()}, {"checksum", crc_of(top.data(), top.size())}},
-                   {{"name", "similar"}, {"metric", "cosine"}, {"bytes", similar.size()},
+  h["sections"] = {{{"name", "top"},
+                    {"metric", impl_->mips_l2 ? "l2-mips" : "ip"},
+                    {"bytes", top.size()},
+                    {"checksum", crc_of(top.data(), top.size())}},
+                   {{"name", "similar"},
+                    {"metric", "cosine"},
+                    {"bytes", similar.size()},
                     {"checksum", crc_of(similar.data(), similar.size())}}};
   const std::string header = h.dump();
   AtomicFile out(path);
@@ -228,7 +233,7 @@ AnnIndex AnnIndex::load(const std::string& path, const FactorMatrix& items) {
   if (length > bytes.size() - kFixed) throw bad("truncated ANN index (header)");
   auto impl = std::make_unique<Impl>();
   std::size_t at = kFixed + length;
-  std::string top, similar;
+  std::size_t offset[2] = {0, 0}, size[2] = {0, 0};  // of the sections in `bytes`
   try {
     const auto h = nlohmann::json::parse(bytes.substr(kFixed, length));
     if (h.at("format").get<std::string>() != kAnnFormat) throw bad("not an mfrec ANN index");
@@ -246,13 +251,13 @@ AnnIndex AnnIndex::load(const std::string& path, const FactorMatrix& items) {
     for (std::size_t s = 0; s < 2; ++s) {
       const auto n = sections[s].at("bytes").get<std::size_t>();
       if (n > bytes.size() - at) throw bad("truncated ANN index (section " + std::to_string(s) + ")");
-      std::string part = bytes.substr(at, n);
+      offset[s] = at;
+      size[s] = n;
       at += n;
-      const std::string sum = crc_of(part.data(), part.size()), want = sections[s].at("checksum").get<std::string>();
+      const std::string sum = crc_of(bytes.data() + offset[s], n), want = sections[s].at("checksum").get<std::string>();
       if (sum != want)
         throw bad("checksum mismatch in ANN index section '" + sections[s].at("name").get<std::string>() + "' (" + sum +
                   ", header " + want + "): the file is corrupt; rebuild it");
-      (s == 0 ? top : similar) = std::move(part);
     }
   } catch (const nlohmann::json::exception& e) {
     throw bad(std::string("malformed ANN index header: ") + e.what());
@@ -265,8 +270,8 @@ AnnIndex AnnIndex::load(const std::string& path, const FactorMatrix& items) {
   impl->top_space = top_space(impl->mips_l2, impl->f);
   impl->similar_space = std::make_unique<hnswlib::InnerProductSpace>(static_cast<std::size_t>(impl->f));
   try {
-    impl->top = graph_from(impl->top_space.get(), top);
-    impl->similar = graph_from(impl->similar_space.get(), similar);
+    impl->top = graph_from(impl->top_space.get(), bytes.data() + offset[0], size[0]);
+    impl->similar = graph_from(impl->similar_space.get(), bytes.data() + offset[1], size[1]);
   } catch (const std::runtime_error& e) {
     throw bad(std::string("cannot load the ANN graphs: ") + e.what());
   }

@@ -47,7 +47,8 @@ SyntheticFactors synthetic_factors(Index n_items, int factors, Index n_users, in
   fill(out.items, centres, item_cluster, s, -1.0, 0.5);
   fill(out.users, centres, user_cluster, s, 0.0, 0.3);
   std::vector<std::vector<std::int32_t>> by_cluster(static_cast<std::size_t>(clusters));
-  for (Index i = 0; i < n_items; ++i) by_cluster[static_cast<std::size_t>(item_cluster[i])].push_back(static_cast<std::int32_t>(i));
+  for (Index i = 0; i < n_items; ++i)
+    by_cluster[static_cast<std::size_t>(item_cluster[static_cast<std::size_t>(i)])].push_back(static_cast<std::int32_t>(i));
   out.seen.resize(static_cast<std::size_t>(n_users));
   for (Index u = 0; u < n_users; ++u) {
     auto& v = out.seen[static_cast<std::size_t>(u)];
