@@ -1,6 +1,6 @@
 // The ANN index (ann.hpp): recall against exact search on a synthetic catalogue, seen items
 // filtered, the file's checks (corrupt, truncated, built for another model), the Recommender's
-// --ann policy, and the registry's checksummed index.
+// --ann policy, the registry's checksummed index, and the server's reloads as indexes appear.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include "mfrec/model.hpp"
 #include "mfrec/recommend.hpp"
 #include "mfrec/registry.hpp"
+#include "mfrec/serve.hpp"
 #include "test_data.hpp"
 #include "test_model.hpp"
 
@@ -261,4 +262,38 @@ TEST(Ann, RegistryIndexIsPublishedWithTheModelAndChecksummed) {
   EXPECT_EQ(reg.build_index("m:1", p).ann_file, "m/v1.ann");
   EXPECT_NE(Recommender::load(resolve_model("", dir, "m:1"), on)->ann(), nullptr);
   EXPECT_EQ(reg.find("m:1").stages, std::vector<std::string>{"candidate"});  // the rest of the entry kept
+}
+
+TEST(Ann, TheServerReloadsWhenAnIndexIsBuiltAndRetriesAVersionOnceItHasOne) {
+  using namespace mfrec::serve;
+  const std::string dir = "ann_unit_reload_registry";
+  fs::remove_all(dir);
+  Registry reg(dir);
+  reg.publish(model_path(), "m", {"production"});
+  ModelHolder holder;
+  Metrics metrics;
+  // --ann on: a version without an index is not served.
+  EXPECT_THROW(Reloader(holder, metrics, "", dir, "m@production", {AnnMode::kOn}), InputError);
+  // --ann auto (threshold 10 items): exact search until the version gets its index.
+  Reloader reloader(holder, metrics, "", dir, "m@production", {AnnMode::kAuto, 10});
+  EXPECT_EQ(holder.get()->ann(), nullptr);
+  reloader.poll();
+  EXPECT_EQ(metrics.reloads(), 0u);
+  reg.build_index("m:1", AnnParams{});
+  reloader.poll();
+  EXPECT_EQ(metrics.reloads(), 1u);
+  ASSERT_NE(holder.get()->ann(), nullptr) << "the new index of the version served is picked up";
+
+  ModelHolder strict_holder;
+  Metrics strict_metrics;
+  Reloader strict(strict_holder, strict_metrics, "", dir, "m@production", {AnnMode::kOn});
+  reg.publish(model_path(), "m", {"production"});  // v2 without an index: refused, v1 kept
+  strict.poll();
+  strict.poll();  // not retried while nothing changes
+  EXPECT_EQ(strict_holder.get()->source().version, 1);
+  EXPECT_EQ(strict_metrics.reload_failures(), 1u);
+  reg.build_index("m:2", AnnParams{});  // its index appears: retried
+  strict.poll();
+  EXPECT_EQ(strict_holder.get()->source().version, 2);
+  EXPECT_NE(strict_holder.get()->ann(), nullptr);
 }
