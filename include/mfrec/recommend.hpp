@@ -83,7 +83,8 @@ class Recommender {
 
   // The top n by x_u . y_i, leaving out the user's training items. A user without history gets
   // the popular list (source "popular"). 1 <= n (else ConfigError); fewer come back when fewer
-  // items are left.
+  // items are left. With an ANN index (ann()), top N, fold-in and similar items take their
+  // candidates from it (approximate), with exact scores and the same order and exclusions.
   ItemList for_user_row(Index row, int n) const;
   // As for_user_row; an unknown id gets the popular list (source "popular").
   ItemList for_user(const std::string& id, int n) const;
