@@ -74,7 +74,7 @@ void write_synthetic_model(const Comm& comm, const std::string& path, const Synt
   meta.als.factors = static_cast<int>(s.items.cols());
   meta.dataset = "synthetic (bench_ann)";
   meta.created = utc_now_iso();
-  ModelParts parts{&s.users, &s.items, &seen, user_ids, &t, &popularity};
+  ModelParts parts{&s.users, &s.items, 0, &seen, user_ids, &t, &popularity};  // one rank: every row is local
   write_model(path, comm, parts, meta);
 }
 
