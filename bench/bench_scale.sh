@@ -5,6 +5,19 @@
 #
 #   bash bench/bench_scale.sh [--sizes "1 10 100"] [--ranks "1 2"] [--iterations "3"] [--factors 64]
 #                             [--test-fraction "0.0002"] [--build DIR] [--scratch DIR] [--keep]
+#                             [--exchange "allgather sparse"] [--eval-users N]
+#
+#   --exchange       the exchange ladder instead: each size is generated and prepared ONCE (on the
+#                    first rank count), then mfrec_dist trains it on every rank count with each
+#                    --exchange mode given: peak RSS per rank (max and mean), the report's bytes
+#                    sent + received per rank per iteration (exchange and allreduce; max and mean
+#                    over ranks), and the issue-11 targets checked against the first rank count
+#                    and the allgather: RSS(P) <= 1.5 RSS(1)/P + 150 MB, sparse bytes <= 1/4 of the
+#                    allgather's. A run whose replicated factors alone would not fit in the
+#                    machine's memory (P x 2 x (users + items) x f x 4 bytes) is skipped, and says so.
+#                    Oversubscribed rank counts (more ranks than cores) give meaningless times;
+#                    memory and bytes are exact.
+#   --eval-users     passed to mfrec_dist when given (evaluate a sample of N test users)
 #
 #   --sizes          multiples k of the default data set: k*100,000 users, k*2,465 items,
 #                    k*800,000 events (users, items and events scaled together)  [1 10 100]
@@ -41,7 +54,7 @@
 # BW_GBS GB/s per rank (default 10) with the solve at RATES GFLOP/s per rank (default "5 20 50").
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-SIZES="1 10 100" RANKS="1 2" ITERS="3" FACTORS=64 TESTF="0.0002" BUILD="" SCRATCH="" KEEP=0
+SIZES="1 10 100" RANKS="1 2" ITERS="3" FACTORS=64 TESTF="0.0002" BUILD="" SCRATCH="" KEEP=0 EXCH="" EVAL_USERS=""
 while (($#)); do
   case "$1" in
     --sizes) SIZES="$2"; shift 2 ;;
@@ -52,7 +65,9 @@ while (($#)); do
     --build) BUILD="$2"; shift 2 ;;
     --scratch) SCRATCH="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --exchange) EXCH="$2"; shift 2 ;;
+    --eval-users) EVAL_USERS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,56p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_scale: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -84,6 +99,66 @@ source "$(dirname "$0")/lib.sh"
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 cores=$(nproc)
+if [ -n "$EXCH" ]; then
+  for m in $EXCH; do [[ "$m" =~ ^(allgather|sparse|auto)$ ]] || { echo "bench_scale: bad --exchange mode '$m'" >&2; exit 2; }; done
+  set -- $RANKS
+  first_r=$1
+  mem_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+  echo "== mfrec exchange ladder: sizes '$SIZES' x ranks '$RANKS' x exchange '$EXCH'; f = $FACTORS, iterations '$ITERS'," \
+    "1 thread per rank; $cores cores, $(free -g | awk '/^Mem:/ {print $2}') GiB ($((mem_kb / 1024)) MB available);" \
+    "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  fmtx="%-4s %2s %-9s %5s | %7s | %8s %8s | %10s %10s | %10s %10s | %s\n"
+  printf "$fmtx" size rk exchange load s/iter "RSS max" "RSS mean" "exch MB" "exch max" "allred MB" "allred max" "targets"
+  declare -A XR XB
+  extra=()
+  [ -n "$EVAL_USERS" ] && extra=(--eval-users "$EVAL_USERS")
+  for idx in "${!SIZE_A[@]}"; do
+    s=${SIZE_A[$idx]}
+    iters=$(per_size ITER_A "$idx") tf=$(per_size TESTF_A "$idx")
+    users=$((s * 100000)) items=$((s * 2465)) events=$((s * 800000))
+    run gen "$first_r" "$gen" --users "$users" --items "$items" --events "$events" -o "$work/data_${s}x.h5" -q
+    run prep "$first_r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" -q
+    rm -f "$work/data_${s}x.h5"
+    for r in $RANKS; do
+      for m in $EXCH; do
+        need_kb=$(( r * 2 * (users + items) * FACTORS * 4 / 1024 ))
+        if [ "$m" = allgather ] && ((need_kb > mem_kb)); then
+          printf "$fmtx" "${s}x" "$r" "$m" - - - - - - - - "skipped: the replicated factors alone need $((need_kb / 1024)) MB"
+          continue
+        fi
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        rm -f "$work/report.json"
+        run dist "$r" "$dist" --data "$work/prep_${s}x.h5" --factors "$FACTORS" --regularization 10 --alpha 40 \
+          --solver cg --iterations "$iters" --threads 1 --exchange "$m" --knn-k 0 --output "" \
+          --report "$work/report.json" "${extra[@]}"
+        j="$work/report_${s}x_${r}_${m}.json"
+        cp "$work/report.json" "$j"
+        rss_mean=$(tr '/' '\n' <<<"$RSS_ALL" | awk '{ t += $1 } END { printf "%.0f", t / NR }')
+        # bytes per rank per iteration, sent + received: mean and max (of the per-rank maxima)
+        b() { jq -r --arg p "$1" '.bytes_per_iteration[$p] | "\((.sent.mean + .received.mean) / 1e6) \((.sent.max + .received.max) / 1e6)"' "$j"; }
+        read -r exm exx < <(b exchange)
+        read -r arm arx < <(b allreduce)
+        XR[$s,$r,$m]=$RSS_MAX XB[$s,$r,$m]=$exx
+        tgt=""
+        if [ -n "${XR[$s,$first_r,$m]:-}" ] && [ "$r" != "$first_r" ]; then
+          lim=$(calc %.0f "1.5 * ${XR[$s,$first_r,$m]} * $first_r / $r + 150")
+          tgt+="RSS $RSS_MAX vs limit $lim MB: $( ((RSS_MAX <= lim)) && echo met || echo MISSED)"
+        fi
+        if [ "$m" = sparse ] && [ -n "${XB[$s,$r,allgather]:-}" ]; then
+          ratio=$(calc %.3f "$exx / (${XB[$s,$r,allgather]} + 1e-12)")
+          tgt+="${tgt:+; }bytes sparse/allgather $ratio"
+        fi
+        printf "$fmtx" "${s}x" "$r" "$(jq -r .exchange "$j")" "$load" "$(calc %.3f "$(jq .seconds_per_iteration "$j")")" \
+          "$RSS_MAX" "$rss_mean" "$(calc %.2f "$exm")" "$(calc %.2f "$exx")" "$(calc %.3f "$arm")" "$(calc %.3f "$arx")" "$tgt"
+      done
+    done
+    [ "$KEEP" -eq 1 ] || rm -f "$work/prep_${s}x.h5"
+  done
+  echo "(RSS: peak per rank, MB, max and mean over ranks; exch / allred: MB sent + received per rank per"
+  echo " iteration, mean over ranks and the busiest rank, from the report's bytes_per_iteration)"
+  echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
 echo "== mfrec scale ladder: sizes '$SIZES' x ranks '$RANKS'; f = $FACTORS, iterations '$ITERS'," \
   "test fraction '$TESTF', 1 thread per rank; $cores cores, $(free -g | awk '/^Mem:/ {print $2}') GiB;" \
   "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); scratch $work"
@@ -112,11 +187,11 @@ for idx in "${!SIZE_A[@]}"; do
     IT[$s,$r]=$(jq '.seconds_per_iteration' "$j") NNZ[$s]=$(jq '.data.nnz_train' "$j")
     EV[$s,$r]=$(jq '.phases.evaluation.max' "$j")
     ph() { jq -r --arg p "$1" --argjson n "$iters" '.phases[$p] | "\(.min / $n) \(.mean / $n) \(.max / $n)"' "$j"; }
-    for p in solve gram allreduce allgather; do PH[$s,$r,$p]=$(ph $p); done
+    for p in solve gram allreduce exchange; do PH[$s,$r,$p]=$(ph $p); done
     mean() { awk '{ printf "%.3f", $2 }' <<<"${PH[$s,$r,$1]}"; }
     SOLVE[$s,$r]=$(awk '{ print $2 }' <<<"${PH[$s,$r,solve]}")
     printf "$fmt" "${s}x" "$r" "$load" "${NNZ[$s]}" "${GT[$s,$r]}" "${PT[$s,$r]}" "$(calc %.3f "${IT[$s,$r]}")" \
-      "$(mean solve)" "$(mean gram)" "$(mean allreduce)" "$(mean allgather)" "$(calc %.2f "${EV[$s,$r]}")" "$dt" \
+      "$(mean solve)" "$(mean gram)" "$(mean allreduce)" "$(mean exchange)" "$(calc %.2f "${EV[$s,$r]}")" "$dt" \
       "$grss" "$prss" "$drss" "$floor"
   done
   [ "$KEEP" -eq 1 ] || rm -f "$work/data_${s}x.h5" "$work/prep_${s}x.h5"
@@ -128,12 +203,12 @@ echo " RSS: peak per rank in MB, r0/r1/...; factors: (users + items) x f x 4 byt
 echo
 echo "== phases per iteration, min / mean / max over ranks (s); solve GFLOP per iteration (model) and GF/s per rank"
 fmt3="%-4s %2s | %-23s %-23s %-23s %-23s | %8s %9s\n"
-printf "$fmt3" size rk solve gram allreduce allgather "GFLOP/it" "GF/s/rank"
+printf "$fmt3" size rk solve gram allreduce exchange "GFLOP/it" "GF/s/rank"
 for s in $SIZES; do
   for r in $RANKS; do
     tri() { awk '{ printf "%.3f / %.3f / %.3f", $1, $2, $3 }' <<<"${PH[$s,$r,$1]}"; }
     gf=$(calc %.2f "(4 * (2 * $FACTORS^2 * ${ROWS[$s]} + 4 * $FACTORS * 2 * ${NNZ[$s]}) + 30 * $FACTORS * ${ROWS[$s]}) / 1e9")
-    printf "$fmt3" "${s}x" "$r" "$(tri solve)" "$(tri gram)" "$(tri allreduce)" "$(tri allgather)" "$gf" \
+    printf "$fmt3" "${s}x" "$r" "$(tri solve)" "$(tri gram)" "$(tri allreduce)" "$(tri exchange)" "$gf" \
       "$(calc %.2f "$gf / $r / ${SOLVE[$s,$r]}")"
   done
 done

@@ -469,12 +469,12 @@ void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMa
 // ---- public API --------------------------------------------------------------------------------
 
 void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
-                     int threads) {
+                     int threads, Index origin) {
   using RowMatD = Eigen::Matrix<double, Dynamic, Dynamic, Eigen::RowMajor>;
   kernel_path();  // chosen here, outside the parallel region: a bad MFREC_KERNELS throws cleanly
   const Index f = Y.cols();
   if (out.size() == 0) out = Eigen::MatrixXd::Zero(f, f);
-  if (out.rows() != f || out.cols() != f || begin < 0 || end > Y.rows())
+  if (out.rows() != f || out.cols() != f || origin < 0 || begin < origin || end > origin + Y.rows())
     throw Error("gram_accumulate: inconsistent shapes or row range");
   if (end <= begin || f == 0) return;
   const Index ld = round_up(f, kPad);
@@ -496,7 +496,7 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
       const Index t_end = std::min(end, (first_task + task + 1) * kGramSpan);
       for (Index c0 = t_begin; c0 < t_end; c0 = (c0 / kGramChunk + 1) * kGramChunk) {
         const Index n = std::min((c0 / kGramChunk + 1) * kGramChunk, t_end) - c0;
-        const float* base = Y.data() + c0 * f;
+        const float* base = Y.data() + (c0 - origin) * f;
         Index ldy = f;
         if (copy) {
           for (Index i = 0; i < n; ++i) std::memcpy(&buf[i * ld], base + i * f, sizeof(float) * f);
@@ -524,11 +524,18 @@ void gram_accumulate_share(const FactorMatrix& Y, Index begin, Index end, Eigen:
                            int threads) {
   if (begin < 0 || end < begin || end > Y.rows())
     throw Error("gram_accumulate_share: row range outside Y");
-  // Whole chunks only: a chunk belongs to the share that holds its first row.
-  const Index b = std::min(round_up(begin, kGramChunk), Y.rows());
-  const Index e = end == Y.rows() ? end : std::min(round_up(end, kGramChunk), Y.rows());
+  const auto [b, e] = gram_share_rows(begin, end, Y.rows());
   gram_accumulate(Y, b, std::max(b, e), out, threads);
 }
+
+std::pair<Index, Index> gram_share_rows(Index begin, Index end, Index n_rows) {
+  // Whole chunks only: a chunk belongs to the share that holds its first row.
+  const Index b = std::min(round_up(begin, kGramChunk), n_rows);
+  const Index e = end == n_rows ? end : std::min(round_up(end, kGramChunk), n_rows);
+  return {b, e};
+}
+
+Index gram_chunk_start(Index row) { return row / kGramChunk * kGramChunk; }
 
 void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                 const AlsParams& p, FactorMatrix& X, int threads) {

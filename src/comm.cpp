@@ -23,6 +23,14 @@ int Comm::checked_count(std::size_t n) {
   return static_cast<int>(n);
 }
 
+Comm::RowType::RowType(std::int64_t width, MPI_Datatype value) {
+  check_mpi(MPI_Type_contiguous(checked_count(static_cast<std::size_t>(width)), value, &type), "MPI_Type_contiguous");
+  if (int rc = MPI_Type_commit(&type); rc != MPI_SUCCESS) {
+    MPI_Type_free(&type);
+    check_mpi(rc, "MPI_Type_commit");
+  }
+}
+
 Comm::Comm(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
   check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   check_mpi(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
@@ -32,7 +40,7 @@ Comm Comm::world() { return Comm(MPI_COMM_WORLD, false); }
 
 Comm::Comm(Comm&& other) noexcept
     : comm_(std::exchange(other.comm_, MPI_COMM_NULL)), owned_(std::exchange(other.owned_, false)),
-      rank_(other.rank_), size_(other.size_) {}
+      rank_(other.rank_), size_(other.size_), traffic_(other.traffic_) {}
 
 Comm& Comm::operator=(Comm&& other) noexcept {
   if (this != &other) {
@@ -41,6 +49,7 @@ Comm& Comm::operator=(Comm&& other) noexcept {
     owned_ = std::exchange(other.owned_, false);
     rank_ = other.rank_;
     size_ = other.size_;
+    traffic_ = other.traffic_;
   }
   return *this;
 }
@@ -150,10 +159,100 @@ std::vector<std::string> scatter_strings(const std::vector<std::string>& all, co
   return out;
 }
 
+RowPlan::RowPlan(int ranks, const std::vector<std::vector<int>>& send_rows, const std::vector<std::int64_t>& recv_counts,
+                 const std::vector<std::int64_t>& recv_displs, std::int64_t width) {
+  const Comm::RowType row(width, MPI_FLOAT);
+  const auto row_bytes = static_cast<MPI_Aint>(width * static_cast<std::int64_t>(sizeof(float)));
+  send_types_.assign(ranks, MPI_DATATYPE_NULL);
+  recv_types_.assign(ranks, MPI_DATATYPE_NULL);
+  counts_.assign(ranks, 0);
+  zero_displs_.assign(ranks, 0);
+  try {
+    for (int r = 0; r < ranks; ++r) {
+      const auto& rows = send_rows[r];
+      check_mpi(MPI_Type_create_indexed_block(static_cast<int>(rows.size()), 1, rows.data(), row.type, &send_types_[r]),
+                "MPI_Type_create_indexed_block");
+      check_mpi(MPI_Type_commit(&send_types_[r]), "MPI_Type_commit");
+      const int one = 1;
+      const MPI_Aint at = static_cast<MPI_Aint>(recv_displs[r]) * row_bytes;
+      MPI_Datatype block;
+      check_mpi(MPI_Type_contiguous(Comm::checked_count(static_cast<std::size_t>(recv_counts[r])), row.type, &block),
+                "MPI_Type_contiguous");
+      const int rc = MPI_Type_create_hindexed(1, &one, &at, block, &recv_types_[r]);
+      MPI_Type_free(&block);
+      check_mpi(rc, "MPI_Type_create_hindexed");
+      check_mpi(MPI_Type_commit(&recv_types_[r]), "MPI_Type_commit");
+      counts_[r] = 1;
+    }
+  } catch (...) {
+    release();
+    throw;
+  }
+  send_counts_.resize(ranks);
+  recv_counts_.resize(ranks);
+  for (int r = 0; r < ranks; ++r) {
+    send_counts_[r] = static_cast<int>(send_rows[r].size());
+    recv_counts_[r] = static_cast<int>(recv_counts[r]);
+  }
+  row_bytes_ = static_cast<double>(row_bytes);
+}
+
+RowPlan::RowPlan(RowPlan&& o) noexcept
+    : send_types_(std::move(o.send_types_)), recv_types_(std::move(o.recv_types_)), counts_(std::move(o.counts_)),
+      zero_displs_(std::move(o.zero_displs_)), send_counts_(std::move(o.send_counts_)),
+      recv_counts_(std::move(o.recv_counts_)), row_bytes_(o.row_bytes_) {}
+
+RowPlan& RowPlan::operator=(RowPlan&& o) noexcept {
+  if (this != &o) {
+    release();
+    send_types_ = std::move(o.send_types_);
+    recv_types_ = std::move(o.recv_types_);
+    counts_ = std::move(o.counts_);
+    zero_displs_ = std::move(o.zero_displs_);
+    send_counts_ = std::move(o.send_counts_);
+    recv_counts_ = std::move(o.recv_counts_);
+    row_bytes_ = o.row_bytes_;
+  }
+  return *this;
+}
+
+RowPlan::~RowPlan() { release(); }
+
+void RowPlan::release() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  for (auto* v : {&send_types_, &recv_types_})
+    for (auto& t : *v)
+      if (t != MPI_DATATYPE_NULL && !finalized) MPI_Type_free(&t);
+  send_types_.clear();
+  recv_types_.clear();
+}
+
+void RowPlan::run(const Comm& comm, const float* src, float* dst) const {
+  check_mpi(MPI_Alltoallw(src, counts_.data(), zero_displs_.data(), send_types_.data(), dst, counts_.data(),
+                          zero_displs_.data(), recv_types_.data(), comm.native()),
+            "MPI_Alltoallw");
+  double s = 0, r = 0;
+  for (int q = 0; q < comm.size(); ++q)
+    if (q != comm.rank()) {
+      s += send_counts_[q];
+      r += recv_counts_[q];
+    }
+  comm.count(row_bytes_ * s, row_bytes_ * r);
+}
+
 SharedCounter::SharedCounter(const Comm& comm) {
   const MPI_Aint bytes = comm.is_root() ? static_cast<MPI_Aint>(sizeof(std::int64_t)) : 0;
-  check_mpi(MPI_Win_allocate(bytes, sizeof(std::int64_t), MPI_INFO_NULL, comm.native(), &base_, &win_),
-            "MPI_Win_allocate");
+  // Without one-sided support between these ranks (Debian's Open MPI on TCP-only nodes excludes
+  // the osc components that work there) the window cannot be made: the counter is then
+  // unavailable, on every rank alike (the caller falls back to a static schedule).
+  const int rc = MPI_Win_allocate(bytes, sizeof(std::int64_t), MPI_INFO_NULL, comm.native(), &base_, &win_);
+  const bool failed = comm.any(rc != MPI_SUCCESS);
+  if (failed) {
+    if (rc == MPI_SUCCESS) throw CommError("MPI_Win_allocate failed on some ranks only");
+    win_ = MPI_WIN_NULL;
+    return;
+  }
   if (comm.is_root()) {
     check_mpi(MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, win_), "MPI_Win_lock");
     *base_ = 0;
@@ -169,6 +268,7 @@ SharedCounter::~SharedCounter() {
 }
 
 std::int64_t SharedCounter::fetch_add(std::int64_t v) {
+  if (win_ == MPI_WIN_NULL) throw CommError("SharedCounter: one-sided MPI is unavailable between these ranks");
   std::int64_t before = 0;
   check_mpi(MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, win_), "MPI_Win_lock");
   check_mpi(MPI_Fetch_and_op(&v, &before, MPI_INT64_T, 0, 0, MPI_SUM, win_), "MPI_Fetch_and_op");

@@ -116,19 +116,24 @@ CsrBlock read_csr_rows(const h5::File& f, const std::string& group, Index row_be
   b.row_begin = row_begin;
   const Index n = row_end - row_begin;
   std::vector<std::int64_t> ptr(static_cast<std::size_t>(n) + 1);
-  f.read_rows(group + "/indptr", static_cast<Index>(row_begin), static_cast<Index>(n + 1), ptr.data());
-  const std::int64_t first = ptr.front(), count = ptr.back() - first;
-  if (count < 0) throw InputError(f.path() + ": dataset " + group + "/indptr decreases");
+  f.read_rows(group + "/indptr", static_cast<Index>(row_begin), static_cast<Index>(n + 1), ptr.data(), true);
+  // A bad pointer must not skip the collective reads below (the other ranks would wait there):
+  // read nothing, then throw.
+  std::string bad;
+  std::int64_t first = ptr.front(), count = ptr.back() - first;
+  if (count < 0) bad = f.path() + ": dataset " + group + "/indptr decreases";
   b.indptr.resize(ptr.size());
-  for (std::size_t i = 0; i < ptr.size(); ++i) {
+  for (std::size_t i = 0; i < ptr.size() && bad.empty(); ++i) {
     b.indptr[i] = ptr[i] - first;
     if (i > 0 && b.indptr[i] < b.indptr[i - 1])
-      throw InputError(f.path() + ": dataset " + group + "/indptr decreases at row " + std::to_string(row_begin + Index(i) - 1));
+      bad = f.path() + ": dataset " + group + "/indptr decreases at row " + std::to_string(row_begin + Index(i) - 1);
   }
+  if (!bad.empty()) first = count = 0;
   b.indices.resize(static_cast<std::size_t>(count));
   b.data.resize(static_cast<std::size_t>(count));
   f.read_rows(group + "/indices", static_cast<Index>(first), static_cast<Index>(count), b.indices.data());
   f.read_rows(group + "/data", static_cast<Index>(first), static_cast<Index>(count), b.data.data());
+  if (!bad.empty()) throw InputError(bad);
   sort_rows(f, group, b);
   for (std::int64_t k = 0; k < count; ++k) {
     if (b.indices[k] < 0 || b.indices[k] >= m.n_cols)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "mfrec/config.hpp"
@@ -55,10 +56,21 @@ namespace {
 
 // A point as a fixed row of doubles, so the whole table travels in one allreduce (every row has
 // exactly one contributing rank; the others add zeros).
-constexpr int kHead = 6;  // present, group, ranks, threads, seconds, seconds_per_iteration
-const char* const kPhases[] = {"gram", "allreduce", "solve", "allgather", "evaluation", "loss"};
+// present, group, ranks, threads, seconds, seconds_per_iteration, exchange (0 allgather, 1 sparse)
+constexpr int kHead = 7;
+const char* const kPhases[] = {"gram", "allreduce", "solve", "exchange", "evaluation", "loss"};
 constexpr int kNumPhases = 6;
-constexpr int kFields = kHead + kEvaluationFields + 3 * kNumPhases;
+const char* const kTraffic[] = {"allreduce", "exchange"};  // bytes sent, received: min, mean, max
+constexpr int kNumTraffic = 2;
+constexpr int kFields = kHead + kEvaluationFields + 3 * kNumPhases + 6 * kNumTraffic;
+
+void stats_to_row(const std::map<std::string, PhaseTimer::Stat>& m, const char* name, double* out) {
+  auto it = m.find(name);
+  if (it == m.end()) return;
+  out[0] = it->second.min;
+  out[1] = it->second.mean;
+  out[2] = it->second.max;
+}
 
 }  // namespace
 
@@ -92,7 +104,7 @@ struct Layout {
 struct BestModel {
   int point = -1;
   double value = 0;
-  FactorMatrix X, Y;
+  FactorMatrix X, Y;  // this rank's rows
   RunOptions ro;
   int iterations = 0;
   Evaluation e;
@@ -120,14 +132,14 @@ void fill_row(double* row, int group, int ranks, int threads, const RunResult& r
   row[3] = threads;
   row[4] = rr.seconds;
   row[5] = rr.seconds_per_iteration;
+  row[6] = rr.exchange == ExchangeMode::kSparse ? 1 : 0;
   evaluation_to_row(e, row + kHead);
   double* ph = row + kHead + kEvaluationFields;
-  for (int q = 0; q < kNumPhases; ++q) {
-    auto it = rr.phases.find(kPhases[q]);
-    if (it == rr.phases.end()) continue;
-    ph[3 * q] = it->second.min;
-    ph[3 * q + 1] = it->second.mean;
-    ph[3 * q + 2] = it->second.max;
+  for (int q = 0; q < kNumPhases; ++q) stats_to_row(rr.phases, kPhases[q], ph + 3 * q);
+  double* tr = ph + 3 * kNumPhases;
+  for (int q = 0; q < kNumTraffic; ++q) {
+    stats_to_row(rr.sent, kTraffic[q], tr + 6 * q);
+    stats_to_row(rr.received, kTraffic[q], tr + 6 * q + 3);
   }
 }
 
@@ -145,14 +157,39 @@ struct GroupContext {
 // its points' rows of `table` (on the group's root). False when a signal stopped it.
 bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, const Layout& layout,
                    std::vector<double>& table, BestModel& best, double t0) {
-  SharedCounter counter(g.world);  // the next run to hand out
-  SharedCounter done(g.world);     // cost units of the runs done, for progress and ETA
+  // Runs are handed out through one-sided counters when every rank is on one node. Across nodes
+  // one-sided MPI over TCP is often unavailable (Debian's Open MPI excludes the osc components
+  // that work there) and its failure path has crashed ranks: a static schedule instead, the same
+  // on every rank: runs in order (larger first) each to the group with the least cost so far.
+  const bool one_node = g.world.split_shared().size() == g.world.size();
+  std::optional<SharedCounter> counter, done;  // the next run to hand out; cost units done
+  if (one_node) {
+    counter.emplace(g.world);
+    done.emplace(g.world);
+  }
   double total_cost = 0;
   for (const auto& r : runs) total_cost += r.cost();
   auto cost_units = [&](const GridRun& r) { return static_cast<std::int64_t>(1e9 * r.cost() / total_cost); };
   const GridOptions& opt = g.opt;
+  std::vector<std::int64_t> mine;
+  std::int64_t done_here = 0;
+  if (!one_node || !counter->available() || !done->available()) {
+    if (g.world.is_root())
+      spdlog::info("grid: {}: runs are assigned to groups statically, largest first",
+                   one_node ? "one-sided MPI is unavailable" : "ranks on several nodes");
+    std::vector<double> load(static_cast<std::size_t>(opt.groups), 0.0);
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      const auto to = std::min_element(load.begin(), load.end()) - load.begin();
+      load[static_cast<std::size_t>(to)] += runs[i].cost();
+      if (to == g.group) mine.push_back(static_cast<std::int64_t>(i));
+    }
+    mine.push_back(static_cast<std::int64_t>(runs.size()));  // then: no more runs
+  }
+  std::size_t taken = 0;
   while (true) {
-    std::int64_t next = g.gc.is_root() ? counter.fetch_add(1) : 0;
+    std::int64_t next = 0;
+    if (!mine.empty()) next = mine[std::min(taken++, mine.size() - 1)];
+    else next = g.gc.is_root() ? counter->fetch_add(1) : 0;
     g.gc.bcast(&next, 1);
     if (next >= static_cast<std::int64_t>(runs.size())) return true;
     const GridRun& run = runs[static_cast<std::size_t>(next)];
@@ -163,9 +200,10 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
     if (!opt.checkpoint_dir.empty()) {
       ro.checkpoint = opt.checkpoint_dir + "/run-" + std::to_string(run.id) + ".h5";
       ro.signature = fmt::format("data {} alpha {} factors {} lambda {} solver {} iterations {} confidence {} wr {} "
-                                 "cg {} seed {} k {} knn {}", g.fingerprint, run.alpha, run.factors, run.regularization,
+                                 "cg {} seed {} k {} knn {} eval-users {}", g.fingerprint, run.alpha, run.factors, run.regularization,
                                  run.solver, fmt::join(run.iterations, ","), confidence_name(ro.train.als.confidence),
-                                 ro.train.als.scale_regularization, ro.train.als.cg_steps, ro.train.seed, ro.k, opt.knn_k);
+                                 ro.train.als.scale_regularization, ro.train.als.cg_steps, ro.train.seed, ro.k, opt.knn_k,
+                                 ro.eval_users);
     }
     if (g.gc.is_root())
       spdlog::info("[group {}] run {} ({}/{} handed out): alpha {}, factors {}, lambda {}, {}, iterations {}", g.group,
@@ -177,8 +215,8 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
       if (g.keep_best && better(v, point, best.value, best.point)) {
         best.point = point;
         best.value = v;
-        best.X = t.user_factors();
-        best.Y = t.item_factors();
+        best.X = t.local_user_factors();
+        best.Y = t.local_item_factors();
         best.ro = ro;
         best.iterations = it;
         best.e = e;
@@ -190,8 +228,9 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
     for (std::size_t j = 0; j < run.iterations.size(); ++j)
       fill_row(&table[static_cast<std::size_t>(layout.point(run, run.iterations[j])) * kFields], g.group, g.gc.size(),
                ro.train.threads, rr, rr.evaluations[j]);
-    const std::int64_t mine = cost_units(run), before = done.fetch_add(mine);
-    const double frac = std::min(1.0, static_cast<double>(before + mine) / 1e9), elapsed = Comm::wtime() - t0;
+    const std::int64_t units = cost_units(run), before = mine.empty() ? done->fetch_add(units) : done_here;
+    done_here += units;  // static schedule: this group's share only
+    const double frac = std::min(1.0, static_cast<double>(before + units) / 1e9), elapsed = Comm::wtime() - t0;
     spdlog::info("[group {}] run {} done in {}: {} {:.4f} at {} iterations (baseline {:.4f}); grid {:.0f}% done, "
                  "elapsed {}, ETA {}", g.group, run.id, format_seconds(rr.seconds), opt.select_metric,
                  metric_value(rr.evaluations.back().model, opt.select_metric), run.iterations.back(),
@@ -220,9 +259,15 @@ void collect_points(const Comm& world, const Layout& layout, std::vector<double>
       p.threads = static_cast<int>(row[3]);
       p.seconds = row[4];
       p.seconds_per_iteration = row[5];
+      p.exchange = row[6] == 1 ? ExchangeMode::kSparse : ExchangeMode::kAllgather;
       p.evaluation = evaluation_from_row(row + kHead);
       const double* ph = row + kHead + kEvaluationFields;
       for (int q = 0; q < kNumPhases; ++q) p.phases[kPhases[q]] = {ph[3 * q], ph[3 * q + 1], ph[3 * q + 2]};
+      const double* tr = ph + 3 * kNumPhases;
+      for (int q = 0; q < kNumTraffic; ++q) {
+        p.sent[kTraffic[q]] = {tr[6 * q], tr[6 * q + 1], tr[6 * q + 2]};
+        p.received[kTraffic[q]] = {tr[6 * q + 3], tr[6 * q + 4], tr[6 * q + 5]};
+      }
       res.points.push_back(p);
     }
   }
@@ -249,8 +294,8 @@ void write_best_model(const GroupContext& g, const GridResult& res, BestModel& b
     std::unique_ptr<Trainer> t;
     RunResult rr = run_point(g.gc, g.data, ro, &t);
     best.point = res.best;
-    best.X = t->user_factors();
-    best.Y = t->item_factors();
+    best.X = t->local_user_factors();
+    best.Y = t->local_item_factors();
     best.ro = ro;
     best.iterations = bp.iterations;
     best.e = rr.evaluations.back();
@@ -270,8 +315,9 @@ void write_best_model(const GroupContext& g, const GridResult& res, BestModel& b
   meta.metrics = metric_map(best.e.model);
   meta.system_metrics = metric_map(best.e.system);
   meta.baseline_metrics = metric_map(best.e.baseline);
-  ModelParts parts{&best.X, &best.Y, &g.data.train.users, g.data.user_ids_local, &items, &g.data.popularity,
-                   &g.data.knn, g.data.knn.empty() ? std::map<std::string, double>{} : metric_map(best.e.knn)};
+  ModelParts parts{&best.X, &best.Y, g.data.train.item_bounds[g.gc.rank()], &g.data.train.users, g.data.user_ids_local,
+                   &items, &g.data.popularity, &g.data.knn,
+                   g.data.knn.empty() ? std::map<std::string, double>{} : metric_map(best.e.knn)};
   write_model(model_path, g.gc, parts, meta);
   if (g.gc.is_root()) spdlog::info("best model (run {}, {} iterations) written to {}", bp.run, bp.iterations, model_path);
 }
@@ -304,7 +350,8 @@ GridResult run_grid(const Comm& world, const std::string& data_path, const std::
     data.knn = item_knn(gc, data.train, opt.knn_k, opt.base.train.threads);
     data.knn_seconds = gc.max(Comm::wtime() - t);
     const double t2 = Comm::wtime();
-    data.knn_view = evaluate_knn(gc, data.train, data.test, data.knn, data.popularity, opt.base.k, opt.base.train.threads);
+    data.knn_view = evaluate_knn(gc, data.train, data.test, data.knn, data.popularity, opt.base.k, opt.base.train.threads,
+                                 EvalSample{opt.base.eval_users, opt.base.train.seed});
     const double eval_seconds = gc.max(Comm::wtime() - t2);
     if (gc.is_root())
       spdlog::info("[group {}] item-kNN baseline: {} neighbours per item, {} lists computed in {:.2f} s, evaluated in "

@@ -52,14 +52,14 @@ void write_summary_csv(const std::string& path, const GridResult& r) {
 std::string format_grid_table(const GridResult& r, const std::string& metric) {
   std::ostringstream os;
   char line[256];
-  std::snprintf(line, sizeof line, "%-4s %4s %8s %7s %10s %8s %5s %9s %9s %9s %8s %6s\n", "", "run", "alpha",
-                "factors", "lambda", "solver", "iters", "MAP@K", "NDCG@K", "AUC", "s/iter", "group");
+  std::snprintf(line, sizeof line, "%-4s %4s %8s %7s %10s %8s %5s %9s %8s %9s %9s %8s %6s\n", "", "run", "alpha",
+                "factors", "lambda", "solver", "iters", "MAP@K", "(SE)", "NDCG@K", "AUC", "s/iter", "group");
   os << line;
   for (const auto& p : r.points) {
     const auto& m = p.evaluation.model;
-    std::snprintf(line, sizeof line, "%-4s %4d %8g %7d %10g %8s %5d %9.4f %9.4f %9.4f %8.3f %6d\n",
+    std::snprintf(line, sizeof line, "%-4s %4d %8g %7d %10g %8s %5d %9.4f %8.4f %9.4f %9.4f %8.3f %6d\n",
                   p.best ? "best" : "", p.run, p.alpha, p.factors, p.regularization, p.solver.c_str(), p.iterations, m.map,
-                  m.ndcg, m.auc, p.seconds_per_iteration, p.group);
+                  m.se[0], m.ndcg, m.auc, p.seconds_per_iteration, p.group);
     os << line;
   }
   const PointResult& b = r.points.at(static_cast<std::size_t>(r.best));
@@ -116,6 +116,13 @@ void write_experiment(const std::string& h5_path, const std::string& csv_path, c
           return metric_value(view[0] == 'm' ? e.model : view[0] == 's' ? e.system : view[0] == 'b' ? e.baseline : e.knn,
                               key);
         });
+      for (const char* key : kGridMetricKeys)  // standard errors over the evaluated users (--eval-users)
+        col_d(std::string(view) + "/" + key + "_se", [&](const PointResult& p) {
+          const Evaluation& e = p.evaluation;
+          return metric_se_map(view[0] == 'm' ? e.model : view[0] == 's' ? e.system : view[0] == 'b' ? e.baseline
+                                                                                                      : e.knn)
+              .at(std::string(key) + "_se");
+        });
     }
     if (knn) {
       f.set_attr("/", "knn_k", r.knn_k);
@@ -127,6 +134,7 @@ void write_experiment(const std::string& h5_path, const std::string& csv_path, c
     f.set_attr("/", "select_metric", opt.select_metric);
     f.set_attr("/", "groups", r.groups);
     f.set_attr("/", "k", opt.base.k);
+    f.set_attr("/", "eval_users", static_cast<std::int64_t>(opt.base.eval_users));
     f.set_attr("/", "best", r.best);
     f.set_attr("/", "seconds", r.seconds);
     f.set_attr("/", "created", utc_now_iso());

@@ -310,7 +310,7 @@ Dims File::require(const std::string& name, TypeClass cls, int rank, Index width
 Index File::root_or_none(Index n) const { return (!comm_ || comm_->is_root()) ? n : 0; }
 
 void File::io_rows(const std::string& name, hid_t mem_type, Index row_begin, Index n_rows, void* data,
-                   bool write) {
+                   bool write, bool independent) {
   if (row_begin < 0 || n_rows < 0)
     throw InputError(path_ + ": dataset " + name + ": negative rows [" + std::to_string(row_begin) + ", +" +
                      std::to_string(n_rows) + ")");
@@ -338,7 +338,7 @@ void File::io_rows(const std::string& name, hid_t mem_type, Index row_begin, Ind
     }
   }
   Handle dxpl = make_plist(H5P_DATASET_XFER);
-  if (comm_) H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE);
+  if (comm_) H5Pset_dxpl_mpio(dxpl.get(), independent ? H5FD_MPIO_INDEPENDENT : H5FD_MPIO_COLLECTIVE);
   herr_t rc = write ? H5Dwrite(d.get(), mem_type, mspace.get(), fspace.get(), dxpl.get(), data)
                     : H5Dread(d.get(), mem_type, mspace.get(), fspace.get(), dxpl.get(), data);
   if (rc < 0) fail(write ? "write failed" : "read failed", name);

@@ -44,8 +44,13 @@ double PhaseTimer::get(const std::string& name) const {
 }
 
 std::map<std::string, PhaseTimer::Stat> PhaseTimer::summary(const Comm& comm) const {
+  return summarize(seconds_, comm);
+}
+
+std::map<std::string, PhaseTimer::Stat> PhaseTimer::summarize(const std::map<std::string, double>& values,
+                                                              const Comm& comm) {
   std::vector<double> mn, mx, sum;
-  for (const auto& [name, s] : seconds_) {
+  for (const auto& [name, s] : values) {
     mn.push_back(s);
     mx.push_back(s);
     sum.push_back(s);
@@ -55,7 +60,7 @@ std::map<std::string, PhaseTimer::Stat> PhaseTimer::summary(const Comm& comm) co
   comm.allreduce_sum(sum.data(), sum.size());
   std::map<std::string, Stat> out;
   std::size_t i = 0;
-  for (const auto& kv : seconds_) {
+  for (const auto& kv : values) {
     out[kv.first] = Stat{mn[i], sum[i] / comm.size(), mx[i]};
     ++i;
   }

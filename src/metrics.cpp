@@ -23,7 +23,19 @@ MetricSums& MetricSums::operator+=(const MetricSums& o) {
   ndcg += o.ndcg;
   auc += o.auc;
   n_users += o.n_users;
+  for (int j = 0; j < kMetrics; ++j) se[j] += o.se[j];
   return *this;
+}
+
+void MetricSums::add_user(const double* v) {
+  map += v[0];
+  map_seed += v[1];
+  precision += v[2];
+  recall += v[3];
+  ndcg += v[4];
+  auc += v[5];
+  ++n_users;
+  for (int j = 0; j < kMetrics; ++j) se[j] += v[j] * v[j];
 }
 
 MetricSums MetricSums::mean() const {
@@ -37,6 +49,14 @@ MetricSums MetricSums::mean() const {
   m.recall = recall / n;
   m.ndcg = ndcg / n;
   m.auc = auc / n;
+  // Sample variance from the sums: (sum of squares - sum^2 / n) / (n - 1), clamped at 0 (the
+  // values are in [0, 1], so double keeps many digits of it at any realistic n).
+  const auto sums = values();
+  for (int j = 0; j < kMetrics; ++j) {
+    if (n_users < 2) break;
+    const double var = std::max(0.0, (se[j] - sums[j] * sums[j] / n) / (n - 1));
+    m.se[j] = std::sqrt(var / n);
+  }
   return m;
 }
 

@@ -107,16 +107,15 @@ void check_common(const CsrBlock& train, const CsrBlock& test, Index n_items, in
                      ") differ");
 }
 
-// Shared driver: users with test items, in blocks of users_per_block(n_items), parallel over
-// blocks; per-user values go to a per-user array, summed afterwards in row order.
-template <class MakeScorer>
-MetricSums evaluate_impl(const CsrBlock& train, const CsrBlock& test, Index n_items, int k,
-                         int threads, MakeScorer make_scorer) {
+// Shared driver: users with test items, in blocks of `block`, parallel over blocks; a worker
+// (one per thread, made by make_worker) writes each block's per-user values into a per-user
+// array, summed afterwards in row order, so the sums do not depend on the thread count.
+template <class MakeWorker>
+MetricSums evaluate_blocks(const CsrBlock& test, Index block, int threads, MakeWorker make_worker) {
   std::vector<Index> users;
   for (Index r = 0; r < test.n_rows(); ++r)
     if (test.indptr[r + 1] > test.indptr[r]) users.push_back(r);
   const Index n_eval = static_cast<Index>(users.size());
-  const Index block = users_per_block(n_items);
   const Index n_blocks = (n_eval + block - 1) / block;
   std::vector<double> per_user(static_cast<std::size_t>(n_eval) * 6, 0.0);
   std::exception_ptr error;
@@ -136,12 +135,10 @@ MetricSums evaluate_impl(const CsrBlock& train, const CsrBlock& test, Index n_it
     // team when called from a team of one (threads == 1), stays serial. The setting is local
     // to this thread's task and ends with the region.
     omp_set_num_threads(1);
-    using Scorer = decltype(make_scorer());
-    std::optional<Scorer> scorer;
-    std::optional<Workspace> w;
+    using Worker = decltype(make_worker());
+    std::optional<Worker> worker;
     try {
-      scorer.emplace(make_scorer());
-      w.emplace(n_items);
+      worker.emplace(make_worker());
     } catch (...) {
       record();
     }
@@ -154,15 +151,7 @@ MetricSums evaluate_impl(const CsrBlock& train, const CsrBlock& test, Index n_it
       try {
         const Index u0 = b * block;
         const int nb = static_cast<int>(std::min<Index>(block, n_eval - u0));
-        scorer->compute(users.data() + u0, nb);
-        for (int j = 0; j < nb; ++j) {
-          const Index r = users[static_cast<std::size_t>(u0 + j)];
-          const auto tb = train.indptr[r], tn = train.indptr[r + 1] - tb;
-          const auto sb = test.indptr[r], sn = test.indptr[r + 1] - sb;
-          evaluate_user(scorer->row(j), n_items, train.indices.data() + tb, tn,
-                        test.indices.data() + sb, sn, k, *w,
-                        per_user.data() + static_cast<std::size_t>(u0 + j) * 6);
-        }
+        worker->run(users.data() + u0, nb, per_user.data() + static_cast<std::size_t>(u0) * 6);
       } catch (...) {
         record();
       }
@@ -171,23 +160,62 @@ MetricSums evaluate_impl(const CsrBlock& train, const CsrBlock& test, Index n_it
   if (error) std::rethrow_exception(error);
 
   MetricSums s;
-  for (Index u = 0; u < n_eval; ++u) {
-    const double* v = per_user.data() + static_cast<std::size_t>(u) * 6;
-    s.map += v[0];
-    s.map_seed += v[1];
-    s.precision += v[2];
-    s.recall += v[3];
-    s.ndcg += v[4];
-    s.auc += v[5];
-  }
-  s.n_users = n_eval;
+  for (Index u = 0; u < n_eval; ++u) s.add_user(per_user.data() + static_cast<std::size_t>(u) * 6);
   return s;
 }
 
+// A worker of the shared driver for a scorer: the block's scores, then the per-user routine.
+template <class Scorer>
+class ScoredWorker {
+ public:
+  ScoredWorker(Scorer scorer, const CsrBlock& train, const CsrBlock& test, Index n_items, int k)
+      : scorer_(std::move(scorer)), train_(train), test_(test), n_items_(n_items), k_(k), w_(n_items) {}
+  void run(const Index* rows, int nb, double* out) {
+    scorer_.compute(rows, nb);
+    for (int j = 0; j < nb; ++j) {
+      const Index r = rows[j];
+      const auto tb = train_.indptr[r], tn = train_.indptr[r + 1] - tb;
+      const auto sb = test_.indptr[r], sn = test_.indptr[r + 1] - sb;
+      evaluate_user(scorer_.row(j), n_items_, train_.indices.data() + tb, tn, test_.indices.data() + sb, sn, k_, w_,
+                    out + static_cast<std::size_t>(j) * 6);
+    }
+  }
+
+ private:
+  Scorer scorer_;
+  const CsrBlock& train_;
+  const CsrBlock& test_;
+  Index n_items_;
+  int k_;
+  Workspace w_;
+};
+
 }  // namespace
 
-MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
-                         const CsrBlock& test, int k, int threads) {
+namespace detail {
+
+Index users_per_score_block(Index n_items) { return users_per_block(n_items); }
+
+void evaluate_user_row(const Real* scores, Index n_items, const CsrBlock& train, const CsrBlock& test, Index r, int k,
+                       Workspace& w, double* out) {
+  const auto tb = train.indptr[r], tn = train.indptr[r + 1] - tb;
+  const auto sb = test.indptr[r], sn = test.indptr[r + 1] - sb;
+  evaluate_user(scores, n_items, train.indices.data() + tb, tn, test.indices.data() + sb, sn, k, w, out);
+}
+
+}  // namespace detail
+
+namespace {
+
+MetricSums evaluate_rows_unfused_impl(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                                      const CsrBlock& test, int k, int threads) {
+  const Index n_items = Y.rows();
+  return evaluate_blocks(test, users_per_block(n_items), threads,
+                         [&]() { return ScoredWorker<GemmScorer>(GemmScorer(X_local, Y), train, test, n_items, k); });
+}
+
+void check_rows_args(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train, const CsrBlock& test,
+                     int k, int threads) {
   check_common(train, test, Y.rows(), k, threads);
   if (X_local.rows() != train.n_rows())
     throw InputError("evaluate_rows: " + std::to_string(X_local.rows()) + " user factor rows for " +
@@ -195,7 +223,26 @@ MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, con
   if (X_local.cols() != Y.cols())
     throw InputError("evaluate_rows: user factors have " + std::to_string(X_local.cols()) +
                      " columns, item factors " + std::to_string(Y.cols()));
-  return evaluate_impl(train, test, Y.rows(), k, threads, [&]() { return GemmScorer(X_local, Y); });
+}
+
+}  // namespace
+
+MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                         const CsrBlock& test, int k, int threads) {
+  check_rows_args(X_local, Y, train, test, k, threads);
+  const Index old_block = users_per_block(Y.rows());
+  if (old_block < 2) return evaluate_rows_unfused_impl(X_local, Y, train, test, k, threads);
+  // Fused blocks are whole multiples of the unfused blocks, so that the scores that depend on a
+  // user's place in its GEMM (Eigen's edge items) are computed in the same place (metrics_fused.cpp).
+  const Index fused_block = old_block * std::max<Index>(1, kFusedUsers / old_block);
+  return evaluate_blocks(test, fused_block, threads,
+                         [&]() { return FusedWorker(X_local, Y, train, test, k, old_block); });
+}
+
+MetricSums evaluate_rows_unfused(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                                 const CsrBlock& test, int k, int threads) {
+  check_rows_args(X_local, Y, train, test, k, threads);
+  return evaluate_rows_unfused_impl(X_local, Y, train, test, k, threads);
 }
 
 MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const CsrBlock& train,
@@ -204,14 +251,18 @@ MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const Csr
   check_common(train, test, n_items, k, threads);
   std::vector<Real> s(item_scores.size());
   sanitize(item_scores.data(), s.data(), n_items);
-  return evaluate_impl(train, test, n_items, k, threads, [&]() { return FixedScorer(s.data()); });
+  return evaluate_blocks(test, users_per_block(n_items), threads, [&]() {
+    return ScoredWorker<FixedScorer>(FixedScorer(s.data()), train, test, n_items, k);
+  });
 }
 
 MetricSums evaluate_scored_rows(const RowScoreFn& score, const CsrBlock& train, const CsrBlock& test, int k,
                                 int threads) {
   const Index n_items = train.n_cols;
   check_common(train, test, n_items, k, threads);
-  return evaluate_impl(train, test, n_items, k, threads, [&]() { return FnScorer(score, n_items); });
+  return evaluate_blocks(test, users_per_block(n_items), threads, [&]() {
+    return ScoredWorker<FnScorer>(FnScorer(score, n_items), train, test, n_items, k);
+  });
 }
 
 }  // namespace mfrec

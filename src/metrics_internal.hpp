@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "mfrec/metrics.hpp"
@@ -111,5 +112,29 @@ double auc_user(const Real* s, Index n_items, Workspace& w);
 // n_items columns; `what` names the caller.
 void check_items(const std::int32_t* items, Index n, Index n_items, const char* what);
 void check_block(const CsrBlock& b, Index n_items, const char* what);
+
+// The unfused per-user routine on one full row of sanitized scores (metrics_eval.cpp): user row r
+// of train/test; out = {ap, ap_seed, precision, recall, ndcg, auc}.
+void evaluate_user_row(const Real* scores, Index n_items, const CsrBlock& train, const CsrBlock& test, Index r, int k,
+                       Workspace& w, double* out);
+
+// The fused score-and-rank pass of evaluate_rows (metrics_fused.cpp): per block of users, the
+// scores of one tile of items at a time (a GEMM), each tile consumed at once by a streaming
+// top K and the AUC counts; no user's full score row is ever stored. `sub_block`: the users per
+// GEMM of the unfused evaluation; blocks given to run() start at multiples of it.
+constexpr Index kFusedUsers = 256;  // users per fused block (rounded down to sub_block multiples)
+class FusedWorker {
+ public:
+  FusedWorker(const FactorMatrix& X, const FactorMatrix& Y, const CsrBlock& train, const CsrBlock& test, int k,
+              Index sub_block);
+  FusedWorker(FusedWorker&&) noexcept;
+  ~FusedWorker();
+  // The per-user values (6 each, as evaluate_user_row) of the users at local rows rows[0..nb).
+  void run(const Index* rows, int nb, double* out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace mfrec::detail

@@ -106,18 +106,20 @@ ModelMeta read_meta(const h5::File& f) {
 void write_model(const std::string& path, const Comm& comm, const ModelParts& p, const ModelMeta& meta) {
   const FactorMatrix& X = *p.user_factors;
   const FactorMatrix& Y = *p.item_factors;
-  const auto f = static_cast<Index>(X.cols());
-  h5::File file = h5::File::create_atomic(path, &comm);
+  const Index f = X.cols(), n_users = p.seen_local->n_rows_global, n_items = static_cast<Index>(p.popularity->size());
   const Index ub = p.seen_local->row_begin, nu = p.seen_local->n_rows();
-  file.create_dataset<float>("/user_factors", {static_cast<Index>(X.rows()), f}, {65536, 0});
-  file.write_rows("/user_factors", static_cast<Index>(ub), static_cast<Index>(nu), X.row(ub).data());
-  file.create_dataset<float>("/item_factors", {static_cast<Index>(Y.rows()), f}, {65536, 0});
-  file.write_rows("/item_factors", 0, comm.is_root() ? static_cast<Index>(Y.rows()) : 0, Y.data());
+  if (X.rows() != nu) throw Error("write_model: user factors and seen rows differ");
+  h5::File file = h5::File::create_atomic(path, &comm);
+  // Each rank writes its own rows of both sides (hyperslabs of one collective write).
+  file.create_dataset<float>("/user_factors", {n_users, f}, {65536, 0});
+  file.write_rows("/user_factors", ub, nu, X.data());
+  file.create_dataset<float>("/item_factors", {n_items, f}, {65536, 0});
+  file.write_rows("/item_factors", p.item_begin, Y.rows(), Y.data());
   // User ids: fixed-width strings, the width agreed over ranks.
   std::int64_t width = 1;
   for (const auto& s : p.user_ids_local) width = std::max<std::int64_t>(width, static_cast<std::int64_t>(s.size()));
   width = comm.max(width);
-  file.create_string_dataset("/users/id", static_cast<Index>(X.rows()), static_cast<std::size_t>(width), {65536, 0});
+  file.create_string_dataset("/users/id", n_users, static_cast<std::size_t>(width), {65536, 0});
   file.write_string_rows("/users/id", static_cast<Index>(ub), p.user_ids_local);
   dataset::write_items(file, *p.items);
   dataset::write_csr(file, "/seen", *p.seen_local, comm);

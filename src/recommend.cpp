@@ -46,10 +46,6 @@ Recommender::Recommender(Model model, ModelSource source, Checked) : model_(std:
   }
 }
 
-std::shared_ptr<const Recommender> Recommender::load(const ModelSource& source) {
-  return std::shared_ptr<const Recommender>(new Recommender(read_model(source.path), source, Checked{}));  // checked by read_model
-}
-
 Index Recommender::user_row(const std::string& id) const {
   auto it = user_index_.find(id);
   return it == user_index_.end() ? -1 : it->second;
@@ -74,13 +70,27 @@ ItemList Recommender::top_n(const Vector& scores, const std::vector<std::int32_t
   return out;
 }
 
+ItemList Recommender::ann_top_n(const Real* x, const std::vector<std::int32_t>& exclude, int n,
+                               const char* source) const {
+  ItemList out;
+  out.source = source;
+  // The index cannot filter in hnswlib 0.6.2: ask for n + |exclude| and drop the excluded.
+  const auto cand = ann_->top_inner_product(x, n + static_cast<int>(exclude.size()));
+  rank_candidates(cand, model_.item_factors, x, exclude, n, out.items, out.scores);
+  return out;
+}
+
 ItemList Recommender::for_user_row(Index row, int n) const {
   check_n(n);
   if (row < 0 || row >= n_users()) throw InputError("user row " + std::to_string(row) + " out of range");
   if (!has_history(row)) return popular(n);
   const auto b = model_.seen.indptr[row], e = model_.seen.indptr[row + 1];
-  Vector scores = model_.item_factors * model_.user_factors.row(row).transpose();
   std::vector<std::int32_t> exclude(model_.seen.indices.begin() + b, model_.seen.indices.begin() + e);
+  if (ann_) {
+    std::sort(exclude.begin(), exclude.end());
+    return ann_top_n(model_.user_factors.row(row).data(), exclude, n, "model");
+  }
+  Vector scores = model_.item_factors * model_.user_factors.row(row).transpose();
   return top_n(scores, exclude, n, "model");
 }
 
@@ -108,6 +118,14 @@ ItemList Recommender::popular(int n, const std::vector<std::int32_t>& exclude) c
 ItemList Recommender::similar(Index item, int n) const {
   check_n(n);
   if (item < 0 || item >= n_items()) throw InputError("item row " + std::to_string(item) + " out of range");
+  if (ann_) {
+    ItemList out;
+    out.source = "similar";
+    const std::vector<std::int32_t> self{static_cast<std::int32_t>(item)};
+    rank_candidates(ann_->top_cosine(item_unit_.row(item).data(), n + 1), item_unit_, item_unit_.row(item).data(), self,
+                    n, out.items, out.scores);
+    return out;
+  }
   Vector scores = item_unit_ * item_unit_.row(item).transpose();
   return top_n(scores, {static_cast<std::int32_t>(item)}, n, "similar");
 }
@@ -149,6 +167,12 @@ Vector Recommender::fold_in_factors(const std::vector<std::int32_t>& items, cons
 ItemList Recommender::fold_in(const std::vector<std::int32_t>& items, const std::vector<Real>& weights, int n) const {
   check_n(n);
   Vector x = fold_in_factors(items, weights);
+  if (ann_) {
+    std::vector<std::int32_t> exclude(items);
+    std::sort(exclude.begin(), exclude.end());
+    exclude.erase(std::unique(exclude.begin(), exclude.end()), exclude.end());
+    return ann_top_n(x.data(), exclude, n, "fold-in");
+  }
   Vector scores = model_.item_factors * x;
   return top_n(scores, items, n, "fold-in");
 }

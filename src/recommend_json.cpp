@@ -105,6 +105,8 @@ nlohmann::ordered_json Recommender::model_json() const {
   j["users"] = n_users();
   j["items"] = n_items();
   j["factors"] = model_.meta.als.factors;
+  j["search"] = ann_ ? "ann" : "exact";  // top N, fold-in and similar items
+  if (ann_) j["ann_ef"] = ann_->ef();
   return j;
 }
 

@@ -30,6 +30,8 @@ ModelSource resolve_model(const std::string& model, const std::string& registry_
   s.name = e.name;
   s.version = e.version;
   s.checksum = e.checksum;
+  if (!e.ann_file.empty()) s.ann_path = (fs::path(reg.dir()) / e.ann_file).string();
+  s.ann_checksum = e.ann_checksum;
   return s;
 }
 
@@ -42,6 +44,8 @@ ModelSource peek_registry(const std::string& registry_dir, const std::string& sp
   s.name = e.name;
   s.version = e.version;
   s.checksum = e.checksum;
+  if (!e.ann_file.empty()) s.ann_path = (fs::path(reg.dir()) / e.ann_file).string();
+  s.ann_checksum = e.ann_checksum;
   return s;
 }
 

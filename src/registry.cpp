@@ -64,7 +64,7 @@ Registry::Registry(std::string dir, bool create) {
 }
 
 RegistryEntry Registry::publish(const std::string& model_path, const std::string& name,
-                                const std::vector<std::string>& stages_in) {
+                                const std::vector<std::string>& stages_in, const AnnParams* ann) {
   check_name(name);
   std::vector<std::string> stages;
   for (const auto& s : stages_in) {
@@ -86,11 +86,13 @@ RegistryEntry Registry::publish(const std::string& model_path, const std::string
   const std::string name_dir = dir_ + "/" + name;
   ensure_dir(name_dir);
   std::string placed = name_dir + "/" + kPublishPrefix + unique_suffix() + ".tmp";  // removed on failure
+  std::string ann_placed;  // the index, likewise
   try {
     boost::crc_32_type crc;
     e.bytes = copy_file_synced(model_path, placed, [&](const char* data, std::size_t n) { crc.process_bytes(data, n); });
     e.checksum = format_crc(crc.checksum());
     fault_point("after-copy");
+    if (ann) ann_placed = write_ann_temp(placed, name_dir, *ann, e);  // from the bytes published
 
     // 2. Under the lock: number the version, move the copy into place, replace the index.
     FileLock lock(dir_ + "/" + kLockFile);
@@ -118,6 +120,12 @@ RegistryEntry Registry::publish(const std::string& model_path, const std::string
     const std::string final_path = dir_ + "/" + e.file;
     if (::rename(placed.c_str(), final_path.c_str()) != 0) sys_fail("cannot rename " + placed + " to", final_path);
     placed = final_path;
+    if (!ann_placed.empty()) {
+      e.ann_file = name + "/v" + std::to_string(e.version) + ".ann";
+      const std::string final_ann = dir_ + "/" + e.ann_file;
+      if (::rename(ann_placed.c_str(), final_ann.c_str()) != 0) sys_fail("cannot rename " + ann_placed + " to", final_ann);
+      ann_placed = final_ann;
+    }
     fsync_dir(name_dir);
     fault_point("after-model-rename");
 
@@ -125,8 +133,10 @@ RegistryEntry Registry::publish(const std::string& model_path, const std::string
     for (const auto& s : stages) move_stage(entries, entries.size() - 1, s);
     write_index(dir_, entries);  // the commit point
     placed.clear();
+    ann_placed.clear();
   } catch (...) {
     if (!placed.empty()) ::unlink(placed.c_str());
+    if (!ann_placed.empty()) ::unlink(ann_placed.c_str());
     throw;
   }
   return e;

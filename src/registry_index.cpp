@@ -49,10 +49,20 @@ RegistryEntry entry_from_json(const nlohmann::json& j) {
   e.created = j.value("created", std::string());
   e.source = j.value("source", std::string());
   e.meta = j.value("meta", nlohmann::json::object());
-  const fs::path f(e.file);
-  bool escapes = f.is_absolute() || e.file.empty();
-  for (const auto& part : f)
-    if (part == "..") escapes = true;
+  if (j.contains("ann")) {
+    const auto& a = j.at("ann");
+    e.ann_file = a.at("file").get<std::string>();
+    e.ann_checksum = a.at("checksum").get<std::string>();
+    e.ann_bytes = a.value("bytes", std::int64_t{0});
+    e.ann_metric = a.value("metric", std::string());
+  }
+  bool escapes = e.file.empty();
+  for (const std::string& file : {e.file, e.ann_file}) {
+    const fs::path f(file);
+    escapes = escapes || f.is_absolute();
+    for (const auto& part : f)
+      if (part == "..") escapes = true;
+  }
   if (!valid_name(e.name) || e.version < 1 || escapes)
     throw BadEntry("bad entry for '" + e.name + "' version " + std::to_string(e.version) +
                    " (invalid name or version, or a file outside the registry)");
@@ -156,9 +166,10 @@ void remove_stale_temps(const std::string& dir, const std::string& name_dir) {
   if (name_dir.empty()) return;
   const std::string host = hostname();
   scan(name_dir, [&](const std::string& f) {
-    if (f.rfind(kPublishPrefix, 0) != 0 || !ends_with(f, ".tmp")) return false;
-    // .publish-HOST-PID-RAND.tmp
-    const std::string core = f.substr(std::strlen(kPublishPrefix), f.size() - std::strlen(kPublishPrefix) - 4);
+    // .publish-HOST-PID-RAND.tmp (an index being written: .publish-HOST-PID-RAND.tmp.partial)
+    const std::string g = ends_with(f, ".tmp.partial") ? f.substr(0, f.size() - 8) : f;
+    if (g.rfind(kPublishPrefix, 0) != 0 || !ends_with(g, ".tmp")) return false;
+    const std::string core = g.substr(std::strlen(kPublishPrefix), g.size() - std::strlen(kPublishPrefix) - 4);
     const auto r = core.rfind('-');
     if (r == std::string::npos || r == 0) return false;
     const auto p = core.rfind('-', r - 1);
@@ -206,6 +217,8 @@ nlohmann::ordered_json registry_entry_json(const RegistryEntry& e) {
   j["source"] = e.source;
   j["beats_baseline"] = beats_baseline(e.meta);
   j["meta"] = e.meta.is_null() ? ojson::object() : ojson::parse(e.meta.dump());
+  if (!e.ann_file.empty())
+    j["ann"] = {{"file", e.ann_file}, {"checksum", e.ann_checksum}, {"bytes", e.ann_bytes}, {"metric", e.ann_metric}};
   return j;
 }
 

@@ -52,6 +52,12 @@ void remove_stale_temps(const std::string& dir, const std::string& name_dir);
 
 std::string format_crc(std::uint32_t crc);  // "crc32:xxxxxxxx"
 
+// Builds the ANN index of the model file `model_path` and writes it to a new publish temp file in
+// `name_dir` (removed by remove_stale_temps if this process dies); sets e's ann_checksum,
+// ann_bytes and ann_metric. Returns the temp file's path.
+std::string write_ann_temp(const std::string& model_path, const std::string& name_dir, const AnnParams& p,
+                           RegistryEntry& e);
+
 // meta[group][key] as a number (group: "metrics", "baseline_metrics", "system_metrics"); false
 // when absent or not a number (a NaN is stored as null).
 bool meta_metric(const nlohmann::json& meta, const char* group, const std::string& key, double& out);

@@ -29,6 +29,7 @@ void declare_options(Cli& cli, Options& o) {
       .option("default-n", &o.default_n, "items per response when n is not given")
       .flag("access-log", &o.access_log, "log one line per request (method, target, status, time)")
       .option("log-level", &o.log_level, "debug, info, warn or error");
+  declare_ann_options(cli, o.ann);
 }
 
 void check_options(const Cli& cli, const Options& o) {
@@ -40,6 +41,9 @@ void check_options(const Cli& cli, const Options& o) {
   require_option(o.default_n >= 1 && o.default_n <= kMaxN, "default-n", "must be from 1 to " + std::to_string(kMaxN));
   require_option(!cli.given("model") || !o.model.empty(), "model", "empty path");
   parse_log_level(o.log_level);
+  ann_config(o.ann);
+  require_option(!cli.given("ann-index") || cli.given("model"), "ann-index",
+                 "only with --model (a registry version's index is recorded in the registry)");
   if (cli.given("model"))
     for (const char* name : {"registry", "spec"})
       require_option(!cli.given(name), name, "give either --model or --registry/--spec, not both");

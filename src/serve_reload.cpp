@@ -33,25 +33,26 @@ FileStamp stamp_of(const std::string& path) {
   return s;
 }
 
-Reloader::Reloader(ModelHolder& holder, Metrics& metrics, std::string model, std::string registry, std::string spec)
+Reloader::Reloader(ModelHolder& holder, Metrics& metrics, std::string model, std::string registry, std::string spec,
+                   AnnConfig ann)
     : holder_(holder), metrics_(metrics), model_(std::move(model)), registry_(std::move(registry)),
-      spec_(std::move(spec)) {
+      spec_(std::move(spec)), ann_(std::move(ann)) {
   if (registry_.empty()) stamp_ = stamp_of(model_);  // before loading: a change meanwhile is seen
   const ModelSource src = resolve_model(model_, registry_, spec_);
-  holder_.set(Recommender::load(src));
+  holder_.set(Recommender::load(src, ann_));
   const auto r = holder_.get();
-  spdlog::info("serving {}: {} users, {} items, {} factors", src.describe(), r->n_users(), r->n_items(),
-               r->model().meta.als.factors);
+  spdlog::info("serving {}: {} users, {} items, {} factors, {} search", src.describe(), r->n_users(), r->n_items(),
+               r->model().meta.als.factors, r->search_name());
 }
 
 bool Reloader::reload(const std::string& why) {
   try {
     const FileStamp stamp = registry_.empty() ? stamp_of(model_) : FileStamp{};
     const ModelSource src = resolve_model(model_, registry_, spec_);
-    holder_.set(Recommender::load(src));  // requests in flight keep the one they hold
+    holder_.set(Recommender::load(src, ann_));  // requests in flight keep the one they hold
     metrics_.reloaded(true);
     stamp_ = stamp;
-    spdlog::info("reloaded ({}): now serving {}", why, src.describe());
+    spdlog::info("reloaded ({}): now serving {}, {} search", why, src.describe(), holder_.get()->search_name());
     failed_key_.clear();
     return true;
   } catch (const std::exception& e) {
@@ -66,9 +67,12 @@ void Reloader::poll() {
     if (!registry_.empty()) {
       const ModelSource now = peek_registry(registry_, spec_);
       const ModelSource& cur = holder_.get()->source();
-      const std::string key = now.name + ":" + std::to_string(now.version) + ":" + now.checksum;
-      // A version that failed to load is not retried until the label moves (or SIGHUP).
-      if ((now.name != cur.name || now.version != cur.version || now.checksum != cur.checksum) && key != failed_key_) {
+      const std::string key = now.name + ":" + std::to_string(now.version) + ":" + now.checksum + ":" + now.ann_checksum;
+      // A version that failed to load is not retried until the label moves, its ANN index is
+      // (re)built, or SIGHUP. A new index of the version served is picked up as a new version is.
+      if ((now.name != cur.name || now.version != cur.version || now.checksum != cur.checksum ||
+           now.ann_checksum != cur.ann_checksum) &&
+          key != failed_key_) {
         if (!reload("registry: " + spec_ + " is now version " + std::to_string(now.version))) failed_key_ = key;
       }
     } else {

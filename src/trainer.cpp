@@ -1,6 +1,7 @@
 #include "mfrec/trainer.hpp"
 
 #include <omp.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 
@@ -17,85 +18,153 @@ void init_factor_row(std::uint64_t seed, int side, Index row, Real scale, Real* 
   }
 }
 
-Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg)
-    : comm_(comm), data_(data), cfg_(cfg) {
-  Eigen::setNbThreads(cfg_.threads);  // Eigen's own products (the Gram matrix) use the rank's threads
+namespace {
+
+double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+}  // namespace
+
+Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg) : comm_(comm), cfg_(cfg) {
+  Eigen::setNbThreads(cfg_.threads);  // Eigen's own products use the rank's threads
+  users_.bounds = &data.user_bounds;
+  items_.bounds = &data.item_bounds;
+  plan(cfg_.exchange, data);
   const int f = cfg_.als.factors;
-  X_.resize(data.n_users, f);
-  Y_.resize(data.n_items, f);
-  // Every rank initialises every row the same way: the result is independent of the partition.
+  const int r = comm_.rank();
+  // Every row is initialised from its global id alone, wherever it is held.
+  auto init = [&](Side& s, int side) {
+    const Index begin = (*s.bounds)[r], n = (*s.bounds)[r + 1] - begin;
+    s.own.resize(n, f);
+    s.held.resize(s.ex.held(), f);
 #pragma omp parallel for num_threads(cfg_.threads) schedule(static)
-  for (Index u = 0; u < data.n_users; ++u) init_factor_row(cfg_.seed, 0, u, cfg_.init_scale, X_.row(u).data(), f);
+    for (Index i = 0; i < n; ++i) init_factor_row(cfg_.seed, side, begin + i, cfg_.init_scale, s.own.row(i).data(), f);
 #pragma omp parallel for num_threads(cfg_.threads) schedule(static)
-  for (Index i = 0; i < data.n_items; ++i) init_factor_row(cfg_.seed, 1, i, cfg_.init_scale, Y_.row(i).data(), f);
+    for (Index i = 0; i < s.held.rows(); ++i)
+      init_factor_row(cfg_.seed, side, s.ex.id(i), cfg_.init_scale, s.held.row(i).data(), f);
+  };
+  init(users_, 0);
+  init(items_, 1);
 }
 
-DenseMatrix Trainer::gram(const FactorMatrix& M, const Bounds& bounds) const {
+void Trainer::plan(ExchangeMode mode, const TrainData& data) {
+  const int r = comm_.rank();
+  const double row_bytes = static_cast<double>(cfg_.als.factors) * sizeof(Real);
+  RowExchange ua = RowExchange::allgather(comm_, data.user_bounds), ia = RowExchange::allgather(comm_, data.item_bounds);
+  auto bytes = [&](const RowExchange& u, const RowExchange& i) {  // per iteration, this rank
+    return row_bytes * static_cast<double>(u.rows_sent() + u.rows_received() + i.rows_sent() + i.rows_received());
+  };
+  mode_ = mode == ExchangeMode::kAuto ? ExchangeMode::kSparse : mode;
+  if (mode_ == ExchangeMode::kSparse) {
+    // The users this rank reads are those its item rows reference, and vice versa.
+    users_.ex = RowExchange::sparse(comm_, data.user_bounds, wanted_rows(data.user_bounds, r, data.items), cfg_.als.factors);
+    items_.ex = RowExchange::sparse(comm_, data.item_bounds, wanted_rows(data.item_bounds, r, data.users), cfg_.als.factors);
+    if (mode == ExchangeMode::kAuto) {
+      const double sparse = comm_.max(bytes(users_.ex, items_.ex)), full = comm_.max(bytes(ua, ia));
+      if (!(sparse < full)) mode_ = ExchangeMode::kAllgather;
+      if (comm_.is_root())
+        spdlog::info("exchange auto: {} ({:.2f} MiB per iteration on the busiest rank with sparse, {:.2f} MiB with allgather)",
+                     exchange_name(mode_), mib(sparse), mib(full));
+    }
+  }
+  if (mode_ == ExchangeMode::kAllgather) {
+    users_.ex = std::move(ua);
+    items_.ex = std::move(ia);
+    users_.block = &data.users;
+    items_.block = &data.items;
+    users_.remapped = items_.remapped = CsrBlock{};
+  } else {
+    users_.remapped = remap_columns(data.users, items_.ex);
+    items_.remapped = remap_columns(data.items, users_.ex);
+    users_.block = &users_.remapped;
+    items_.block = &items_.remapped;
+  }
+}
+
+template <class F>
+void Trainer::phase(const char* name, bool metered, F&& f) const {
+  const Comm::Traffic before = comm_.traffic();
+  {
+    auto t = timer_.scope(name);
+    f();
+  }
+  if (!metered) return;
+  Comm::Traffic& acc = traffic_[name];
+  acc.sent += comm_.traffic().sent - before.sent;
+  acc.received += comm_.traffic().received - before.received;
+}
+
+DenseMatrix Trainer::gram(const Side& s, bool metered) const {
   // The kernel bench_als times (als_kernels): this rank's share of whole aligned chunks, so every
   // chunk's float products are the same for any partition; the allreduce adds them in double.
-  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(cfg_.als.factors, cfg_.als.factors);
-  {
-    auto t = timer_.scope("gram");
-    gram_accumulate_share(M, bounds[comm_.rank()], bounds[comm_.rank() + 1], G, cfg_.threads);
-  }
-  {
-    auto t = timer_.scope("allreduce");
-    comm_.allreduce_sum(G.data(), static_cast<std::size_t>(G.size()));
-  }
+  // The last chunk may reach past this rank's rows into rows it holds for that purpose.
+  const int f = cfg_.als.factors, r = comm_.rank();
+  const Index begin = (*s.bounds)[r], end = (*s.bounds)[r + 1];
+  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(f, f);
+  phase("gram", false, [&] {
+    const auto [b, e] = gram_share_rows(begin, end, s.bounds->back());
+    if (b >= e) return;
+    const Index c = e > end ? std::max(b, gram_chunk_start(end)) : e;  // [c, e): the chunk past `end`
+    if (c > b) gram_accumulate(s.own, b, c, G, cfg_.threads, begin);
+    if (e > c) {
+      FactorMatrix chunk(e - c, f);
+      chunk.topRows(end - c) = s.own.middleRows(c - begin, end - c);
+      chunk.bottomRows(e - end) = s.held.middleRows(s.ex.position(end), e - end);
+      gram_accumulate(chunk, c, e, G, cfg_.threads, c);
+    }
+  });
+  phase("allreduce", metered, [&] { comm_.allreduce_sum(G.data(), static_cast<std::size_t>(G.size())); });
   return G.cast<Real>();
 }
 
-void Trainer::half_step(const CsrBlock& R, const Bounds& bounds, const FactorMatrix& other, const Bounds& other_bounds,
-                        FactorMatrix& mine) {
-  const int f = cfg_.als.factors;
-  DenseMatrix G = gram(other, other_bounds);
-  const Index begin = bounds[comm_.rank()], n = bounds[comm_.rank() + 1] - begin;
-  FactorMatrix local = mine.middleRows(begin, n);
-  {
-    auto t = timer_.scope("solve");
-    solve_rows(R, other, G, cfg_.als, local, cfg_.threads);
-  }
-  {
-    auto t = timer_.scope("allgather");
-    std::vector<std::int64_t> rows = part_sizes(bounds);
-    comm_.allgatherv_rows(local.data(), n, rows, f, mine.data());
-  }
+void Trainer::half_step(Side& mine, const Side& other) {
+  DenseMatrix G = gram(other, true);
+  phase("solve", false, [&] { solve_rows(*mine.block, other.held, G, cfg_.als, mine.own, cfg_.threads); });
+  phase("exchange", true, [&] { mine.ex.run(comm_, mine.own, mine.held); });
 }
 
 void Trainer::iterate() {
-  half_step(data_.users, data_.user_bounds, Y_, data_.item_bounds, X_);
-  half_step(data_.items, data_.item_bounds, X_, data_.user_bounds, Y_);
+  half_step(users_, items_);
+  half_step(items_, users_);
   ++done_;
 }
 
 double Trainer::loss() const {
-  DenseMatrix YtY = gram(Y_, data_.item_bounds);
-  const Index ub = data_.user_bounds[comm_.rank()], nu = data_.user_bounds[comm_.rank() + 1] - ub;
-  FactorMatrix Xl = X_.middleRows(ub, nu);
-  LossTerms lu = loss_rows(data_.users, Y_, YtY, cfg_.als, Xl, cfg_.threads);
+  DenseMatrix YtY = gram(items_, false);
+  LossTerms lu = loss_rows(*users_.block, items_.held, YtY, cfg_.als, users_.own, cfg_.threads);
   // The item side's regulariser: lambda_i ||y_i||^2 over the local items.
   double reg_items = 0;
-  const Index ib = data_.item_bounds[comm_.rank()], ni = data_.item_bounds[comm_.rank() + 1] - ib;
-  for (Index i = 0; i < ni; ++i) {
+  const CsrBlock& items = *items_.block;
+  for (Index i = 0; i < items_.own.rows(); ++i) {
     double lam = cfg_.als.regularization;
-    if (cfg_.als.scale_regularization) lam *= static_cast<double>(data_.items.indptr[i + 1] - data_.items.indptr[i]);
-    reg_items += lam * static_cast<double>(Y_.row(ib + i).squaredNorm());
+    if (cfg_.als.scale_regularization) lam *= static_cast<double>(items.indptr[i + 1] - items.indptr[i]);
+    reg_items += lam * static_cast<double>(items_.own.row(i).squaredNorm());
   }
   double terms[3] = {lu.data, lu.reg, reg_items};
   comm_.allreduce_sum(terms, 3);
   return terms[0] + terms[1] + terms[2];
 }
 
-FactorMatrix Trainer::local_user_factors() const {
-  const Index ub = data_.user_bounds[comm_.rank()], nu = data_.user_bounds[comm_.rank() + 1] - ub;
-  return X_.middleRows(ub, nu);
+namespace {
+
+FactorMatrix gather_side(const Comm& comm, const FactorMatrix& own, const Bounds& bounds) {
+  FactorMatrix all(bounds.back(), own.cols());
+  comm.allgatherv_rows(own.data(), own.rows(), part_sizes(bounds), own.cols(), all.data());
+  return all;
 }
 
-void Trainer::set_factors(FactorMatrix X, FactorMatrix Y, int iterations_done) {
-  if (X.rows() != X_.rows() || X.cols() != X_.cols() || Y.rows() != Y_.rows() || Y.cols() != Y_.cols())
+}  // namespace
+
+FactorMatrix Trainer::gather_item_factors() const { return gather_side(comm_, items_.own, *items_.bounds); }
+FactorMatrix Trainer::gather_user_factors() const { return gather_side(comm_, users_.own, *users_.bounds); }
+
+void Trainer::set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done) {
+  if (X.rows() != users_.own.rows() || X.cols() != users_.own.cols() || Y.rows() != items_.own.rows() ||
+      Y.cols() != items_.own.cols())
     throw InputError("checkpoint factors have the wrong shape");
-  X_ = std::move(X);
-  Y_ = std::move(Y);
+  users_.own = std::move(X);
+  items_.own = std::move(Y);
+  users_.ex.run(comm_, users_.own, users_.held);
+  items_.ex.run(comm_, items_.own, items_.held);
   done_ = iterations_done;
 }
 

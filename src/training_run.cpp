@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "mfrec/dataset.hpp"
@@ -52,17 +53,16 @@ namespace {
 // The checkpoint of a run: both factor matrices, the evaluations so far and where it stopped.
 void write_checkpoint(const std::string& path, const Comm& comm, const GroupData& data, const Trainer& t,
                       const RunOptions& opt, const std::vector<Evaluation>& evals, double train_seconds) {
-  const FactorMatrix& X = t.user_factors();
-  const FactorMatrix& Y = t.item_factors();
-  const auto f = static_cast<Index>(X.cols());
+  const FactorMatrix& X = t.local_user_factors();
+  const FactorMatrix& Y = t.local_item_factors();
   const int r = comm.rank();
   h5::File file = h5::File::create_atomic(path, &comm);
-  file.create_dataset<float>("/user_factors", {static_cast<Index>(X.rows()), f});
-  file.create_dataset<float>("/item_factors", {static_cast<Index>(Y.rows()), f});
-  const Index ub = data.train.user_bounds[r], ib = data.train.item_bounds[r];
-  const Index nu = data.train.user_bounds[r + 1] - ub, ni = data.train.item_bounds[r + 1] - ib;
-  file.write_rows("/user_factors", static_cast<Index>(ub), static_cast<Index>(nu), nu ? X.row(ub).data() : X.data());
-  file.write_rows("/item_factors", static_cast<Index>(ib), static_cast<Index>(ni), ni ? Y.row(ib).data() : Y.data());
+  // Each rank writes its own rows (hyperslabs of one collective write).
+  const Index f = X.cols(), ub = data.train.user_bounds[r], ib = data.train.item_bounds[r];
+  file.create_dataset<float>("/user_factors", {data.train.n_users, f});
+  file.create_dataset<float>("/item_factors", {data.train.n_items, f});
+  file.write_rows("/user_factors", ub, X.rows(), X.data());
+  file.write_rows("/item_factors", ib, Y.rows(), Y.data());
   std::vector<double> rows(evals.size() * kEvaluationFields);
   for (std::size_t i = 0; i < evals.size(); ++i) evaluation_to_row(evals[i], &rows[i * kEvaluationFields]);
   file.create_dataset<double>("/evaluations", {static_cast<Index>(evals.size()), static_cast<Index>(kEvaluationFields)});
@@ -105,15 +105,20 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
     h5::File& f = *ckpt;
     const int it = static_cast<int>(f.attr_int("/", "iteration"));
     const int fdim = opt.train.als.factors;
-    FactorMatrix X(data.train.n_users, fdim), Y(data.train.n_items, fdim);
-    f.require<float>("/user_factors", 2, static_cast<Index>(fdim));
-    f.read_rows("/user_factors", 0, static_cast<Index>(X.rows()), X.data());
-    f.read_rows("/item_factors", 0, static_cast<Index>(Y.rows()), Y.data());
+    const int r = comm.rank();
+    const Index ub = data.train.user_bounds[r], ib = data.train.item_bounds[r];
+    FactorMatrix X(data.train.user_bounds[r + 1] - ub, fdim), Y(data.train.item_bounds[r + 1] - ib, fdim);
+    if (f.require<float>("/user_factors", 2, fdim)[0] != data.train.n_users ||
+        f.require<float>("/item_factors", 2, fdim)[0] != data.train.n_items)
+      throw InputError(opt.checkpoint + ": factor matrices of the wrong shape for this data");
+    f.read_rows("/user_factors", ub, X.rows(), X.data());  // this rank's rows only
+    f.read_rows("/item_factors", ib, Y.rows(), Y.data());
+    f.require<double>("/evaluations", 2, static_cast<Index>(kEvaluationFields));  // rows as this version writes them
     auto rows = f.read_all<double>("/evaluations");
     for (std::size_t i = 0; i + kEvaluationFields <= rows.size(); i += kEvaluationFields)
       res.evaluations.push_back(evaluation_from_row(&rows[i]));
     train_seconds = f.attr_double("/", "train_seconds");
-    trainer->set_factors(std::move(X), std::move(Y), it);
+    trainer->set_local_factors(std::move(X), std::move(Y), it);
     next_eval = res.evaluations.size();
     res.resumed_from = it;
     if (comm.is_root()) spdlog::info("{}resumed from {} at iteration {}", opt.label, opt.checkpoint, it);
@@ -137,9 +142,9 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
     }
     if (next_eval < opt.eval_at.size() && opt.eval_at[next_eval] == it) {
       auto t = trainer->timer().scope("evaluation");
-      FactorMatrix Xl = trainer->local_user_factors();
-      res.evaluations.push_back(evaluate(comm, data.train, data.test, Xl, trainer->item_factors(), data.popularity,
-                                         opt.k, opt.train.threads));
+      const FactorMatrix Y = trainer->gather_item_factors();  // items are the small side
+      res.evaluations.push_back(evaluate(comm, data.train, data.test, trainer->local_user_factors(), Y, data.popularity,
+                                         opt.k, opt.train.threads, nullptr, EvalSample{opt.eval_users, opt.train.seed}));
       if (!data.knn.empty()) {  // the kNN view depends on the data only: evaluated once per group
         res.evaluations.back().knn = data.knn_view;
         res.evaluations.back().knn_k = data.knn.k;
@@ -167,6 +172,15 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
   res.seconds_per_iteration = n_iter > 0 ? train_seconds / n_iter : 0;  // over every incarnation
   res.seconds = comm.max(Comm::wtime() - t0);
   res.phases = trainer->timer().summary(comm);
+  res.exchange = trainer->exchange();
+  std::map<std::string, double> sent, received;
+  const double its = std::max(1, n_iter - res.resumed_from);  // the iterations this process ran
+  for (const auto& [name, t] : trainer->traffic()) {
+    sent[name] = t.sent / its;
+    received[name] = t.received / its;
+  }
+  res.sent = PhaseTimer::summarize(sent, comm);
+  res.received = PhaseTimer::summarize(received, comm);
   if (trainer_out) *trainer_out = std::move(trainer);
   return res;
 }

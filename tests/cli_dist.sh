@@ -26,9 +26,14 @@ for key in ["config", "ranks", "threads", "data", "seconds_per_iteration", "phas
     assert key in r, key
 for m in ["map_at_k", "map_at_k_seed", "precision_at_k", "recall_at_k", "ndcg_at_k", "auc"]:
     assert m in r["metrics"] and m in r["baseline"], m
-for p in ["solve", "gram", "allgather", "evaluation"]:
+for p in ["solve", "gram", "exchange", "evaluation"]:
     assert set(r["phases"][p]) == {"min", "mean", "max"}, p
 assert r["ranks"] == 2
+assert r["exchange"] in ("allgather", "sparse") and r["config"]["exchange"] == "auto", r["exchange"]
+for p in ["exchange", "allreduce"]:
+    for d in ["sent", "received"]:
+        s = r["bytes_per_iteration"][p][d]
+        assert 0 < s["min"] <= s["mean"] <= s["max"], (p, d, s)
 with h5py.File("model.h5", "r") as f:
     assert f.attrs["format"] == b"mfrec-model" or f.attrs["format"] == "mfrec-model"
     U, V = f["user_factors"], f["item_factors"]

@@ -88,6 +88,7 @@ ALLOW = {
     ("mfrec_prep", "min-value", "-1"): "a threshold below every value keeps them all: valid",
     ("mfrec_prep", "min-value", "0"): "a threshold of 0 drops negative values only: valid",
     ("mfrec_dist", "knn-k", "0"): "documented: 0 = no kNN baseline",
+    ("mfrec_dist", "eval-users", "0"): "documented: 0 = every test user",
     ("mfrec_dist", "loss-every", "0"): "documented: 0 = never",
     ("mfrec_dist", "checkpoint-every", "0"): "documented: 0 = only on signals and at the end",
     ("mfrec_dist", "regularization", "0"): "lambda = 0 is unregularised ALS, a valid (if unwise) choice",

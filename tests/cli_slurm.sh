@@ -22,7 +22,7 @@ MFREC_KEEP_SIGKILL_GRACE=1   # signals and checkpoints: keep mpirun's SIGTERM-to
 SCRATCH=$WORK
 CLUSTER=$SCRATCH   # the cluster's files (slurm.conf, state, logs); the jobs work under $SCRATCH/w*
 on_exit 'bash "$SRC/tests/slurm_cluster.sh" stop "$CLUSTER" >/dev/null 2>&1'
-show() { for f in "$@"; do [ -f "$f" ] && sed "s|^|    $(basename "$f") | |" "$f" | tail -n 25; done; }
+show() { for f in "$@"; do [ -f "$f" ] && sed "s#^#    $(basename "$f") | #" "$f" | tail -n 25; done; }
 
 # --- the cluster
 set +e

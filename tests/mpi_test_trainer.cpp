@@ -38,7 +38,7 @@ Outcome train_on(const Comm& comm, const std::string& path, const RunOptions& o)
   GroupData d = load_group_data(f, comm);
   std::unique_ptr<Trainer> t;
   RunResult r = run_point(comm, d, o, &t);
-  return {t->user_factors(), t->item_factors(), r.evaluations.back()};
+  return {t->gather_user_factors(), t->gather_item_factors(), r.evaluations.back()};
 }
 
 double rel_diff(const FactorMatrix& a, const FactorMatrix& b) { return (a - b).norm() / std::max(1e-30f, b.norm()); }
@@ -124,13 +124,16 @@ TEST(Model, WrittenCollectivelyAndReadBack) {
   meta.iterations = 2;
   meta.dataset = path;
   meta.metrics = metric_map(r.evaluations.back().model);
-  ModelParts parts{&t->user_factors(), &t->item_factors(), &d.train.users, d.user_ids_local, &items, &d.popularity};
+  ModelParts parts{&t->local_user_factors(), &t->local_item_factors(), d.train.item_bounds[world.rank()], &d.train.users,
+                   d.user_ids_local, &items, &d.popularity};
+  const FactorMatrix X = t->gather_user_factors(), Y = t->gather_item_factors();
   write_model(model, world, parts, meta);
   if (world.rank() == 0) {
     Model m = read_model(model);
     EXPECT_EQ(m.user_factors.rows(), 90);
     EXPECT_EQ(m.item_factors.cols(), 6);
-    EXPECT_LE(rel_diff(m.user_factors, t->user_factors()), 0.0);
+    EXPECT_LE(rel_diff(m.user_factors, X), 0.0);
+    EXPECT_LE(rel_diff(m.item_factors, Y), 0.0);
     EXPECT_EQ(m.user_ids[89], "u89");
     EXPECT_EQ(m.items.name[3], "Item 3");
     EXPECT_EQ(m.seen.nnz(), d.train.nnz);

@@ -1,5 +1,6 @@
 // Small prepared data sets for tests, written through the library's own writers.
 #pragma once
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,26 +36,9 @@ inline CsrBlock block_of(const std::vector<Triplet>& t, Index n_rows, Index n_co
   return blk;
 }
 
-// A random user x item matrix with skewed item popularity and persona-like structure, split
-// 80/20 into train and test, written as a prepared file (collective over comm).
-// Users listed in `cold` get no training entries (only test entries).
-inline void write_random_prepared(const std::string& path, const Comm& comm, Index n_users, Index n_items,
-                                  int per_user = 8, std::uint64_t seed = 7, std::vector<Index> cold = {}) {
-  std::mt19937_64 rng(seed);
-  std::vector<Triplet> train, test;
-  for (Index u = 0; u < n_users; ++u) {
-    const Index group = u % 4;  // users of a group like the same quarter of the items
-    std::vector<char> used(static_cast<std::size_t>(n_items), 0);
-    const bool is_cold = std::find(cold.begin(), cold.end(), u) != cold.end();
-    for (int j = 0; j < per_user; ++j) {
-      Index i = (group * n_items / 4 + static_cast<Index>(rng() % static_cast<std::uint64_t>(std::max<Index>(1, n_items / 4)))) % n_items;
-      if (rng() % 5 == 0) i = static_cast<Index>(rng() % static_cast<std::uint64_t>(n_items));
-      if (used[i]) continue;
-      used[i] = 1;
-      const float c = static_cast<float>(1 + rng() % 5);
-      (rng() % 5 == 0 || is_cold ? test : train).push_back({u, i, c});
-    }
-  }
+// Writes a prepared file (collective over comm) from train and test triplets (user, item, value).
+inline void write_prepared(const std::string& path, const Comm& comm, Index n_users, Index n_items,
+                           std::vector<Triplet> train, std::vector<Triplet> test) {
   auto by_row = [](const Triplet& a, const Triplet& b) { return a.row != b.row ? a.row < b.row : a.col < b.col; };
   std::sort(train.begin(), train.end(), by_row);
   std::sort(test.begin(), test.end(), by_row);
@@ -82,6 +66,29 @@ inline void write_random_prepared(const std::string& path, const Comm& comm, Ind
   dataset::write_items(f, items);
   f.set_attr("/", "format", dataset::kPreparedFormat);
   f.commit();
+}
+
+// A random user x item matrix with skewed item popularity and persona-like structure, split
+// 80/20 into train and test, written as a prepared file (collective over comm).
+// Users listed in `cold` get no training entries (only test entries).
+inline void write_random_prepared(const std::string& path, const Comm& comm, Index n_users, Index n_items,
+                                  int per_user = 8, std::uint64_t seed = 7, std::vector<Index> cold = {}) {
+  std::mt19937_64 rng(seed);
+  std::vector<Triplet> train, test;
+  for (Index u = 0; u < n_users; ++u) {
+    const Index group = u % 4;  // users of a group like the same quarter of the items
+    std::vector<char> used(static_cast<std::size_t>(n_items), 0);
+    const bool is_cold = std::find(cold.begin(), cold.end(), u) != cold.end();
+    for (int j = 0; j < per_user; ++j) {
+      Index i = (group * n_items / 4 + static_cast<Index>(rng() % static_cast<std::uint64_t>(std::max<Index>(1, n_items / 4)))) % n_items;
+      if (rng() % 5 == 0) i = static_cast<Index>(rng() % static_cast<std::uint64_t>(n_items));
+      if (used[i]) continue;
+      used[i] = 1;
+      const float c = static_cast<float>(1 + rng() % 5);
+      (rng() % 5 == 0 || is_cold ? test : train).push_back({u, i, c});
+    }
+  }
+  write_prepared(path, comm, n_users, n_items, std::move(train), std::move(test));
 }
 
 }  // namespace mfrec::testdata

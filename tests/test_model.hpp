@@ -32,7 +32,8 @@ inline void train_model(const Comm& comm, const std::string& data, const std::st
   meta.als = als;
   meta.iterations = iterations;
   meta.dataset = data;
-  ModelParts parts{&t->user_factors(), &t->item_factors(), &d.train.users, d.user_ids_local, &items, &d.popularity};
+  ModelParts parts{&t->local_user_factors(), &t->local_item_factors(), d.train.item_bounds[comm.rank()], &d.train.users,
+                   d.user_ids_local, &items, &d.popularity};
   write_model(model, comm, parts, meta);
 }
 

@@ -34,8 +34,9 @@ struct Options {
               iterations = std::to_string(defaults::kIterations), solver = "cg";
   int cg_steps = defaults::kCgSteps, k = 20, threads = 0, loss_every = 0, groups = 1;
   int knn_k = kDefaultKnnK;  // the item-kNN baseline's neighbours per item; 0: none
-  std::string confidence = "hu", log_level = "info", checkpoint_dir;
+  std::string confidence = "hu", log_level = "info", checkpoint_dir, exchange = "auto";
   int checkpoint_every = 0;
+  long long eval_users = 0;  // a seeded sample of this many test users; 0: all
   bool scale_regularization = false, auto_promote = true, resume = false;
   unsigned long seed = defaults::kSeed;  // unsigned: "-1" is refused by the parser
 };
@@ -43,30 +44,41 @@ struct Options {
 nlohmann::json metrics_json(const MetricSums& m) {
   nlohmann::json j;
   for (const auto& [k, v] : metric_map(m)) j[k] = v;
+  for (const auto& [k, v] : metric_se_map(m)) j[k] = v;
   return j;
 }
 
-void print_best(const PointResult& p) {
+// Each metric with its standard error over the evaluated users (value ±SE).
+void print_best(const PointResult& p, long long eval_users) {
   const Evaluation& e = p.evaluation;
   const bool knn = e.knn_k > 0;  // the kNN column only when it was computed
-  std::printf("\n%-16s %10s %10s %10s%s\n", ("metric @" + std::to_string(e.k)).c_str(), "ALS", "system", "popular",
-              knn ? fmt::format(" {:>10}", fmt::format("kNN@{}", e.knn_k)).c_str() : "");
-  auto row = [knn](const char* name, double a, double s, double b, double n) {
-    std::printf("%-16s %10.4f %10.4f %10.4f%s\n", name, a, s, b, knn ? fmt::format(" {:10.4f}", n).c_str() : "");
-  };
-  row("MAP@K", e.model.map, e.system.map, e.baseline.map, e.knn.map);
-  row("MAP@K (seed AP)", e.model.map_seed, e.system.map_seed, e.baseline.map_seed, e.knn.map_seed);
-  row("precision@K", e.model.precision, e.system.precision, e.baseline.precision, e.knn.precision);
-  row("recall@K", e.model.recall, e.system.recall, e.baseline.recall, e.knn.recall);
-  row("NDCG@K", e.model.ndcg, e.system.ndcg, e.baseline.ndcg, e.knn.ndcg);
-  row("AUC", e.model.auc, e.system.auc, e.baseline.auc, e.knn.auc);
-  std::printf("users evaluated: %lld, of which %lld have no training history ('system' gives them the popular list)\n\n",
-              static_cast<long long>(e.model.n_users), static_cast<long long>(e.cold_users));
+  std::printf("\n%-16s %17s %17s %17s%s\n", ("metric @" + std::to_string(e.k)).c_str(), "ALS (±SE)", "system (±SE)",
+              "popular (±SE)", knn ? fmt::format(" {:>17}", fmt::format("kNN@{} (±SE)", e.knn_k)).c_str() : "");
+  const MetricSums* views[] = {&e.model, &e.system, &e.baseline, &e.knn};
+  const char* names[] = {"MAP@K", "MAP@K (seed AP)", "precision@K", "recall@K", "NDCG@K", "AUC"};
+  for (int j = 0; j < MetricSums::kMetrics; ++j) {
+    std::string line = fmt::format("{:<16}", names[j]);
+    for (int v = 0; v < (knn ? 4 : 3); ++v)
+      line += fmt::format(" {:>17}", fmt::format("{:.4f} ±{:.4f}", views[v]->values()[j], views[v]->se[j]));
+    std::printf("%s\n", line.c_str());
+  }
+  std::printf("users evaluated: %lld%s, of which %lld have no training history ('system' gives them the popular list)\n\n",
+              static_cast<long long>(e.model.n_users),
+              eval_users > 0 ? fmt::format(" (a seeded sample: --eval-users {})", eval_users).c_str() : "",
+              static_cast<long long>(e.cold_users));
 }
 
 nlohmann::json phases_json(const std::map<std::string, PhaseTimer::Stat>& phases) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [name, s] : phases) j[name] = {{"min", s.min}, {"mean", s.mean}, {"max", s.max}};
+  return j;
+}
+
+// Bytes per rank per iteration by phase: {"exchange": {"sent": {min, mean, max}, "received": ...}}.
+nlohmann::json traffic_json(const PointResult& p) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, s] : p.sent) j[name]["sent"] = {{"min", s.min}, {"mean", s.mean}, {"max", s.max}};
+  for (const auto& [name, s] : p.received) j[name]["received"] = {{"min", s.min}, {"mean", s.mean}, {"max", s.max}};
   return j;
 }
 
@@ -105,6 +117,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .flag("scale-regularization", &o.scale_regularization, "scale lambda by each row's non-zeros (ALS-WR, as Spark)")
       .option("seed", &o.seed, "seed of the initial factors (0 or more)")
       .option("k", &o.k, "cut-off K of the ranking metrics")
+      .option("eval-users", &o.eval_users, "evaluate a seeded sample of this many test users (the same users for any rank count and group; the smallest hashes of --seed and the user) and report standard errors; 0: every test user")
       .option("groups,g", &o.groups, "grid: split the ranks into this many groups, each training one point at a time")
       .option("knn-k", &o.knn_k, "neighbours per item of the item-kNN baseline (cosine, as implicit's CosineRecommender), reported next to popularity and stored in the model; 0: none")
       .option("select-metric", &o.select_metric, "grid: the metric that picks the best point (map_at_k, map_at_k_seed, precision_at_k, recall_at_k, ndcg_at_k, auc)")
@@ -114,6 +127,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .path("checkpoint-dir", &o.checkpoint_dir, PathRole::OutputDir, "write checkpoints (one HDF5 file per training run) here; empty: <output>.ckpt when --checkpoint-every is set")
       .option("checkpoint-every", &o.checkpoint_every, "checkpoint every N iterations (0: only on SIGTERM/SIGUSR1 and at the end of each run, if a directory is set)")
       .flag("resume", &o.resume, "continue from the checkpoints in --checkpoint-dir (completed runs are not trained again)")
+      .option("exchange", &o.exchange, "how updated rows reach the other ranks: allgather (every rank holds every row), sparse (each row only to the ranks whose data reference it; memory and traffic fall with the ranks) or auto (the fewer bytes, decided after set-up and logged)")
       .option("threads", &o.threads, "OpenMP threads per rank (0: the cores the rank is bound to / the ranks of the node sharing them)")
       .option("loss-every", &o.loss_every, "log the training loss every N iterations (0: never)")
       .option("log-level", &o.log_level, "debug, info, warn or error");
@@ -127,6 +141,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   space.solver = parse_list<std::string>("solver", o.solver);
   s.runs = expand_grid(space);  // validates the lists
   require_option(o.k >= 1, "k", "must be at least 1");
+  require_option(o.eval_users >= 0, "eval-users", "must not be negative (0: every test user)");
   require_option(o.cg_steps >= 1, "cg-steps", "must be at least 1");
   require_option(o.threads >= 0, "threads", "must not be negative (0: automatic)");
   require_option(o.loss_every >= 0, "loss-every", "must not be negative");
@@ -147,7 +162,9 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   go.base.train.als.confidence = parse_confidence(o.confidence);
   go.base.train.als.scale_regularization = o.scale_regularization;
   go.base.train.seed = o.seed;
+  go.base.train.exchange = parse_exchange(o.exchange);
   go.base.k = o.k;
+  go.base.eval_users = o.eval_users;
   go.base.loss_every = o.loss_every;
   go.checkpoint_dir = o.checkpoint_dir;
   go.base.checkpoint_every = o.checkpoint_every;
@@ -198,7 +215,7 @@ void print_results(const GridResult& res, const Options& o) {
   const double v = metric_value(best.evaluation.model, o.select_metric);
   const double base = metric_value(best.evaluation.baseline, o.select_metric);
   if (res.points.size() > 1) std::printf("\n%s", format_grid_table(res, o.select_metric).c_str());
-  print_best(best);
+  print_best(best, o.eval_users);
   std::printf("ALS %s %.4f vs popularity %.4f: %s (%.2fx)\n", o.select_metric.c_str(), v, base,
               metric_beats(v, base) ? "beats the baseline" : "does NOT beat the baseline", base > 0 ? v / base : 0.0);
   if (best.evaluation.knn_k > 0) {
@@ -224,7 +241,8 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                  {"cg_steps", o.cg_steps},   {"confidence", o.confidence},
                  {"scale_regularization", o.scale_regularization}, {"seed", o.seed}, {"k", o.k},
                  {"groups", o.groups},       {"select_metric", o.select_metric}, {"output", o.output},
-                 {"knn_k", o.knn_k}};
+                 {"knn_k", o.knn_k}, {"exchange", o.exchange},
+                 {"eval_users", o.eval_users}};
   j["ranks"] = ranks;
   j["threads"] = s.grid.base.train.threads;
   j["binding"] = s.bindings;
@@ -237,6 +255,8 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                {"cold_users", best.evaluation.cold_users}};
   j["seconds_per_iteration"] = best.seconds_per_iteration;
   j["phases"] = phases_json(best.phases);
+  j["exchange"] = exchange_name(best.exchange);  // the mode used (auto resolved)
+  j["bytes_per_iteration"] = traffic_json(best);
   j["metrics"] = metrics_json(best.evaluation.model);
   j["system"] = metrics_json(best.evaluation.system);
   j["baseline"] = metrics_json(best.evaluation.baseline);
@@ -253,6 +273,7 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                          {"regularization", p.regularization}, {"solver", p.solver},
                          {"iterations", p.iterations}, {"group", p.group}, {"ranks", p.ranks},
                          {"seconds", p.seconds}, {"seconds_per_iteration", p.seconds_per_iteration},
+                         {"exchange", exchange_name(p.exchange)},
                          {"metrics", metrics_json(p.evaluation.model)}, {"best", p.best}});
   return j;
 }

@@ -28,6 +28,7 @@ struct Options {
   std::string fallback = "fold-in";  // how a user without factors (--history) is answered
   bool popular = false, all = false;
   int n = 20, sample = 0, threads = 0;
+  AnnOptions ann;  // single queries: --ann, --ann-threshold, --ann-ef, --ann-index
 };
 
 std::string clip(const std::string& s, std::size_t w) {
@@ -115,6 +116,7 @@ void declare_options(Cli& cli, Options& o) {
       .option("format", &o.format, "text or json (single queries)")
       .option("threads", &o.threads, "--all: OpenMP threads per rank (0: automatic: the cores the rank is bound to / the ranks sharing them)")
       .option("log-level", &o.log_level, "debug, info, warn or error");
+  declare_ann_options(cli, o.ann);
 }
 
 // The same answer on every rank: options only.
@@ -131,6 +133,11 @@ void check_options(const Cli& cli, const Options& o) {
   require_option(o.fallback == "fold-in" || o.fallback == "knn", "fallback", "must be fold-in or knn");
   require_option(o.registry.empty() || !cli.given("model"), "model", "give either --model or --registry, not both");
   require_option(!cli.given("spec") || !o.registry.empty(), "spec", "only with --registry");
+  for (const char* name : {"ann", "ann-threshold", "ann-ef", "ann-index"})
+    require_option(!o.all || !cli.given(name), name, "only for single queries (--all searches exactly)");
+  require_option(!cli.given("ann-index") || o.registry.empty(), "ann-index",
+                 "only with --model (a registry version's index is recorded in the registry)");
+  ann_config(o.ann);
 }
 
 // Runs f on rank 0. With more ranks the outcome is agreed, so none is left waiting: every rank
@@ -175,7 +182,7 @@ int run_batch(const Comm& world, const Options& o, const std::string& model_path
 
 // One query, on the calling rank.
 void run_query(const Cli& cli, const Options& o, const ModelSource& src) {
-  auto rec = Recommender::load(src);
+  auto rec = Recommender::load(src, ann_config(o.ann));
   const Recommender& r = *rec;
   const std::string from = " [model " + src.describe() + "]";
 

@@ -97,7 +97,7 @@ def load(path, forced_mode, time_key):
         "seconds": float(r.get("seconds") or 0.0),
         "solve": phase("solve"),
         "gram": phase("gram"),
-        "comm": phase("allgather") + phase("allreduce"),
+        "comm": phase("exchange") + phase("allgather") + phase("allreduce"),  # "allgather": older reports
         "imbalance": phase("solve") / solve_mean if solve_mean > 0 else float("nan"),
         "point": r.get("best") or {},
     }

@@ -205,7 +205,8 @@ int main(int argc, char** argv) {
     // Set-up: the first model (a failure is fatal), then the server, bound before it is announced.
     ModelHolder holder;
     Metrics metrics;
-    Reloader reloader(holder, metrics, o.model, cli.given("model") ? std::string() : o.registry, o.spec);
+    Reloader reloader(holder, metrics, o.model, cli.given("model") ? std::string() : o.registry, o.spec,
+                      ann_config(o.ann));
     const auto started = Clock::now();
     const std::function<double()> uptime = [started] {
       return std::chrono::duration<double>(Clock::now() - started).count();

@@ -13,9 +13,9 @@ mode=${1:-demo}
 packages=(build-essential cmake pkg-config
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libeigen3-dev
   libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev
-  libcpp-httplib-dev libgtest-dev libbenchmark-dev libopenblas-dev wrk
+  libcpp-httplib-dev libhnswlib-dev libgtest-dev libbenchmark-dev libopenblas-dev wrk
   python3 python3-h5py python3-numpy python3-matplotlib
-  slurm-wlm munge time jq)
+  slurm-wlm munge iproute2 time jq)
 
 missing=()
 for p in "${packages[@]}"; do

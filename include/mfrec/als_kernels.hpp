@@ -10,6 +10,7 @@
 // only on that row, Y, YtY and the parameters -- never on the thread count, on how rows are
 // grouped into blocks, or on which rows sit in the same CsrBlock (MPI partition).
 #pragma once
+#include <utility>
 #include <Eigen/Core>
 
 #include <cstdint>
@@ -51,9 +52,10 @@ struct AlsParams {
 // out += Y[begin:end)^T Y[begin:end) (f x f): the one Gram kernel, which the trainer runs and
 // bench_als times. Products run in float over chunks of rows aligned to absolute row numbers and
 // are accumulated in double. threads <= 0 means omp_get_max_threads(). The result does not
-// depend on the thread count.
+// depend on the thread count. `origin`: Y holds the rows [origin, origin + Y.rows()) of a larger
+// matrix, and begin, end and the chunks' alignment are row numbers of that larger matrix.
 void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
-                     int threads = 0);
+                     int threads = 0, Index origin = 0);
 
 // A rank's share of the Gram matrix of a Y every rank holds in full: the aligned chunks whose
 // first row lies in [begin, end) (whole, even where they reach past `end`). For consecutive ranges
@@ -64,6 +66,11 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
 // amplifies to ~1e-4 in the factors.)
 void gram_accumulate_share(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,
                            int threads = 0);
+// The rows [first, second) that the share [begin, end) of an n_rows matrix reads (empty when
+// first >= second): whole chunks from the first aligned row at or after begin.
+std::pair<Index, Index> gram_share_rows(Index begin, Index end, Index n_rows);
+// The first row of the chunk that holds `row`.
+Index gram_chunk_start(Index row);
 
 // One half-step for the rows of R (column j of R is row j of Y): writes the solution of eq. 4 into
 // X.row(u) for every local row u. X has R.n_rows() rows and f = Y.cols() columns; with the

@@ -78,9 +78,27 @@ class Comm {
   void allgatherv_rows(const T* local, std::int64_t rows_local, const std::vector<std::int64_t>& rows,
                        std::int64_t width, T* out) const;
   // Collective: send send_counts[r] values (consecutive in `send`) to each rank r; returns the
-  // values received, in rank order.
+  // values received, in rank order (recv_counts, when given, receives how many came from each).
   template <class T>
-  std::vector<T> alltoallv(const std::vector<T>& send, const std::vector<std::int64_t>& send_counts) const;
+  std::vector<T> alltoallv(const std::vector<T>& send, const std::vector<std::int64_t>& send_counts,
+                           std::vector<std::int64_t>* recv_counts = nullptr) const;
+
+  // Collective: row exchange between every pair of ranks. send_counts[r] rows starting at row
+  // send_displs[r] of `send` go to rank r; recv_counts[r] rows from rank r land at row
+  // recv_displs[r] of `recv` (counts and displacements in rows, each `width` values).
+  template <class T>
+  void alltoallv_rows(const T* send, const std::vector<int>& send_counts, const std::vector<int>& send_displs,
+                      T* recv, const std::vector<int>& recv_counts, const std::vector<int>& recv_displs,
+                      std::int64_t width) const;
+
+  // The payload this rank has sent to and received from OTHER ranks through allreduce,
+  // allgatherv_rows and the alltoallv calls since the communicator was made: what each rank
+  // contributes and obtains, not what a collective's algorithm forwards on the way (a ring
+  // allreduce moves about twice that). Bytes; doubles, so they never overflow.
+  struct Traffic {
+    double sent = 0, received = 0;
+  };
+  const Traffic& traffic() const { return traffic_; }
 
   static double wtime() { return MPI_Wtime(); }
 
@@ -88,13 +106,56 @@ class Comm {
   Comm(MPI_Comm comm, bool owned);
   template <class T> void allreduce(T* data, std::size_t n, MPI_Op op) const {
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, checked_count(n), mpi_type<T>(), op, comm_), "MPI_Allreduce");
+    if (size_ > 1) count(static_cast<double>(n * sizeof(T)), static_cast<double>(n * sizeof(T)));
+  }
+  void count(double sent, double received) const {
+    traffic_.sent += sent;
+    traffic_.received += received;
   }
   static int checked_count(std::size_t n);
+  // A committed contiguous datatype of `width` values of T, freed with the object.
+  struct RowType {
+    MPI_Datatype type;
+    RowType(std::int64_t width, MPI_Datatype value);
+    ~RowType() { MPI_Type_free(&type); }
+    RowType(const RowType&) = delete;
+    RowType& operator=(const RowType&) = delete;
+  };
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   bool owned_ = false;
   int rank_ = 0;
   int size_ = 1;
+  mutable Traffic traffic_;
+  friend class RowPlan;  // counts its traffic
+};
+
+// Rows of a local matrix to exchange between all ranks, with no packing buffer: the rows sent
+// to each rank are described by an MPI indexed datatype over the source matrix, the rows
+// received from each rank land consecutively at a row offset of the destination (displacements
+// in bytes as MPI_Aint, so destinations beyond 2 GiB work). Made once (local), run many times.
+class RowPlan {
+ public:
+  RowPlan() = default;
+  // send_rows[r]: rows of the source sent to rank r, in order; recv_counts[r] rows from rank r
+  // land at row recv_displs[r] of the destination. Rows are `width` floats.
+  RowPlan(int ranks, const std::vector<std::vector<int>>& send_rows, const std::vector<std::int64_t>& recv_counts,
+          const std::vector<std::int64_t>& recv_displs, std::int64_t width);
+  RowPlan(RowPlan&& other) noexcept;
+  RowPlan& operator=(RowPlan&& other) noexcept;
+  RowPlan(const RowPlan&) = delete;
+  RowPlan& operator=(const RowPlan&) = delete;
+  ~RowPlan();
+  // Collective (MPI_Alltoallw): every rank runs its plan.
+  void run(const Comm& comm, const float* src, float* dst) const;
+
+ private:
+  void release();
+  std::vector<MPI_Datatype> send_types_, recv_types_;
+  std::vector<int> counts_;           // 1 where a type moves rows, else 0
+  std::vector<int> zero_displs_;      // Alltoallw's int byte displacements: all 0 (in the types)
+  std::vector<int> send_counts_, recv_counts_;  // rows, for the traffic count
+  double row_bytes_ = 0;
 };
 
 // A counter that any rank can atomically fetch-and-add without the others taking part (MPI
@@ -102,11 +163,14 @@ class Comm {
 // destroying it, unless an exception is unwinding.
 class SharedCounter {
  public:
-  explicit SharedCounter(const Comm& comm);  // collective; starts at 0
+  explicit SharedCounter(const Comm& comm);  // collective; starts at 0 (or is unavailable)
   SharedCounter(const SharedCounter&) = delete;
   SharedCounter& operator=(const SharedCounter&) = delete;
   ~SharedCounter();
   std::int64_t fetch_add(std::int64_t v);  // local call: returns the value before adding
+  // False (on every rank) when MPI could not make the window: no one-sided support between these
+  // ranks. fetch_add then throws.
+  bool available() const { return win_ != MPI_WIN_NULL; }
 
  private:
   MPI_Win win_ = MPI_WIN_NULL;
@@ -181,10 +245,7 @@ T Comm::exscan_sum(T v) const {
 template <class T>
 void Comm::allgatherv_rows(const T* local, std::int64_t rows_local, const std::vector<std::int64_t>& rows,
                            std::int64_t width, T* out) const {
-  MPI_Datatype row_type;
-  check_mpi(MPI_Type_contiguous(checked_count(static_cast<std::size_t>(width)), mpi_type<T>(), &row_type),
-            "MPI_Type_contiguous");
-  check_mpi(MPI_Type_commit(&row_type), "MPI_Type_commit");
+  const RowType row(width, mpi_type<T>());
   std::vector<int> counts(size_), displs(size_);
   std::int64_t offset = 0;
   for (int r = 0; r < size_; ++r) {
@@ -192,14 +253,34 @@ void Comm::allgatherv_rows(const T* local, std::int64_t rows_local, const std::v
     displs[r] = checked_count(static_cast<std::size_t>(offset));
     offset += rows[r];
   }
-  int rc = MPI_Allgatherv(rows_local > 0 ? local : out, checked_count(static_cast<std::size_t>(rows_local)),
-                          row_type, out, counts.data(), displs.data(), row_type, comm_);
-  MPI_Type_free(&row_type);
-  check_mpi(rc, "MPI_Allgatherv");
+  check_mpi(MPI_Allgatherv(rows_local > 0 ? local : out, checked_count(static_cast<std::size_t>(rows_local)), row.type,
+                           out, counts.data(), displs.data(), row.type, comm_),
+            "MPI_Allgatherv");
+  const double row_bytes = static_cast<double>(width) * sizeof(T);
+  count(row_bytes * static_cast<double>(rows_local) * (size_ - 1), row_bytes * static_cast<double>(offset - rows_local));
 }
 
 template <class T>
-std::vector<T> Comm::alltoallv(const std::vector<T>& send, const std::vector<std::int64_t>& send_counts) const {
+void Comm::alltoallv_rows(const T* send, const std::vector<int>& send_counts, const std::vector<int>& send_displs,
+                          T* recv, const std::vector<int>& recv_counts, const std::vector<int>& recv_displs,
+                          std::int64_t width) const {
+  const RowType row(width, mpi_type<T>());
+  check_mpi(MPI_Alltoallv(send, send_counts.data(), send_displs.data(), row.type, recv, recv_counts.data(),
+                          recv_displs.data(), row.type, comm_),
+            "MPI_Alltoallv");
+  double s = 0, r = 0;
+  for (int q = 0; q < size_; ++q)
+    if (q != rank_) {
+      s += send_counts[q];
+      r += recv_counts[q];
+    }
+  const double row_bytes = static_cast<double>(width) * sizeof(T);
+  count(row_bytes * s, row_bytes * r);
+}
+
+template <class T>
+std::vector<T> Comm::alltoallv(const std::vector<T>& send, const std::vector<std::int64_t>& send_counts,
+                               std::vector<std::int64_t>* recv_counts) const {
   std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
   std::int64_t off = 0;
   for (int r = 0; r < size_; ++r) {
@@ -217,6 +298,8 @@ std::vector<T> Comm::alltoallv(const std::vector<T>& send, const std::vector<std
   check_mpi(MPI_Alltoallv(send.data(), sc.data(), sd.data(), mpi_type<T>(), recv.data(), rc.data(), rd.data(),
                           mpi_type<T>(), comm_),
             "MPI_Alltoallv");
+  if (recv_counts) recv_counts->assign(rc.begin(), rc.end());
+  count(static_cast<double>((off - send_counts[rank_]) * sizeof(T)), static_cast<double>((total - rc[rank_]) * sizeof(T)));
   return recv;
 }
 

@@ -42,6 +42,8 @@ struct PointResult {
   std::string solver;
   Evaluation evaluation;
   std::map<std::string, PhaseTimer::Stat> phases;  // of the run, over its group's ranks
+  ExchangeMode exchange = ExchangeMode::kAllgather;
+  std::map<std::string, PhaseTimer::Stat> sent, received;  // bytes per rank per iteration (RunResult)
   bool best = false;
 };
 

@@ -110,10 +110,13 @@ class File {
   void write_rows(const std::string& name, Index row_begin, Index n_rows, const T* data) {
     io_rows(name, native_type<T>(), row_begin, n_rows, const_cast<T*>(data), true);
   }
+  // Every rank calls it (collective transfer). `overlapping`: the ranks' ranges overlap in part
+  // (e.g. CSR row pointers, n+1 entries each): read independently, as Open MPI 4.1's OMPIO
+  // collective read returns wrong values for partly overlapping requests (seen with 3 ranks).
   template <class T>
-  void read_rows(const std::string& name, Index row_begin, Index n_rows, T* out) const {
+  void read_rows(const std::string& name, Index row_begin, Index n_rows, T* out, bool overlapping = false) const {
     check_class(name, type_class<T>());
-    const_cast<File*>(this)->io_rows(name, native_type<T>(), row_begin, n_rows, out, false);
+    const_cast<File*>(this)->io_rows(name, native_type<T>(), row_begin, n_rows, out, false, overlapping);
   }
   template <class T>
   std::vector<T> read_all(const std::string& name) const {
@@ -150,7 +153,8 @@ class File {
  private:
   File(std::string path, hid_t id, const Comm* comm);
   void create_dataset_impl(const std::string& name, hid_t type, const Dims& dims, const DatasetOptions& opt);
-  void io_rows(const std::string& name, hid_t mem_type, Index row_begin, Index n_rows, void* data, bool write);
+  void io_rows(const std::string& name, hid_t mem_type, Index row_begin, Index n_rows, void* data, bool write,
+               bool independent = false);
   void check_class(const std::string& name, TypeClass cls) const;
   Index root_or_none(Index n) const;
   Handle open_dataset(const std::string& name) const;

@@ -41,6 +41,9 @@ class PhaseTimer {
   struct Stat { double min = 0, mean = 0, max = 0; };
   // Collective over comm: every rank must have the same phase names.
   std::map<std::string, Stat> summary(const Comm& comm) const;
+  // Collective over comm: min/mean/max over the ranks of any per-rank values (the same names on
+  // every rank).
+  static std::map<std::string, Stat> summarize(const std::map<std::string, double>& values, const Comm& comm);
 
  private:
   std::map<std::string, double> seconds_;

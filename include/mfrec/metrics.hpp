@@ -21,21 +21,33 @@ struct MetricSums {
   double ndcg = 0;       // sum of NDCG@K (binary gain)
   double auc = 0;        // sum of exact per-user AUC
   Index n_users = 0;     // users with >= 1 test item that were evaluated
+  // Per metric, in the order above (map ... auc): in a sum, the sum of the squared per-user
+  // values; after mean(), the standard error of the mean (the per-user values' sample standard
+  // deviation / sqrt(n_users); 0 below 2 users).
+  static constexpr int kMetrics = 6;
+  std::array<double, kMetrics> se{};
 
   MetricSums& operator+=(const MetricSums& o);
-  // As a flat array (map, map_seed, precision, recall, ndcg, auc, n_users), e.g. to reduce over
-  // ranks or to store in a table, and back.
-  static constexpr int kFields = 7;
+  // As a flat array (map, map_seed, precision, recall, ndcg, auc, n_users, then se[0..5]), e.g.
+  // to reduce over ranks or to store in a table, and back.
+  static constexpr int kFields = 7 + kMetrics;
   std::array<double, kFields> to_array() const {
-    return {map, map_seed, precision, recall, ndcg, auc, static_cast<double>(n_users)};
+    return {map,   map_seed, precision, recall, ndcg,  auc,  static_cast<double>(n_users),
+            se[0], se[1],    se[2],     se[3],  se[4], se[5]};
   }
   static MetricSums from_array(const double* v) {
     MetricSums m;
     m.map = v[0], m.map_seed = v[1], m.precision = v[2], m.recall = v[3], m.ndcg = v[4], m.auc = v[5];
     m.n_users = static_cast<Index>(v[6]);
+    for (int j = 0; j < kMetrics; ++j) m.se[j] = v[7 + j];
     return m;
   }
-  // Every field divided by n_users (n_users kept); all fields 0 when n_users == 0.
+  // The six metrics in the order of `se`.
+  std::array<double, kMetrics> values() const { return {map, map_seed, precision, recall, ndcg, auc}; }
+  // Adds one user's six values (the order of `se`).
+  void add_user(const double* v);
+  // Every metric divided by n_users and `se` made standard errors (n_users kept); all fields 0
+  // when n_users == 0.
   MetricSums mean() const;
 };
 
@@ -72,11 +84,17 @@ void top_k_excluding(const Real* scores, Index n_items, const std::int32_t* excl
 // row); Y: all item factors; train/test: the same users' rows (same row_begin and n_rows,
 // n_cols == Y.rows()). Users with no test item are skipped. Training items (the sparsity
 // pattern of `train`) are excluded from the top K and from the AUC negatives. Scores are
-// computed by a GEMM per block of 32 users; blocks run in parallel over `threads` (>= 1)
-// OpenMP threads. The sums are summed in row order: they do not depend on `threads`.
+// computed by a GEMM per block of users and tile of items, each tile consumed at once by a
+// streaming top K and the AUC counts (docs/metrics.md); blocks run in parallel over `threads`
+// (>= 1) OpenMP threads. The sums are summed in row order: they do not depend on `threads`.
 // Shape mismatches and bad indices: InputError; k < 1 or threads < 1: ConfigError.
 MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
                          const CsrBlock& test, int k, int threads);
+
+// The same evaluation as it was before the fused pass: a full row of scores per user, then the
+// per-user routine. Identical results; kept as the reference of the tests and bench_eval.
+MetricSums evaluate_rows_unfused(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                                 const CsrBlock& test, int k, int threads);
 
 // The same evaluation with one score vector for every user (the popularity baseline:
 // item_scores = popularity_scores(counts)). item_scores.size() must equal train.n_cols.

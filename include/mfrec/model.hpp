@@ -50,8 +50,9 @@ std::string utc_now_iso();
 
 // Everything needed to write a model, as held by the ranks after training.
 struct ModelParts {
-  const FactorMatrix* user_factors = nullptr;  // all users (every rank holds them)
-  const FactorMatrix* item_factors = nullptr;  // all items
+  const FactorMatrix* user_factors = nullptr;  // this rank's users (seen_local's rows)
+  const FactorMatrix* item_factors = nullptr;  // this rank's items: rows [item_begin, item_begin + rows)
+  Index item_begin = 0;
   const CsrBlock* seen_local = nullptr;        // this rank's rows of the training matrix
   std::vector<std::string> user_ids_local;     // ids of this rank's users (seen_local's rows)
   const dataset::ItemTable* items = nullptr;

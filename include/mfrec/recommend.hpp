@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mfrec/ann.hpp"
 #include "mfrec/model.hpp"
 #include "mfrec/types.hpp"
 
@@ -29,6 +30,7 @@ struct ModelSource {
   std::string name;      // registry name (empty for a plain path)
   int version = 0;       // registry version (0 for a plain path)
   std::string checksum;  // registry checksum (empty for a plain path)
+  std::string ann_path, ann_checksum;  // the registry entry's ANN index (empty: it has none)
   std::string describe() const;  // "retail-als:3 (model.h5)" or the path
 };
 
@@ -55,8 +57,14 @@ class Recommender {
  public:
   // Checks the model (check_model) first: one made in memory gets the reader's checks.
   explicit Recommender(Model model, ModelSource source = {});
-  // Reads and checks the file once (read_model), then builds the indexes.
-  static std::shared_ptr<const Recommender> load(const ModelSource& source);
+  // Searches with `ann` (InputError unless it was built for this model's item factors).
+  Recommender(Model model, ModelSource source, std::shared_ptr<const AnnIndex> ann);
+  // Reads and checks the file once (read_model), then builds the indexes. With `ann` on (or
+  // auto and more than its threshold of items) also loads the ANN index: the registry entry's
+  // (checksum verified), or ann.index, or the model path's (ann_index_path). InputError naming
+  // the file when it is corrupt or built for another model, or when it is missing and the mode
+  // is on; missing in auto mode: a warning, and exact search.
+  static std::shared_ptr<const Recommender> load(const ModelSource& source, const AnnConfig& ann = {AnnMode::kOff});
 
   const Model& model() const { return model_; }
   const ModelSource& source() const { return source_; }
@@ -68,10 +76,15 @@ class Recommender {
   Index item_row(const std::string& id) const;
   // Whether the user's training row has any item (a user without history has zero factors).
   bool has_history(Index user_row) const;
+  // The ANN index top N, fold-in and similar items search with (null: exact search).
+  const AnnIndex* ann() const { return ann_.get(); }
+  // "exact" or "ann (ef 128)": for logs and health.
+  std::string search_name() const;
 
   // The top n by x_u . y_i, leaving out the user's training items. A user without history gets
   // the popular list (source "popular"). 1 <= n (else ConfigError); fewer come back when fewer
-  // items are left.
+  // items are left. With an ANN index (ann()), top N, fold-in and similar items take their
+  // candidates from it (approximate), with exact scores and the same order and exclusions.
   ItemList for_user_row(Index row, int n) const;
   // As for_user_row; an unknown id gets the popular list (source "popular").
   ItemList for_user(const std::string& id, int n) const;
@@ -110,6 +123,8 @@ class Recommender {
   Recommender(Model model, ModelSource source, Checked);
 
   ItemList top_n(const Vector& scores, const std::vector<std::int32_t>& exclude, int n, const char* source) const;
+  // The top n by x . y_i through the ANN index, leaving out `exclude` (sorted).
+  ItemList ann_top_n(const Real* x, const std::vector<std::int32_t>& exclude, int n, const char* source) const;
 
   Model model_;
   ModelSource source_;
@@ -120,6 +135,7 @@ class Recommender {
   std::vector<Real> knn_pad_;               // popularity_pad of the counts, for knn()
   std::vector<std::string> item_fragment_;  // "\"id\":...,\"description\":..." per item
   std::string model_label_;                 // "retail-als:3" or the path
+  std::shared_ptr<const AnnIndex> ann_;      // null: exact search
 };
 
 // The top n of each row of X against Y, leaving out each row's non-zeros in `seen` (same rows);

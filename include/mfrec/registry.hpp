@@ -5,6 +5,7 @@
 //   DIR/INDEX.md            the same as a table (derived, rewritten after every change)
 //   DIR/.lock               the lock file (fcntl open-file-description lock; never deleted)
 //   DIR/NAME/vN.h5          version N of model NAME, a byte copy of the published model file
+//   DIR/NAME/vN.ann         its ANN index (ann.hpp), when one was built (publish --ann, build-index)
 //
 // Publishing copies the model to a temporary name beside its final one, fsyncs it, then, under
 // an exclusive lock on DIR/.lock, picks the next version number, renames the copy into place
@@ -23,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "mfrec/ann.hpp"
 #include "mfrec/model.hpp"
 
 namespace mfrec {
@@ -43,6 +45,9 @@ struct RegistryEntry {
   std::string created;                   // registration time, ISO-8601 UTC
   std::string source;                    // absolute path the model was published from
   nlohmann::json meta;                   // model_meta_json of the model's metadata
+  // The ANN index (index.json's "ann": {file, checksum, bytes, metric}), when one was built.
+  std::string ann_file, ann_checksum, ann_metric;
+  std::int64_t ann_bytes = 0;
 
   std::string spec() const { return name + ":" + std::to_string(version); }
   bool has_stage(const std::string& stage) const;
@@ -67,8 +72,14 @@ class Registry {
   // moved from the version that held it). Atomic and safe under concurrent publishers (other
   // threads or processes, other hosts on a file system with POSIX locks). InputError when the
   // file is not an mfrec model or the name or a stage is invalid. Returns the entry.
+  // With `ann`, also builds the model's ANN index (before taking the lock) and publishes it in
+  // the same commit, so no reader sees the version without its index.
   RegistryEntry publish(const std::string& model_path, const std::string& name,
-                        const std::vector<std::string>& stages = {"candidate"});
+                        const std::vector<std::string>& stages = {"candidate"}, const AnnParams* ann = nullptr);
+
+  // Builds the ANN index of the version `spec` names (its model verified first) as
+  // DIR/NAME/vN.ann and records it in the entry (replacing an earlier index). Returns the entry.
+  RegistryEntry build_index(const std::string& spec, const AnnParams& ann);
 
   // All entries, by name then version.
   std::vector<RegistryEntry> list() const;
@@ -90,6 +101,9 @@ class Registry {
   // Absolute path of the model file after verifying its checksum against the index; InputError
   // ("checksum mismatch" or "missing") otherwise.
   std::string verified_path(const std::string& spec) const;
+  // The same for the version's ANN index: InputError when it has none, or it is missing or its
+  // checksum does not match.
+  std::string verified_ann_path(const std::string& spec) const;
 
   const std::string& dir() const { return dir_; }
 

@@ -36,6 +36,7 @@ struct Options {
   double poll_seconds = 5;
   std::size_t max_body = 64 * 1024;
   bool access_log = false;
+  AnnOptions ann;  // --ann, --ann-threshold, --ann-ef, --ann-index
 };
 
 void declare_options(Cli& cli, Options& o);
@@ -127,12 +128,15 @@ struct FileStamp {
 FileStamp stamp_of(const std::string& path);
 
 // Loads the first model and follows the source: with a registry, the version the spec points
-// to (a version that failed to load is not retried until the spec moves, or reload() is called);
-// with a model file, the file when it changes.
+// to (a version that failed to load is not retried until the spec moves, its ANN index changes,
+// or reload() is called); with a model file, the file when it changes. Each load applies `ann`
+// (Recommender::load): a missing index with --ann on, or a corrupt or mismatched one, fails the
+// load like a corrupt model (at start: no server; on reload: the current model stays).
 class Reloader {
  public:
   // Loads the first model (errors propagate: a server without a model does not start).
-  Reloader(ModelHolder& holder, Metrics& metrics, std::string model, std::string registry, std::string spec);
+  Reloader(ModelHolder& holder, Metrics& metrics, std::string model, std::string registry, std::string spec,
+           AnnConfig ann = {AnnMode::kOff});
   // Loads the source again and swaps it in; on failure keeps the current model. Returns success.
   bool reload(const std::string& why);
   // One poll: reloads when the registry's spec or the model file changed. Errors reading the
@@ -143,6 +147,7 @@ class Reloader {
   ModelHolder& holder_;
   Metrics& metrics_;
   std::string model_, registry_, spec_;
+  AnnConfig ann_;
   FileStamp stamp_;
   std::string failed_key_, last_error_;
 };

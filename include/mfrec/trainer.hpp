@@ -1,14 +1,16 @@
 // The distributed ALS trainer: users and items are partitioned over the ranks of a Comm
-// (balanced by non-zeros); each half-step solves the local rows against the full opposite
-// factors, then allgathers the updated rows so every rank again holds both sides in full.
+// (balanced by non-zeros). Each rank keeps its own rows of both sides plus the opposite rows its
+// blocks read (exchange.hpp); each half-step solves the local rows against those, then sends
+// every updated row to the ranks that read it.
 #pragma once
 #include <cstdint>
-#include <functional>
+#include <map>
 #include <string>
 
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/comm.hpp"
 #include "mfrec/dataset.hpp"
+#include "mfrec/exchange.hpp"
 #include "mfrec/log.hpp"
 #include "mfrec/partition.hpp"
 #include "mfrec/types.hpp"
@@ -21,11 +23,16 @@ struct TrainConfig {
   std::uint64_t seed = defaults::kSeed;
   int threads = 1;          // OpenMP threads per rank
   Real init_scale = 0.01f;  // initial factors uniform in [0, init_scale), as `implicit`
+  // auto: sparse when its bytes per iteration (max over ranks, known after set-up) are fewer
+  // than the allgather's, else allgather.
+  ExchangeMode exchange = ExchangeMode::kAuto;
 };
 
-// The factors of one training run. Every rank holds both sides in full after each half-step.
 class Trainer {
  public:
+  // Collective: partitions nothing (data is already partitioned), plans the exchange and
+  // initialises the factors from (seed, side, global row) alone, so any partition and either
+  // exchange give the same factors.
   Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg);
 
   // One iteration: the user half-step, then the item half-step. Collective.
@@ -35,28 +42,45 @@ class Trainer {
   // Training loss (Hu et al. eq. 3) over all ranks: data term + regularisers. Collective.
   double loss() const;
 
-  const FactorMatrix& user_factors() const { return X_; }  // all users
-  const FactorMatrix& item_factors() const { return Y_; }  // all items
-  // This rank's user rows (a copy of the corresponding rows of user_factors()).
-  FactorMatrix local_user_factors() const;
+  // This rank's rows: users [user_bounds[r], user_bounds[r+1]), items likewise.
+  const FactorMatrix& local_user_factors() const { return users_.own; }
+  const FactorMatrix& local_item_factors() const { return items_.own; }
+  // Collective: every item's (user's) factors, in global order. A full copy, for evaluation
+  // (items are the small side) and tests.
+  FactorMatrix gather_item_factors() const;
+  FactorMatrix gather_user_factors() const;
+  // Collective: replace this rank's rows (e.g. from a checkpoint) and refresh the rows it reads.
+  void set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done);
+
+  ExchangeMode exchange() const { return mode_; }  // allgather or sparse (auto is resolved)
+  // This rank's traffic in iterate() so far, by phase ("allreduce", "exchange").
+  const std::map<std::string, Comm::Traffic>& traffic() const { return traffic_; }
   PhaseTimer& timer() { return timer_; }
   const PhaseTimer& timer() const { return timer_; }
-  // Replace the factors (both full), e.g. from a checkpoint.
-  void set_factors(FactorMatrix X, FactorMatrix Y, int iterations_done);
 
  private:
-  // Solve the rows of R (this rank's part of `bounds`) into `mine`, against the opposite side
-  // `other` (partitioned by `other_bounds` for its Gram matrix), then allgather `mine`.
-  void half_step(const CsrBlock& R, const Bounds& bounds, const FactorMatrix& other, const Bounds& other_bounds,
-                 FactorMatrix& mine);
-  DenseMatrix gram(const FactorMatrix& M, const Bounds& bounds) const;  // collective
+  struct Side {
+    const Bounds* bounds = nullptr;
+    const CsrBlock* block = nullptr;  // this rank's rows; columns index the other side's `held`
+    CsrBlock remapped;                // sparse: the block with its columns remapped
+    FactorMatrix own;                 // this rank's rows
+    FactorMatrix held;                // the rows of this side this rank reads (exchange.hpp)
+    RowExchange ex;
+  };
+  void plan(ExchangeMode mode, const TrainData& data);
+  void half_step(Side& mine, const Side& other);
+  // Collective: the Gram matrix of a side from each rank's whole aligned chunks (als_kernels).
+  DenseMatrix gram(const Side& s, bool metered) const;  // metered: counted in traffic()
+  // Runs f() timed as `phase` and, when `metered`, counts its traffic under that phase.
+  template <class F> void phase(const char* name, bool metered, F&& f) const;
 
   const Comm& comm_;
-  const TrainData& data_;
   TrainConfig cfg_;
-  FactorMatrix X_, Y_;
+  ExchangeMode mode_ = ExchangeMode::kAllgather;
+  Side users_, items_;
   int done_ = 0;
   mutable PhaseTimer timer_;  // also times the const loss()
+  mutable std::map<std::string, Comm::Traffic> traffic_;
 };
 
 // Initial factor row `row` of a side (0 users, 1 items): uniform [0, scale) from a stream seeded

@@ -18,6 +18,7 @@ struct RunOptions {
   TrainConfig train;
   std::vector<int> eval_at;  // iteration counts to evaluate at (sorted, unique; the last = iterations)
   int k = 20;
+  Index eval_users = 0;      // evaluate a seeded sample of this many test users (train.seed); 0: all
   int loss_every = 0;        // 0: never
   bool progress = true;      // per-iteration progress on rank 0
   std::string label;         // prefix for progress lines
@@ -40,6 +41,10 @@ struct RunResult {
   double seconds = 0;                   // wall time of the whole run (max over ranks)
   double seconds_per_iteration = 0;     // training only, mean over iterations
   std::map<std::string, PhaseTimer::Stat> phases;  // over the run's ranks
+  ExchangeMode exchange = ExchangeMode::kAllgather;  // the row exchange used (auto resolved)
+  // Bytes per rank per training iteration, by phase ("allreduce", "exchange"), sent to and
+  // received from other ranks: min/mean/max over the run's ranks (Comm::Traffic).
+  std::map<std::string, PhaseTimer::Stat> sent, received;
   int ranks = 1, threads = 1;
   bool interrupted = false;     // stopped by should_stop before the last iteration
   int resumed_from = 0;         // iterations taken from a checkpoint

@@ -1,0 +1,72 @@
+// How the rows of one side (users or items) reach the ranks that read them after each half-step.
+// Every rank owns a consecutive range of the side's rows (Bounds) and, besides them, holds the
+// rows its block of the OPPOSITE side references (plus the few rows that complete its last Gram
+// chunk): the "held" rows. Two ways to refresh them:
+//   allgather: every rank holds every row (position = global id); one MPI_Allgatherv. Cheapest
+//              for small data and few ranks, and memory grows with the whole side.
+//   sparse:    every rank holds only the rows it reads (positions in sorted id order); each
+//              updated row goes only to the ranks that read it (MPI_Alltoallw with indexed
+//              datatypes made once, at set-up: no packing buffer), block to block as Spark
+//              MLlib's ALS does.
+// Held rows are grouped by owner in rank order (ids are sorted and owners own consecutive
+// ranges), so they are received in place: no unpacking.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "mfrec/comm.hpp"
+#include "mfrec/partition.hpp"
+#include "mfrec/types.hpp"
+
+namespace mfrec {
+
+enum class ExchangeMode { kAuto, kAllgather, kSparse };
+std::string exchange_name(ExchangeMode m);              // "auto" | "allgather" | "sparse"
+ExchangeMode parse_exchange(const std::string& name);  // ConfigError naming --exchange otherwise
+
+class RowExchange {
+ public:
+  RowExchange() = default;
+  // Collective: every rank holds every row of a side of n rows partitioned by `bounds`.
+  static RowExchange allgather(const Comm& comm, const Bounds& bounds);
+  // Collective: this rank holds the rows `wanted` (global ids, sorted, unique) of `width` floats;
+  // one alltoallv of ids tells each owner who wants which of its rows.
+  static RowExchange sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width);
+
+  bool full() const { return full_; }
+  Index held() const { return full_ ? n_ : static_cast<Index>(ids_.size()); }
+  // Position of global row `id` among the held rows (it must be held).
+  Index position(Index id) const;
+  // Global id of the held row at `pos`.
+  Index id(Index pos) const { return full_ ? pos : ids_[static_cast<std::size_t>(pos)]; }
+
+  // Collective: refresh `held` (held() rows) from every rank's `own` rows (its range of bounds).
+  void run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held) const;
+
+  // Per run(), rows this rank sends to / receives from other ranks.
+  Index rows_sent() const { return rows_sent_; }
+  Index rows_received() const { return rows_received_; }
+
+ private:
+  bool full_ = false;
+  Index n_ = 0;
+  Bounds bounds_;
+  std::vector<Index> ids_;  // sparse: held ids, sorted
+  RowPlan plan_;            // sparse: which own rows go to which rank, where received rows land
+  int width_ = 0;
+  Index rows_sent_ = 0, rows_received_ = 0;
+};
+
+// The columns a CSR block references, sorted and unique.
+std::vector<Index> referenced_columns(const CsrBlock& block);
+
+// The ids this rank must hold of a side partitioned by `bounds` (n rows): the rows
+// `opposite` (this rank's block of the other side) references, and the rows past its own range
+// that its Gram share reads (gram_share_rows).
+std::vector<Index> wanted_rows(const Bounds& bounds, int rank, const CsrBlock& opposite);
+
+// `block` with its column indices replaced by their positions among the rows `ex` holds (a
+// sparse exchange: an allgather one holds every row at its id).
+CsrBlock remap_columns(const CsrBlock& block, const RowExchange& ex);
+
+}  // namespace mfrec

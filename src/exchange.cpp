@@ -1,0 +1,114 @@
+#include "mfrec/exchange.hpp"
+
+#include <algorithm>
+
+#include "mfrec/als_kernels.hpp"
+#include "mfrec/config.hpp"
+#include "mfrec/error.hpp"
+
+namespace mfrec {
+
+std::string exchange_name(ExchangeMode m) {
+  switch (m) {
+    case ExchangeMode::kAllgather: return "allgather";
+    case ExchangeMode::kSparse: return "sparse";
+    default: return "auto";
+  }
+}
+
+ExchangeMode parse_exchange(const std::string& name) {
+  if (name == "auto") return ExchangeMode::kAuto;
+  if (name == "allgather") return ExchangeMode::kAllgather;
+  if (name == "sparse") return ExchangeMode::kSparse;
+  require_option(false, "exchange", "'" + name + "' is not one of auto, allgather, sparse");
+  return ExchangeMode::kAuto;
+}
+
+RowExchange RowExchange::allgather(const Comm& comm, const Bounds& bounds) {
+  RowExchange ex;
+  ex.full_ = true;
+  ex.bounds_ = bounds;
+  ex.n_ = bounds.back();
+  const Index own = bounds[comm.rank() + 1] - bounds[comm.rank()];
+  ex.rows_sent_ = own * (comm.size() - 1);
+  ex.rows_received_ = ex.n_ - own;
+  return ex;
+}
+
+RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width) {
+  const int P = comm.size(), me = comm.rank();
+  RowExchange ex;
+  ex.bounds_ = bounds;
+  ex.n_ = bounds.back();
+  ex.ids_ = std::move(wanted);
+  // Held ids are sorted, owners own consecutive ranges: the ids from rank r are consecutive.
+  if (!ex.ids_.empty() && (ex.ids_.front() < 0 || ex.ids_.back() >= ex.n_))
+    throw Error("RowExchange: wanted row outside the side's rows");
+  std::vector<std::int64_t> ask_counts(P, 0), recv_displs(P, 0);
+  for (int r = 0; r < P; ++r) {
+    const auto lo = std::lower_bound(ex.ids_.begin(), ex.ids_.end(), bounds[r]);
+    const auto hi = std::lower_bound(lo, ex.ids_.end(), bounds[r + 1]);
+    recv_displs[r] = lo - ex.ids_.begin();
+    ask_counts[r] = hi - lo;
+  }
+  // Each owner learns which of its rows each rank wants: those it will send it, in that order.
+  std::vector<std::int64_t> give_counts;
+  const std::vector<std::int64_t> give =
+      comm.alltoallv(std::vector<std::int64_t>(ex.ids_.begin(), ex.ids_.end()), ask_counts, &give_counts);
+  std::vector<std::vector<int>> send_rows(P);
+  std::size_t k = 0;
+  for (int r = 0; r < P; ++r) {
+    for (std::int64_t j = 0; j < give_counts[r]; ++j) send_rows[r].push_back(static_cast<int>(give[k++] - bounds[me]));
+    if (r != me) {
+      ex.rows_sent_ += give_counts[r];
+      ex.rows_received_ += ask_counts[r];
+    }
+  }
+  ex.plan_ = RowPlan(P, send_rows, ask_counts, recv_displs, width);
+  ex.width_ = width;
+  return ex;
+}
+
+Index RowExchange::position(Index id) const {
+  if (full_) return id;
+  return static_cast<Index>(std::lower_bound(ids_.begin(), ids_.end(), id) - ids_.begin());
+}
+
+void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held) const {
+  const Index f = own.cols();
+  if (held.rows() != this->held() || held.cols() != f)
+    throw Error("RowExchange: held matrix of the wrong shape");
+  if (full_) {
+    comm.allgatherv_rows(own.data(), own.rows(), part_sizes(bounds_), f, held.data());
+    return;
+  }
+  if (f != width_) throw Error("RowExchange: rows of the wrong width");
+  plan_.run(comm, own.data(), held.data());
+}
+
+std::vector<Index> referenced_columns(const CsrBlock& block) {
+  std::vector<Index> cols(block.indices.begin(), block.indices.end());
+  std::sort(cols.begin(), cols.end());
+  cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
+  return cols;
+}
+
+std::vector<Index> wanted_rows(const Bounds& bounds, int rank, const CsrBlock& opposite) {
+  std::vector<Index> ids = referenced_columns(opposite);
+  const Index n = bounds.back(), end = bounds[rank + 1];
+  const auto [first, last] = gram_share_rows(bounds[rank], end, n);
+  for (Index r = std::max(first, end); r < last; ++r) ids.push_back(r);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+CsrBlock remap_columns(const CsrBlock& block, const RowExchange& ex) {
+  if (ex.full()) throw Error("remap_columns: an allgather exchange holds rows at their global ids");
+  CsrBlock out = block;
+  out.n_cols = ex.held();
+  for (auto& c : out.indices) c = static_cast<std::int32_t>(ex.position(c));
+  return out;
+}
+
+}  // namespace mfrec

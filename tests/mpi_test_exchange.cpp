@@ -1,0 +1,188 @@
+// The row exchange (exchange.hpp): sparse and allgather give the same factors and metrics at
+// 1, 2, 3 and 4 ranks, also with ranks that own no rows and items nobody references; its plans
+// and byte counts are consistent; auto picks the mode with fewer bytes.
+#include <gtest/gtest.h>
+
+#include "mfrec/exchange.hpp"
+#include "mfrec/training_run.hpp"
+#include "test_data.hpp"
+
+using namespace mfrec;
+
+namespace {
+
+std::string scratch(const Comm& comm, const std::string& name) {
+  return comm.bcast("exchange_" + std::to_string(comm.size()) + "_" + name);
+}
+
+RunOptions options(ExchangeMode mode, Solver solver = Solver::kConjugateGradient, int iterations = 5) {
+  RunOptions o;
+  o.train.als.factors = 7;
+  o.train.als.regularization = 0.5f;
+  o.train.als.alpha = 2.0f;
+  o.train.als.solver = solver;
+  o.train.iterations = iterations;
+  o.train.threads = 1;
+  o.train.exchange = mode;
+  o.eval_at = {iterations};
+  o.k = 5;
+  o.progress = false;
+  return o;
+}
+
+struct Outcome {
+  FactorMatrix X, Y;
+  Evaluation e;
+  ExchangeMode used;
+  std::map<std::string, PhaseTimer::Stat> received;
+};
+
+Outcome train_on(const Comm& comm, const std::string& path, const RunOptions& o) {
+  h5::File f = h5::File::open(path, &comm);
+  GroupData d = load_group_data(f, comm);
+  std::unique_ptr<Trainer> t;
+  RunResult r = run_point(comm, d, o, &t);
+  return {t->gather_user_factors(), t->gather_item_factors(), r.evaluations.back(), r.exchange, r.received};
+}
+
+double rel_diff(const FactorMatrix& a, const FactorMatrix& b) {
+  return (a - b).norm() / std::max(1e-30f, b.norm());
+}
+
+void expect_same(const Outcome& a, const Outcome& b) {
+  EXPECT_LE(rel_diff(a.X, b.X), 1e-5);
+  EXPECT_LE(rel_diff(a.Y, b.Y), 1e-5);
+  EXPECT_NEAR(a.e.model.map, b.e.model.map, 1e-6);
+  EXPECT_NEAR(a.e.model.auc, b.e.model.auc, 1e-6);
+  EXPECT_EQ(a.e.model.n_users, b.e.model.n_users);
+}
+
+// Sparse and allgather on every rank of world, and allgather on rank 0 alone: all the same.
+void expect_modes_agree(const Comm& world, const std::string& path, Solver solver = Solver::kConjugateGradient) {
+  Outcome sparse = train_on(world, path, options(ExchangeMode::kSparse, solver));
+  Outcome full = train_on(world, path, options(ExchangeMode::kAllgather, solver));
+  EXPECT_EQ(sparse.used, ExchangeMode::kSparse);
+  EXPECT_EQ(full.used, ExchangeMode::kAllgather);
+  expect_same(sparse, full);
+  Comm self = world.split(world.rank(), 0);
+  if (world.rank() == 0) {
+    Outcome one = train_on(self, path, options(ExchangeMode::kAllgather, solver));
+    expect_same(sparse, one);
+  }
+  world.barrier();
+}
+
+}  // namespace
+
+TEST(Exchange, SparseEqualsAllgatherForBothSolvers) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "basic.h5");
+  testdata::write_random_prepared(path, world, 157, 41, 9, 11, {3, 100});
+  expect_modes_agree(world, path, Solver::kConjugateGradient);
+  expect_modes_agree(world, path, Solver::kCholesky);
+}
+
+// 400 items, 3 picks per user: most items are referenced by no user at all.
+TEST(Exchange, ItemsNobodyReferences) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "sparse_items.h5");
+  testdata::write_random_prepared(path, world, 60, 400, 3, 5);
+  expect_modes_agree(world, path);
+}
+
+// Fewer users and items than ranks: some ranks own no rows of either side.
+TEST(Exchange, RanksThatOwnNoRows) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "tiny.h5");
+  testdata::write_random_prepared(path, world, 2, 3, 3);
+  expect_modes_agree(world, path);
+}
+
+// Enough rows that the ranks' parts cut through the Gram kernel's 256-row chunks: the chunk past
+// a rank's last row is completed from the rows it holds.
+TEST(Exchange, GramChunksCutByRankBoundaries) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "chunks.h5");
+  testdata::write_random_prepared(path, world, 1500, 700, 6, 13);
+  expect_modes_agree(world, path);
+}
+
+// Plans: every row sent is received once; what Comm counts equals what the plan predicts; held
+// rows hold the owners' values after run().
+TEST(Exchange, PlanTrafficAndValues) {
+  Comm world = Comm::world();
+  const int P = world.size(), r = world.rank();
+  const Index n = 1000, f = 3;
+  const Bounds b = partition_even(n, P);
+  // Rank r wants every (r + 2)-th row and row r.
+  std::vector<Index> want;
+  for (Index i = 0; i < n; i += r + 2) want.push_back(i);
+  if (r % (r + 2) != 0) want.push_back(r);
+  std::sort(want.begin(), want.end());
+  RowExchange ex = RowExchange::sparse(world, b, want, static_cast<int>(f));
+  ASSERT_EQ(ex.held(), static_cast<Index>(want.size()));
+  EXPECT_EQ(world.sum(ex.rows_sent()), world.sum(ex.rows_received()));
+  FactorMatrix own(b[r + 1] - b[r], f), held(ex.held(), f);
+  for (Index i = 0; i < own.rows(); ++i)
+    for (Index k = 0; k < f; ++k) own(i, k) = static_cast<Real>(10 * (b[r] + i) + k);
+  const Comm::Traffic before = world.traffic();
+  ex.run(world, own, held);
+  EXPECT_DOUBLE_EQ(world.traffic().sent - before.sent, static_cast<double>(ex.rows_sent() * f * sizeof(Real)));
+  EXPECT_DOUBLE_EQ(world.traffic().received - before.received,
+                   static_cast<double>(ex.rows_received() * f * sizeof(Real)));
+  for (Index p = 0; p < ex.held(); ++p) {
+    EXPECT_EQ(ex.id(p), want[static_cast<std::size_t>(p)]);
+    EXPECT_EQ(ex.position(want[static_cast<std::size_t>(p)]), p);
+    EXPECT_EQ(held(p, 2), static_cast<Real>(10 * want[static_cast<std::size_t>(p)] + 2));
+  }
+  // The allgather plan moves every row not owned.
+  RowExchange all = RowExchange::allgather(world, b);
+  EXPECT_EQ(all.rows_received(), n - (b[r + 1] - b[r]));
+  EXPECT_EQ(all.held(), n);
+}
+
+// Users of group g touch only items of group g: with as many groups as ranks, a rank's users
+// reference only the items it owns and sparse moves fewer bytes, so auto picks it (and the
+// report's bytes say so); on one rank nothing moves and auto keeps allgather.
+TEST(Exchange, AutoPicksTheFewerBytes) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "blocks.h5");
+  const int P = world.size();
+  {
+    std::vector<testdata::Triplet> train, test;
+    const Index users = 512 * P, items = 256 * P;  // whole Gram chunks (256 rows) per rank
+    for (Index u = 0; u < users; ++u) {
+      const Index g = u * P / users;  // the rank that will own u under an even partition
+      for (Index j = 0; j < 4; ++j) {
+        const Index i = g * (items / P) + (u * 7 + j * 3) % (items / P);
+        (j == 3 ? test : train).push_back({u, i, 1.0f});
+      }
+    }
+    testdata::write_prepared(path, world, users, items, train, test);
+  }
+  Outcome a = train_on(world, path, options(ExchangeMode::kAuto));
+  Outcome s = train_on(world, path, options(ExchangeMode::kSparse));
+  Outcome g = train_on(world, path, options(ExchangeMode::kAllgather));
+  expect_same(a, g);
+  if (P == 1) {
+    EXPECT_EQ(a.used, ExchangeMode::kAllgather);
+    EXPECT_EQ(g.received.at("exchange").max, 0.0);
+  } else {
+    EXPECT_EQ(a.used, ExchangeMode::kSparse);
+    EXPECT_LT(s.received.at("exchange").max, g.received.at("exchange").max)
+        << s.received.at("exchange").min << " " << g.received.at("exchange").min << " " << a.received.at("exchange").max;
+    // Allgather receives every row not owned, on both sides, each iteration.
+    EXPECT_GT(g.received.at("exchange").min, 0.0);
+  }
+}
+
+TEST(Exchange, ParseNamesTheOption) {
+  EXPECT_EQ(parse_exchange("sparse"), ExchangeMode::kSparse);
+  EXPECT_EQ(exchange_name(parse_exchange("allgather")), "allgather");
+  try {
+    parse_exchange("ring");
+    ADD_FAILURE() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--exchange"), std::string::npos) << e.what();
+  }
+}
