@@ -1,6 +1,7 @@
 #include "mfrec/exchange.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/config.hpp"
@@ -35,37 +36,44 @@ RowExchange RowExchange::allgather(const Comm& comm, const Bounds& bounds) {
   return ex;
 }
 
-RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width) {
+RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted) {
   const int P = comm.size(), me = comm.rank();
   RowExchange ex;
   ex.bounds_ = bounds;
   ex.n_ = bounds.back();
   ex.ids_ = std::move(wanted);
   // Held ids are sorted, owners own consecutive ranges: the ids from rank r are consecutive.
-  if (!ex.ids_.empty() && (ex.ids_.front() < 0 || ex.ids_.back() >= ex.n_))
-    throw Error("RowExchange: wanted row outside the side's rows");
-  std::vector<std::int64_t> ask_counts(P, 0), recv_displs(P, 0);
+  ex.recv_counts_.assign(P, 0);
+  ex.recv_displs_.assign(P, 0);
+  std::vector<std::int64_t> ask_counts(P, 0);
   for (int r = 0; r < P; ++r) {
     const auto lo = std::lower_bound(ex.ids_.begin(), ex.ids_.end(), bounds[r]);
     const auto hi = std::lower_bound(lo, ex.ids_.end(), bounds[r + 1]);
-    recv_displs[r] = lo - ex.ids_.begin();
+    ex.recv_displs_[r] = static_cast<int>(lo - ex.ids_.begin());
+    ex.recv_counts_[r] = static_cast<int>(hi - lo);
     ask_counts[r] = hi - lo;
   }
+  if (!ex.ids_.empty() && (ex.ids_.front() < 0 || ex.ids_.back() >= ex.n_))
+    throw Error("RowExchange: wanted row outside the side's rows");
   // Each owner learns which of its rows each rank wants: those it will send it, in that order.
   std::vector<std::int64_t> give_counts;
-  const std::vector<std::int64_t> give =
-      comm.alltoallv(std::vector<std::int64_t>(ex.ids_.begin(), ex.ids_.end()), ask_counts, &give_counts);
-  std::vector<std::vector<int>> send_rows(P);
-  std::size_t k = 0;
+  const std::vector<std::int64_t> asked(ex.ids_.begin(), ex.ids_.end());
+  const std::vector<std::int64_t> give = comm.alltoallv(asked, ask_counts, &give_counts);
+  ex.send_counts_.assign(P, 0);
+  ex.send_displs_.assign(P, 0);
+  ex.send_rows_.resize(give.size());
+  int offset = 0;
   for (int r = 0; r < P; ++r) {
-    for (std::int64_t j = 0; j < give_counts[r]; ++j) send_rows[r].push_back(static_cast<int>(give[k++] - bounds[me]));
-    if (r != me) {
-      ex.rows_sent_ += give_counts[r];
-      ex.rows_received_ += ask_counts[r];
-    }
+    ex.send_displs_[r] = offset;
+    ex.send_counts_[r] = static_cast<int>(give_counts[r]);
+    offset += ex.send_counts_[r];
   }
-  ex.plan_ = RowPlan(P, send_rows, ask_counts, recv_displs, width);
-  ex.width_ = width;
+  for (std::size_t i = 0; i < give.size(); ++i) ex.send_rows_[i] = give[i] - bounds[me];
+  for (int r = 0; r < P; ++r)
+    if (r != me) {
+      ex.rows_sent_ += ex.send_counts_[r];
+      ex.rows_received_ += ex.recv_counts_[r];
+    }
   return ex;
 }
 
@@ -74,7 +82,7 @@ Index RowExchange::position(Index id) const {
   return static_cast<Index>(std::lower_bound(ids_.begin(), ids_.end(), id) - ids_.begin());
 }
 
-void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held) const {
+void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held, int threads) const {
   const Index f = own.cols();
   if (held.rows() != this->held() || held.cols() != f)
     throw Error("RowExchange: held matrix of the wrong shape");
@@ -82,8 +90,12 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
     comm.allgatherv_rows(own.data(), own.rows(), part_sizes(bounds_), f, held.data());
     return;
   }
-  if (f != width_) throw Error("RowExchange: rows of the wrong width");
-  plan_.run(comm, own.data(), held.data());
+  const auto n_send = static_cast<Index>(send_rows_.size());
+  if (send_buf_.rows() != n_send || send_buf_.cols() != f) send_buf_.resize(n_send, f);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (Index i = 0; i < n_send; ++i)
+    std::memcpy(send_buf_.row(i).data(), own.row(send_rows_[static_cast<std::size_t>(i)]).data(), sizeof(Real) * f);
+  comm.alltoallv_rows(send_buf_.data(), send_counts_, send_displs_, held.data(), recv_counts_, recv_displs_, f);
 }
 
 std::vector<Index> referenced_columns(const CsrBlock& block) {

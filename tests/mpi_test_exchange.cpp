@@ -119,14 +119,14 @@ TEST(Exchange, PlanTrafficAndValues) {
   for (Index i = 0; i < n; i += r + 2) want.push_back(i);
   if (r % (r + 2) != 0) want.push_back(r);
   std::sort(want.begin(), want.end());
-  RowExchange ex = RowExchange::sparse(world, b, want, static_cast<int>(f));
+  RowExchange ex = RowExchange::sparse(world, b, want);
   ASSERT_EQ(ex.held(), static_cast<Index>(want.size()));
   EXPECT_EQ(world.sum(ex.rows_sent()), world.sum(ex.rows_received()));
   FactorMatrix own(b[r + 1] - b[r], f), held(ex.held(), f);
   for (Index i = 0; i < own.rows(); ++i)
     for (Index k = 0; k < f; ++k) own(i, k) = static_cast<Real>(10 * (b[r] + i) + k);
   const Comm::Traffic before = world.traffic();
-  ex.run(world, own, held);
+  ex.run(world, own, held, 1);
   EXPECT_DOUBLE_EQ(world.traffic().sent - before.sent, static_cast<double>(ex.rows_sent() * f * sizeof(Real)));
   EXPECT_DOUBLE_EQ(world.traffic().received - before.received,
                    static_cast<double>(ex.rows_received() * f * sizeof(Real)));
