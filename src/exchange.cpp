@@ -59,21 +59,24 @@ RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vec
   std::vector<std::int64_t> give_counts;
   const std::vector<std::int64_t> asked(ex.ids_.begin(), ex.ids_.end());
   const std::vector<std::int64_t> give = comm.alltoallv(asked, ask_counts, &give_counts);
+  // Rows a rank holds of its own are copied, not sent to itself: the send buffer holds only
+  // what goes to other ranks.
+  ex.self_first_ = ex.recv_displs_[me];
+  ex.self_count_ = ex.recv_counts_[me];
+  ex.recv_counts_[me] = 0;
   ex.send_counts_.assign(P, 0);
   ex.send_displs_.assign(P, 0);
-  ex.send_rows_.resize(give.size());
   int offset = 0;
+  std::size_t k = 0;
   for (int r = 0; r < P; ++r) {
     ex.send_displs_[r] = offset;
-    ex.send_counts_[r] = static_cast<int>(give_counts[r]);
+    for (std::int64_t j = 0; j < give_counts[r]; ++j, ++k)
+      if (r != me) ex.send_rows_.push_back(give[k] - bounds[me]);
+    if (r != me) ex.send_counts_[r] = static_cast<int>(give_counts[r]);
     offset += ex.send_counts_[r];
+    ex.rows_sent_ += ex.send_counts_[r];
+    ex.rows_received_ += ex.recv_counts_[r];
   }
-  for (std::size_t i = 0; i < give.size(); ++i) ex.send_rows_[i] = give[i] - bounds[me];
-  for (int r = 0; r < P; ++r)
-    if (r != me) {
-      ex.rows_sent_ += ex.send_counts_[r];
-      ex.rows_received_ += ex.recv_counts_[r];
-    }
   return ex;
 }
 
@@ -90,6 +93,10 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
     comm.allgatherv_rows(own.data(), own.rows(), part_sizes(bounds_), f, held.data());
     return;
   }
+  const Index first = bounds_[comm.rank()];
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (Index j = self_first_; j < self_first_ + self_count_; ++j)
+    std::memcpy(held.row(j).data(), own.row(ids_[static_cast<std::size_t>(j)] - first).data(), sizeof(Real) * f);
   const auto n_send = static_cast<Index>(send_rows_.size());
   if (send_buf_.rows() != n_send || send_buf_.cols() != f) send_buf_.resize(n_send, f);
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -99,9 +106,12 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
 }
 
 std::vector<Index> referenced_columns(const CsrBlock& block) {
-  std::vector<Index> cols(block.indices.begin(), block.indices.end());
-  std::sort(cols.begin(), cols.end());
-  cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
+  // A mark per column, not a sorted copy of every index: n_cols bits against 8 bytes a non-zero.
+  std::vector<bool> seen(static_cast<std::size_t>(block.n_cols), false);
+  for (const std::int32_t c : block.indices) seen[static_cast<std::size_t>(c)] = true;
+  std::vector<Index> cols;
+  for (Index c = 0; c < block.n_cols; ++c)
+    if (seen[static_cast<std::size_t>(c)]) cols.push_back(c);
   return cols;
 }
 

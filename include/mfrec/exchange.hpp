@@ -53,6 +53,7 @@ class RowExchange {
   std::vector<Index> ids_;                                    // sparse: held ids, sorted
   std::vector<int> send_counts_, send_displs_, recv_counts_, recv_displs_;  // in rows
   std::vector<Index> send_rows_;                              // own row (local) of each row sent
+  Index self_first_ = 0, self_count_ = 0;                     // held rows this rank owns (copied)
   Index rows_sent_ = 0, rows_received_ = 0;
   mutable FactorMatrix send_buf_;
 };
