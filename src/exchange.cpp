@@ -1,6 +1,8 @@
 #include "mfrec/exchange.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <cstring>
 
 #include "mfrec/als_kernels.hpp"
@@ -36,7 +38,8 @@ RowExchange RowExchange::allgather(const Comm& comm, const Bounds& bounds) {
   return ex;
 }
 
-RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted) {
+RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width,
+                                double send_budget) {
   const int P = comm.size(), me = comm.rank();
   RowExchange ex;
   ex.bounds_ = bounds;
@@ -77,6 +80,10 @@ RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vec
     ex.rows_sent_ += ex.send_counts_[r];
     ex.rows_received_ += ex.recv_counts_[r];
   }
+  // The rows travel in rounds that keep the send buffer under send_budget bytes (the same round
+  // count on every rank, so the slices of each pair's list agree on both sides).
+  const double bytes = static_cast<double>(ex.send_rows_.size()) * width * sizeof(Real);
+  ex.rounds_ = std::max<int>(1, comm.max(static_cast<int>(std::ceil(bytes / std::max(1.0, send_budget)))));
   return ex;
 }
 
@@ -97,12 +104,34 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (Index j = self_first_; j < self_first_ + self_count_; ++j)
     std::memcpy(held.row(j).data(), own.row(ids_[static_cast<std::size_t>(j)] - first).data(), sizeof(Real) * f);
-  const auto n_send = static_cast<Index>(send_rows_.size());
-  if (send_buf_.rows() != n_send || send_buf_.cols() != f) send_buf_.resize(n_send, f);
+  // Round k sends, of each pair's list of n rows, the slice [k q, min(n, (k+1) q)), q = ceil(n / rounds).
+  auto slice = [this](std::int64_t n, int k) {
+    const std::int64_t q = (n + rounds_ - 1) / rounds_, b = std::min(n, k * q);
+    return std::pair<std::int64_t, std::int64_t>{b, std::min(n, b + q) - b};
+  };
+  const int P = comm.size();
+  std::vector<int> sc(P), sd(P), rc(P), rd(P);
+  for (int k = 0; k < rounds_; ++k) {
+    int packed = 0;
+    for (int r = 0; r < P; ++r) {
+      const auto [b, n] = slice(send_counts_[r], k);
+      sc[r] = static_cast<int>(n);
+      sd[r] = packed;
+      packed += sc[r];
+      const auto [rb, rn] = slice(recv_counts_[r], k);
+      rc[r] = static_cast<int>(rn);
+      rd[r] = recv_displs_[r] + static_cast<int>(rb);
+    }
+    if (send_buf_.rows() < packed || send_buf_.cols() != f) send_buf_.resize(std::max<Index>(packed, send_buf_.rows()), f);
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (Index i = 0; i < n_send; ++i)
-    std::memcpy(send_buf_.row(i).data(), own.row(send_rows_[static_cast<std::size_t>(i)]).data(), sizeof(Real) * f);
-  comm.alltoallv_rows(send_buf_.data(), send_counts_, send_displs_, held.data(), recv_counts_, recv_displs_, f);
+    for (int r = 0; r < P; ++r) {
+      const std::int64_t b = slice(send_counts_[r], k).first;
+      for (int j = 0; j < sc[r]; ++j)
+        std::memcpy(send_buf_.row(sd[r] + j).data(), own.row(send_rows_[static_cast<std::size_t>(send_displs_[r] + b + j)]).data(),
+                    sizeof(Real) * f);
+    }
+    comm.alltoallv_rows(send_buf_.data(), sc, sd, held.data(), rc, rd, f);
+  }
 }
 
 std::vector<Index> referenced_columns(const CsrBlock& block) {

@@ -56,8 +56,8 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
   mode_ = mode == ExchangeMode::kAuto ? ExchangeMode::kSparse : mode;
   if (mode_ == ExchangeMode::kSparse) {
     // The users this rank reads are those its item rows reference, and vice versa.
-    users_.ex = RowExchange::sparse(comm_, data.user_bounds, wanted_rows(data.user_bounds, r, data.items));
-    items_.ex = RowExchange::sparse(comm_, data.item_bounds, wanted_rows(data.item_bounds, r, data.users));
+    users_.ex = RowExchange::sparse(comm_, data.user_bounds, wanted_rows(data.user_bounds, r, data.items), cfg_.als.factors);
+    items_.ex = RowExchange::sparse(comm_, data.item_bounds, wanted_rows(data.item_bounds, r, data.users), cfg_.als.factors);
     if (mode == ExchangeMode::kAuto) {
       const double sparse = comm_.max(bytes(users_.ex, items_.ex)), full = comm_.max(bytes(ua, ia));
       if (!(sparse < full)) mode_ = ExchangeMode::kAllgather;

@@ -119,7 +119,7 @@ TEST(Exchange, PlanTrafficAndValues) {
   for (Index i = 0; i < n; i += r + 2) want.push_back(i);
   if (r % (r + 2) != 0) want.push_back(r);
   std::sort(want.begin(), want.end());
-  RowExchange ex = RowExchange::sparse(world, b, want);
+  RowExchange ex = RowExchange::sparse(world, b, want, static_cast<int>(f));
   ASSERT_EQ(ex.held(), static_cast<Index>(want.size()));
   EXPECT_EQ(world.sum(ex.rows_sent()), world.sum(ex.rows_received()));
   FactorMatrix own(b[r + 1] - b[r], f), held(ex.held(), f);
@@ -135,6 +135,13 @@ TEST(Exchange, PlanTrafficAndValues) {
     EXPECT_EQ(ex.position(want[static_cast<std::size_t>(p)]), p);
     EXPECT_EQ(held(p, 2), static_cast<Real>(10 * want[static_cast<std::size_t>(p)] + 2));
   }
+  // A packing buffer of 100 bytes: many rounds, the same rows.
+  RowExchange small = RowExchange::sparse(world, b, want, static_cast<int>(f), 100);
+  if (P > 1) EXPECT_GT(small.rounds(), 3);
+  FactorMatrix held2(small.held(), f);
+  held2.setZero();
+  small.run(world, own, held2, 1);
+  EXPECT_EQ(held2, held);
   // The allgather plan moves every row not owned.
   RowExchange all = RowExchange::allgather(world, b);
   EXPECT_EQ(all.rows_received(), n - (b[r + 1] - b[r]));

@@ -28,9 +28,11 @@ class RowExchange {
   RowExchange() = default;
   // Collective: every rank holds every row of a side of n rows partitioned by `bounds`.
   static RowExchange allgather(const Comm& comm, const Bounds& bounds);
-  // Collective: this rank holds the rows `wanted` (global ids, sorted, unique); one alltoallv of
-  // ids tells each owner who wants which of its rows.
-  static RowExchange sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted);
+  // Collective: this rank holds the rows `wanted` (global ids, sorted, unique) of `width` values;
+  // one alltoallv of ids tells each owner who wants which of its rows. Rows then travel in as
+  // many alltoallv rounds as keep each rank's packing buffer under `send_budget` bytes.
+  static RowExchange sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width,
+                            double send_budget = 32.0 * 1024 * 1024);
 
   bool full() const { return full_; }
   Index held() const { return full_ ? n_ : static_cast<Index>(ids_.size()); }
@@ -45,6 +47,7 @@ class RowExchange {
   // Per run(), rows this rank sends to / receives from other ranks.
   Index rows_sent() const { return rows_sent_; }
   Index rows_received() const { return rows_received_; }
+  int rounds() const { return rounds_; }
 
  private:
   bool full_ = false;
@@ -54,6 +57,7 @@ class RowExchange {
   std::vector<int> send_counts_, send_displs_, recv_counts_, recv_displs_;  // in rows
   std::vector<Index> send_rows_;                              // own row (local) of each row sent
   Index self_first_ = 0, self_count_ = 0;                     // held rows this rank owns (copied)
+  int rounds_ = 1;                                            // alltoallv rounds per run (bounded buffer)
   Index rows_sent_ = 0, rows_received_ = 0;
   mutable FactorMatrix send_buf_;
 };
