@@ -1,6 +1,9 @@
 #include "mfrec/exchange.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <cstring>
 
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/config.hpp"
@@ -35,37 +38,52 @@ RowExchange RowExchange::allgather(const Comm& comm, const Bounds& bounds) {
   return ex;
 }
 
-RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width) {
+RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width,
+                                double send_budget) {
   const int P = comm.size(), me = comm.rank();
   RowExchange ex;
   ex.bounds_ = bounds;
   ex.n_ = bounds.back();
   ex.ids_ = std::move(wanted);
   // Held ids are sorted, owners own consecutive ranges: the ids from rank r are consecutive.
-  if (!ex.ids_.empty() && (ex.ids_.front() < 0 || ex.ids_.back() >= ex.n_))
-    throw Error("RowExchange: wanted row outside the side's rows");
-  std::vector<std::int64_t> ask_counts(P, 0), recv_displs(P, 0);
+  ex.recv_counts_.assign(P, 0);
+  ex.recv_displs_.assign(P, 0);
+  std::vector<std::int64_t> ask_counts(P, 0);
   for (int r = 0; r < P; ++r) {
     const auto lo = std::lower_bound(ex.ids_.begin(), ex.ids_.end(), bounds[r]);
     const auto hi = std::lower_bound(lo, ex.ids_.end(), bounds[r + 1]);
-    recv_displs[r] = lo - ex.ids_.begin();
+    ex.recv_displs_[r] = static_cast<int>(lo - ex.ids_.begin());
+    ex.recv_counts_[r] = static_cast<int>(hi - lo);
     ask_counts[r] = hi - lo;
   }
+  if (!ex.ids_.empty() && (ex.ids_.front() < 0 || ex.ids_.back() >= ex.n_))
+    throw Error("RowExchange: wanted row outside the side's rows");
   // Each owner learns which of its rows each rank wants: those it will send it, in that order.
   std::vector<std::int64_t> give_counts;
-  const std::vector<std::int64_t> give =
-      comm.alltoallv(std::vector<std::int64_t>(ex.ids_.begin(), ex.ids_.end()), ask_counts, &give_counts);
-  std::vector<std::vector<int>> send_rows(P);
+  const std::vector<std::int64_t> asked(ex.ids_.begin(), ex.ids_.end());
+  const std::vector<std::int64_t> give = comm.alltoallv(asked, ask_counts, &give_counts);
+  // Rows a rank holds of its own are copied, not sent to itself: the send buffer holds only
+  // what goes to other ranks.
+  ex.self_first_ = ex.recv_displs_[me];
+  ex.self_count_ = ex.recv_counts_[me];
+  ex.recv_counts_[me] = 0;
+  ex.send_counts_.assign(P, 0);
+  ex.send_displs_.assign(P, 0);
+  int offset = 0;
   std::size_t k = 0;
   for (int r = 0; r < P; ++r) {
-    for (std::int64_t j = 0; j < give_counts[r]; ++j) send_rows[r].push_back(static_cast<int>(give[k++] - bounds[me]));
-    if (r != me) {
-      ex.rows_sent_ += give_counts[r];
-      ex.rows_received_ += ask_counts[r];
-    }
+    ex.send_displs_[r] = offset;
+    for (std::int64_t j = 0; j < give_counts[r]; ++j, ++k)
+      if (r != me) ex.send_rows_.push_back(give[k] - bounds[me]);
+    if (r != me) ex.send_counts_[r] = static_cast<int>(give_counts[r]);
+    offset += ex.send_counts_[r];
+    ex.rows_sent_ += ex.send_counts_[r];
+    ex.rows_received_ += ex.recv_counts_[r];
   }
-  ex.plan_ = RowPlan(P, send_rows, ask_counts, recv_displs, width);
-  ex.width_ = width;
+  // The rows travel in rounds that keep the send buffer under send_budget bytes (the same round
+  // count on every rank, so the slices of each pair's list agree on both sides).
+  const double bytes = static_cast<double>(ex.send_rows_.size()) * width * sizeof(Real);
+  ex.rounds_ = std::max<int>(1, comm.max(static_cast<int>(std::ceil(bytes / std::max(1.0, send_budget)))));
   return ex;
 }
 
@@ -74,7 +92,7 @@ Index RowExchange::position(Index id) const {
   return static_cast<Index>(std::lower_bound(ids_.begin(), ids_.end(), id) - ids_.begin());
 }
 
-void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held) const {
+void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held, int threads) const {
   const Index f = own.cols();
   if (held.rows() != this->held() || held.cols() != f)
     throw Error("RowExchange: held matrix of the wrong shape");
@@ -82,14 +100,47 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
     comm.allgatherv_rows(own.data(), own.rows(), part_sizes(bounds_), f, held.data());
     return;
   }
-  if (f != width_) throw Error("RowExchange: rows of the wrong width");
-  plan_.run(comm, own.data(), held.data());
+  const Index first = bounds_[comm.rank()];
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (Index j = self_first_; j < self_first_ + self_count_; ++j)
+    std::memcpy(held.row(j).data(), own.row(ids_[static_cast<std::size_t>(j)] - first).data(), sizeof(Real) * f);
+  // Round k sends, of each pair's list of n rows, the slice [k q, min(n, (k+1) q)), q = ceil(n / rounds).
+  auto slice = [this](std::int64_t n, int k) {
+    const std::int64_t q = (n + rounds_ - 1) / rounds_, b = std::min(n, k * q);
+    return std::pair<std::int64_t, std::int64_t>{b, std::min(n, b + q) - b};
+  };
+  const int P = comm.size();
+  std::vector<int> sc(P), sd(P), rc(P), rd(P);
+  for (int k = 0; k < rounds_; ++k) {
+    int packed = 0;
+    for (int r = 0; r < P; ++r) {
+      const auto [b, n] = slice(send_counts_[r], k);
+      sc[r] = static_cast<int>(n);
+      sd[r] = packed;
+      packed += sc[r];
+      const auto [rb, rn] = slice(recv_counts_[r], k);
+      rc[r] = static_cast<int>(rn);
+      rd[r] = recv_displs_[r] + static_cast<int>(rb);
+    }
+    if (send_buf_.rows() < packed || send_buf_.cols() != f) send_buf_.resize(std::max<Index>(packed, send_buf_.rows()), f);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < P; ++r) {
+      const std::int64_t b = slice(send_counts_[r], k).first;
+      for (int j = 0; j < sc[r]; ++j)
+        std::memcpy(send_buf_.row(sd[r] + j).data(), own.row(send_rows_[static_cast<std::size_t>(send_displs_[r] + b + j)]).data(),
+                    sizeof(Real) * f);
+    }
+    comm.alltoallv_rows(send_buf_.data(), sc, sd, held.data(), rc, rd, f);
+  }
 }
 
 std::vector<Index> referenced_columns(const CsrBlock& block) {
-  std::vector<Index> cols(block.indices.begin(), block.indices.end());
-  std::sort(cols.begin(), cols.end());
-  cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
+  // A mark per column, not a sorted copy of every index: n_cols bits against 8 bytes a non-zero.
+  std::vector<bool> seen(static_cast<std::size_t>(block.n_cols), false);
+  for (const std::int32_t c : block.indices) seen[static_cast<std::size_t>(c)] = true;
+  std::vector<Index> cols;
+  for (Index c = 0; c < block.n_cols; ++c)
+    if (seen[static_cast<std::size_t>(c)]) cols.push_back(c);
   return cols;
 }
 

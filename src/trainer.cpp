@@ -119,7 +119,7 @@ DenseMatrix Trainer::gram(const Side& s, bool metered) const {
 void Trainer::half_step(Side& mine, const Side& other) {
   DenseMatrix G = gram(other, true);
   phase("solve", false, [&] { solve_rows(*mine.block, other.held, G, cfg_.als, mine.own, cfg_.threads); });
-  phase("exchange", true, [&] { mine.ex.run(comm_, mine.own, mine.held); });
+  phase("exchange", true, [&] { mine.ex.run(comm_, mine.own, mine.held, cfg_.threads); });
 }
 
 void Trainer::iterate() {
@@ -163,8 +163,8 @@ void Trainer::set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_d
     throw InputError("checkpoint factors have the wrong shape");
   users_.own = std::move(X);
   items_.own = std::move(Y);
-  users_.ex.run(comm_, users_.own, users_.held);
-  items_.ex.run(comm_, items_.own, items_.held);
+  users_.ex.run(comm_, users_.own, users_.held, cfg_.threads);
+  items_.ex.run(comm_, items_.own, items_.held, cfg_.threads);
   done_ = iterations_done;
 }
 

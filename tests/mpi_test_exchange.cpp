@@ -126,7 +126,7 @@ TEST(Exchange, PlanTrafficAndValues) {
   for (Index i = 0; i < own.rows(); ++i)
     for (Index k = 0; k < f; ++k) own(i, k) = static_cast<Real>(10 * (b[r] + i) + k);
   const Comm::Traffic before = world.traffic();
-  ex.run(world, own, held);
+  ex.run(world, own, held, 1);
   EXPECT_DOUBLE_EQ(world.traffic().sent - before.sent, static_cast<double>(ex.rows_sent() * f * sizeof(Real)));
   EXPECT_DOUBLE_EQ(world.traffic().received - before.received,
                    static_cast<double>(ex.rows_received() * f * sizeof(Real)));
@@ -135,6 +135,13 @@ TEST(Exchange, PlanTrafficAndValues) {
     EXPECT_EQ(ex.position(want[static_cast<std::size_t>(p)]), p);
     EXPECT_EQ(held(p, 2), static_cast<Real>(10 * want[static_cast<std::size_t>(p)] + 2));
   }
+  // A packing buffer of 100 bytes: many rounds, the same rows.
+  RowExchange small = RowExchange::sparse(world, b, want, static_cast<int>(f), 100);
+  if (P > 1) EXPECT_GT(small.rounds(), 3);
+  FactorMatrix held2(small.held(), f);
+  held2.setZero();
+  small.run(world, own, held2, 1);
+  EXPECT_EQ(held2, held);
   // The allgather plan moves every row not owned.
   RowExchange all = RowExchange::allgather(world, b);
   EXPECT_EQ(all.rows_received(), n - (b[r + 1] - b[r]));

@@ -127,35 +127,6 @@ class Comm {
   int rank_ = 0;
   int size_ = 1;
   mutable Traffic traffic_;
-  friend class RowPlan;  // counts its traffic
-};
-
-// Rows of a local matrix to exchange between all ranks, with no packing buffer: the rows sent
-// to each rank are described by an MPI indexed datatype over the source matrix, the rows
-// received from each rank land consecutively at a row offset of the destination (displacements
-// in bytes as MPI_Aint, so destinations beyond 2 GiB work). Made once (local), run many times.
-class RowPlan {
- public:
-  RowPlan() = default;
-  // send_rows[r]: rows of the source sent to rank r, in order; recv_counts[r] rows from rank r
-  // land at row recv_displs[r] of the destination. Rows are `width` floats.
-  RowPlan(int ranks, const std::vector<std::vector<int>>& send_rows, const std::vector<std::int64_t>& recv_counts,
-          const std::vector<std::int64_t>& recv_displs, std::int64_t width);
-  RowPlan(RowPlan&& other) noexcept;
-  RowPlan& operator=(RowPlan&& other) noexcept;
-  RowPlan(const RowPlan&) = delete;
-  RowPlan& operator=(const RowPlan&) = delete;
-  ~RowPlan();
-  // Collective (MPI_Alltoallw): every rank runs its plan.
-  void run(const Comm& comm, const float* src, float* dst) const;
-
- private:
-  void release();
-  std::vector<MPI_Datatype> send_types_, recv_types_;
-  std::vector<int> counts_;           // 1 where a type moves rows, else 0
-  std::vector<int> zero_displs_;      // Alltoallw's int byte displacements: all 0 (in the types)
-  std::vector<int> send_counts_, recv_counts_;  // rows, for the traffic count
-  double row_bytes_ = 0;
 };
 
 // A counter that any rank can atomically fetch-and-add without the others taking part (MPI

@@ -5,9 +5,8 @@
 //   allgather: every rank holds every row (position = global id); one MPI_Allgatherv. Cheapest
 //              for small data and few ranks, and memory grows with the whole side.
 //   sparse:    every rank holds only the rows it reads (positions in sorted id order); each
-//              updated row goes only to the ranks that read it (MPI_Alltoallw with indexed
-//              datatypes made once, at set-up: no packing buffer), block to block as Spark
-//              MLlib's ALS does.
+//              updated row goes only to the ranks that read it (MPI_Alltoallv with lists made
+//              once, at set-up), block to block as Spark MLlib's ALS does.
 // Held rows are grouped by owner in rank order (ids are sorted and owners own consecutive
 // ranges), so they are received in place: no unpacking.
 #pragma once
@@ -29,9 +28,11 @@ class RowExchange {
   RowExchange() = default;
   // Collective: every rank holds every row of a side of n rows partitioned by `bounds`.
   static RowExchange allgather(const Comm& comm, const Bounds& bounds);
-  // Collective: this rank holds the rows `wanted` (global ids, sorted, unique) of `width` floats;
-  // one alltoallv of ids tells each owner who wants which of its rows.
-  static RowExchange sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width);
+  // Collective: this rank holds the rows `wanted` (global ids, sorted, unique) of `width` values;
+  // one alltoallv of ids tells each owner who wants which of its rows. Rows then travel in as
+  // many alltoallv rounds as keep each rank's packing buffer under `send_budget` bytes.
+  static RowExchange sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width,
+                            double send_budget = 32.0 * 1024 * 1024);
 
   bool full() const { return full_; }
   Index held() const { return full_ ? n_ : static_cast<Index>(ids_.size()); }
@@ -41,20 +42,24 @@ class RowExchange {
   Index id(Index pos) const { return full_ ? pos : ids_[static_cast<std::size_t>(pos)]; }
 
   // Collective: refresh `held` (held() rows) from every rank's `own` rows (its range of bounds).
-  void run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held) const;
+  void run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held, int threads) const;
 
   // Per run(), rows this rank sends to / receives from other ranks.
   Index rows_sent() const { return rows_sent_; }
   Index rows_received() const { return rows_received_; }
+  int rounds() const { return rounds_; }
 
  private:
   bool full_ = false;
   Index n_ = 0;
   Bounds bounds_;
-  std::vector<Index> ids_;  // sparse: held ids, sorted
-  RowPlan plan_;            // sparse: which own rows go to which rank, where received rows land
-  int width_ = 0;
+  std::vector<Index> ids_;                                    // sparse: held ids, sorted
+  std::vector<int> send_counts_, send_displs_, recv_counts_, recv_displs_;  // in rows
+  std::vector<Index> send_rows_;                              // own row (local) of each row sent
+  Index self_first_ = 0, self_count_ = 0;                     // held rows this rank owns (copied)
+  int rounds_ = 1;                                            // alltoallv rounds per run (bounded buffer)
   Index rows_sent_ = 0, rows_received_ = 0;
+  mutable FactorMatrix send_buf_;
 };
 
 // The columns a CSR block references, sorted and unique.
