@@ -17,7 +17,8 @@ Model (U users, I items, N training non-zeros, f factors, P ranks, s = 3 CG step
                       sent the same on average
   memory per rank     4f (held + (U+I)/P) + c N / P + m0:  c = 22 bytes per non-zero (train,
                       train_by_item, test, row pointers), + 16 with sparse (the remapped copies of
-                      both blocks), m0 = the process's fixed part (MPI, HDF5, code), 40 MB here
+                      both blocks) and the 32 MiB packing buffer, m0 = the process's fixed part
+                      (MPI, HDF5, code), 40 MB here
 --reports DIR: bench_scale.sh --exchange --keep's report_<size>x_<ranks>_<mode>.json files: the
                model's bytes per rank per iteration next to the measured ones (mean over ranks).
 --project K:   the data scaled K times (users, items and non-zeros; each side's degree
@@ -56,7 +57,7 @@ def model(du, di, f, P, scale=1, s=3):
         "ag_bytes": 2 * row * R * (1 - 1 / P),           # sent + received
         "sp_bytes": 2 * row * (hu + hi) * (1 - 1 / P),
         "ag_mem": row * (R + own) + 22 * N / P + 40e6,
-        "sp_mem": row * (hu + hi + own) + 38 * N / P + 40e6,
+        "sp_mem": row * (hu + hi + own) + 38 * N / P + 40e6 + (32 * 2**20 if P > 1 else 0),
         "held_u": hu, "held_i": hi,
     }
 
