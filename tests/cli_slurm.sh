@@ -166,10 +166,14 @@ echo "jobs took $((SECONDS - T0)) s"
 
 # --- shutdown: no daemon of this cluster left
 bash "$SRC/tests/slurm_cluster.sh" stop "$CLUSTER" >/dev/null 2>&1
-left=""
-for d in munged slurmctld slurmd; do
-  pid=$(sed -n "$(case $d in munged) echo 1 ;; slurmctld) echo 2 ;; slurmd) echo 3 ;; esac)p" "$SCRATCH/daemons.pids" 2>/dev/null)
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] && left="$left $d($pid)"
+for attempt in $(seq 1 20); do  # a loaded machine: give an exiting daemon a few seconds
+  left=""
+  for d in munged slurmctld slurmd; do
+    pid=$(sed -n "$(case $d in munged) echo 1 ;; slurmctld) echo 2 ;; slurmd) echo 3 ;; esac)p" "$SCRATCH/daemons.pids" 2>/dev/null)
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] && left="$left $d($pid)"
+  done
+  [ -z "$left" ] && break
+  sleep 0.5
 done
 check "cluster shut down${left:+: left$left}" [ -z "$left" ]
 finish
