@@ -6,6 +6,7 @@
 #include "mfrec/exchange.hpp"
 #include "mfrec/training_run.hpp"
 #include "test_data.hpp"
+#include "test_model.hpp"
 
 using namespace mfrec;
 
@@ -16,17 +17,8 @@ std::string scratch(const Comm& comm, const std::string& name) {
 }
 
 RunOptions options(ExchangeMode mode, Solver solver = Solver::kConjugateGradient, int iterations = 5) {
-  RunOptions o;
-  o.train.als.factors = 7;
-  o.train.als.regularization = 0.5f;
-  o.train.als.alpha = 2.0f;
-  o.train.als.solver = solver;
-  o.train.iterations = iterations;
-  o.train.threads = 1;
+  RunOptions o = testdata::quick_run_options(solver, iterations, 7);
   o.train.exchange = mode;
-  o.eval_at = {iterations};
-  o.k = 5;
-  o.progress = false;
   return o;
 }
 

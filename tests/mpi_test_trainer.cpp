@@ -5,6 +5,7 @@
 #include "mfrec/training_run.hpp"
 #include "mfrec/model.hpp"
 #include "test_data.hpp"
+#include "test_model.hpp"
 
 using namespace mfrec;
 
@@ -14,19 +15,7 @@ std::string scratch(const Comm& comm, const std::string& name) {
   return comm.bcast("trainer_" + std::to_string(comm.size()) + "_" + name);
 }
 
-RunOptions options(Solver solver, int iterations = 6) {
-  RunOptions o;
-  o.train.als.factors = 6;
-  o.train.als.regularization = 0.5f;
-  o.train.als.alpha = 2.0f;
-  o.train.als.solver = solver;
-  o.train.iterations = iterations;
-  o.train.threads = 1;
-  o.eval_at = {iterations};
-  o.k = 5;
-  o.progress = false;
-  return o;
-}
+RunOptions options(Solver solver, int iterations = 6) { return testdata::quick_run_options(solver, iterations, 6); }
 
 struct Outcome {
   FactorMatrix X, Y;

@@ -12,6 +12,22 @@
 
 namespace mfrec::testdata {
 
+// Quick training options for the trainer tests: `factors` factors, lambda 0.5, alpha 2, one
+// thread, no progress lines, evaluated at K = 5 after the last iteration.
+inline RunOptions quick_run_options(Solver solver, int iterations, int factors) {
+  RunOptions o;
+  o.train.als.factors = factors;
+  o.train.als.regularization = 0.5f;
+  o.train.als.alpha = 2.0f;
+  o.train.als.solver = solver;
+  o.train.iterations = iterations;
+  o.train.threads = 1;
+  o.eval_at = {iterations};
+  o.k = 5;
+  o.progress = false;
+  return o;
+}
+
 // Trains `als` for `iterations` on `data` (collective over comm) and writes the model to `model`.
 inline void train_model(const Comm& comm, const std::string& data, const std::string& model, const AlsParams& als,
                         int iterations, std::uint64_t seed = 42) {
