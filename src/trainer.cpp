@@ -53,6 +53,8 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
   auto bytes = [&](const RowExchange& u, const RowExchange& i) {  // per iteration, this rank
     return row_bytes * static_cast<double>(u.rows_sent() + u.rows_received() + i.rows_sent() + i.rows_received());
   };
+  // One rank exchanges nothing either way: auto keeps the plain allgather (no plan to build).
+  if (mode == ExchangeMode::kAuto && comm_.size() == 1) mode = ExchangeMode::kAllgather;
   mode_ = mode == ExchangeMode::kAuto ? ExchangeMode::kSparse : mode;
   if (mode_ == ExchangeMode::kSparse) {
     // The users this rank reads are those its item rows reference, and vice versa.
