@@ -15,22 +15,27 @@ std::vector<Index> popularity_counts(const Comm& comm, const TrainData& data) {
 
 namespace {
 
-// The test rows of users with (warm = true) or without (warm = false) training non-zeros.
-CsrBlock select_rows(const CsrBlock& test, const CsrBlock& train, bool warm) {
+// The test block with only the rows `keep(local row)` selects (the others left empty).
+template <class Keep>
+CsrBlock keep_rows(const CsrBlock& test, Keep&& keep) {
   CsrBlock out;
   out.n_rows_global = test.n_rows_global;
   out.n_cols = test.n_cols;
   out.row_begin = test.row_begin;
   out.indptr.assign(1, 0);
   for (Index r = 0; r < test.n_rows(); ++r) {
-    const bool has_train = train.indptr[r + 1] > train.indptr[r];
-    if (has_train == warm) {
+    if (keep(r)) {
       out.indices.insert(out.indices.end(), test.indices.begin() + test.indptr[r], test.indices.begin() + test.indptr[r + 1]);
       out.data.insert(out.data.end(), test.data.begin() + test.indptr[r], test.data.begin() + test.indptr[r + 1]);
     }
     out.indptr.push_back(static_cast<std::int64_t>(out.indices.size()));
   }
   return out;
+}
+
+// The test rows of users with (warm = true) or without (warm = false) training non-zeros.
+CsrBlock select_rows(const CsrBlock& test, const CsrBlock& train, bool warm) {
+  return keep_rows(test, [&](Index r) { return (train.indptr[r + 1] > train.indptr[r]) == warm; });
 }
 
 // The sample's hash of a global user id: a bijection of the id for a given seed (splitmix64 is
@@ -65,19 +70,9 @@ CsrBlock sample_test_rows(const Comm& comm, const CsrBlock& test, const EvalSamp
     if (count_upto(mid) >= sample.users) hi = mid;
     else lo = mid + 1;
   }
-  CsrBlock out;
-  out.n_rows_global = test.n_rows_global;
-  out.n_cols = test.n_cols;
-  out.row_begin = test.row_begin;
-  out.indptr.assign(1, 0);
-  for (Index r = 0; r < test.n_rows(); ++r) {
-    if (test.indptr[r + 1] > test.indptr[r] && sample_hash(sample.seed, test.row_begin + r) <= lo) {
-      out.indices.insert(out.indices.end(), test.indices.begin() + test.indptr[r], test.indices.begin() + test.indptr[r + 1]);
-      out.data.insert(out.data.end(), test.data.begin() + test.indptr[r], test.data.begin() + test.indptr[r + 1]);
-    }
-    out.indptr.push_back(static_cast<std::int64_t>(out.indices.size()));
-  }
-  return out;
+  return keep_rows(test, [&](Index r) {
+    return test.indptr[r + 1] > test.indptr[r] && sample_hash(sample.seed, test.row_begin + r) <= lo;
+  });
 }
 
 MetricSums evaluate_knn(const Comm& comm, const TrainData& data, const CsrBlock& test_all, const ItemNeighbours& knn,

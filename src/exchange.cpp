@@ -45,6 +45,8 @@ RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vec
   ex.bounds_ = bounds;
   ex.n_ = bounds.back();
   ex.ids_ = std::move(wanted);
+  if (!ex.ids_.empty() && (ex.ids_.front() < 0 || ex.ids_.back() >= ex.n_))
+    throw Error("RowExchange: wanted row outside the side's rows");
   // Held ids are sorted, owners own consecutive ranges: the ids from rank r are consecutive.
   ex.recv_counts_.assign(P, 0);
   ex.recv_displs_.assign(P, 0);
@@ -56,8 +58,6 @@ RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vec
     ex.recv_counts_[r] = static_cast<int>(hi - lo);
     ask_counts[r] = hi - lo;
   }
-  if (!ex.ids_.empty() && (ex.ids_.front() < 0 || ex.ids_.back() >= ex.n_))
-    throw Error("RowExchange: wanted row outside the side's rows");
   // Each owner learns which of its rows each rank wants: those it will send it, in that order.
   std::vector<std::int64_t> give_counts;
   const std::vector<std::int64_t> asked(ex.ids_.begin(), ex.ids_.end());

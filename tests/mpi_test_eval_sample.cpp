@@ -11,6 +11,7 @@
 #include "mfrec/evaluation.hpp"
 #include "mfrec/hash.hpp"
 #include "mfrec/partition.hpp"
+#include "test_csr.hpp"
 
 using namespace mfrec;
 
@@ -47,20 +48,6 @@ Data make_data() {
   return d;
 }
 
-CsrBlock slice(const std::vector<std::vector<std::int32_t>>& rows, Index b, Index e) {
-  CsrBlock m;
-  m.n_rows_global = kUsers;
-  m.n_cols = kItems;
-  m.row_begin = b;
-  for (Index r = b; r < e; ++r) {
-    for (std::int32_t c : rows[static_cast<std::size_t>(r)]) {
-      m.indices.push_back(c);
-      m.data.push_back(1.0f);
-    }
-    m.indptr.push_back(static_cast<std::int64_t>(m.indices.size()));
-  }
-  return m;
-}
 
 struct Local {
   TrainData data;
@@ -76,9 +63,9 @@ Local local_part(const Data& d, const Comm& comm) {
   l.data.n_items = kItems;
   l.data.user_bounds = ub;
   l.data.item_bounds = ib;
-  l.data.users = slice(d.train, b, e);
+  l.data.users = testdata::rows_block(d.train, kItems, b, e);
   l.data.nnz = comm.sum(l.data.users.nnz());
-  l.test = slice(d.test, b, e);
+  l.test = testdata::rows_block(d.test, kItems, b, e);
   l.X_local = d.X.middleRows(b, e - b);
   return l;
 }
@@ -152,7 +139,7 @@ TEST(EvalSample, MetricsAreThoseOfTheSampledUsersOnOneRank) {
   const auto mask = expected_mask(d, 40, 42);
   for (Index u = 0; u < kUsers; ++u)
     if (!mask[u]) test_rows[u].clear();
-  const CsrBlock test1 = slice(test_rows, 0, kUsers);
+  const CsrBlock test1 = testdata::rows_block(test_rows, kItems, 0, kUsers);
   const Evaluation ref = evaluate(self, one.data, test1, one.X_local, d.Y, pop, kK, 1);
   expect_near(e.model, ref.model, "model");
   expect_near(e.system, ref.system, "system");

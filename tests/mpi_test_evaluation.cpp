@@ -6,28 +6,15 @@
 
 #include "mfrec/evaluation.hpp"
 #include "mfrec/partition.hpp"
+#include "test_csr.hpp"
 
 using namespace mfrec;
 
 namespace {
 
-using Rows = std::vector<std::vector<std::int32_t>>;
+using testdata::Rows;
+const auto slice = testdata::rows_block;
 
-// Rows [b, e) of a 0/1 matrix with `n_cols` columns.
-CsrBlock slice(const Rows& rows, Index n_cols, Index b, Index e) {
-  CsrBlock m;
-  m.n_rows_global = static_cast<Index>(rows.size());
-  m.n_cols = n_cols;
-  m.row_begin = b;
-  for (Index r = b; r < e; ++r) {
-    for (std::int32_t c : rows[static_cast<std::size_t>(r)]) {
-      m.indices.push_back(c);
-      m.data.push_back(1.0f);
-    }
-    m.indptr.push_back(static_cast<std::int64_t>(m.indices.size()));
-  }
-  return m;
-}
 
 // 4 users, 3 items, one factor: score(u, i) = x_u y_i with y = (3, 2, 1).
 //   user  train   test  x    model ranking (train left out)   popular (counts 2, 1, 0)

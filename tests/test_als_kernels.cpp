@@ -11,42 +11,15 @@
 
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/error.hpp"
+#include "test_csr.hpp"
 
 namespace mfrec {
 namespace {
 
-// Random CSR rows with the given non-zero counts, distinct sorted columns and integer-like
-// values 1..15; with `odd_values`, some stored values are 0 or negative (p = 0).
-CsrBlock random_csr(const std::vector<Index>& counts, Index n_cols, unsigned seed,
-                    bool odd_values = false) {
-  std::mt19937 rng(seed);
-  CsrBlock R;
-  R.n_rows_global = static_cast<Index>(counts.size());
-  R.n_cols = n_cols;
-  std::vector<std::int32_t> cols(n_cols);
-  std::iota(cols.begin(), cols.end(), 0);
-  for (Index k : counts) {
-    std::shuffle(cols.begin(), cols.end(), rng);
-    std::vector<std::int32_t> pick(cols.begin(), cols.begin() + k);
-    std::sort(pick.begin(), pick.end());
-    for (std::int32_t c : pick) {
-      R.indices.push_back(c);
-      Real v = static_cast<Real>(1 + rng() % 15);
-      if (odd_values && rng() % 5 == 0) v = (rng() % 2) ? 0.0f : -0.5f;
-      R.data.push_back(v);
-    }
-    R.indptr.push_back(static_cast<std::int64_t>(R.indices.size()));
-  }
-  return R;
-}
+using testdata::random_csr;
+using testdata::random_factors;
 
-FactorMatrix random_factors(Index rows, Index f, unsigned seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0.0f, scale);
-  FactorMatrix M(rows, f);
-  for (Index i = 0; i < M.size(); ++i) M.data()[i] = n(rng);
-  return M;
-}
+
 
 DenseMatrix gram(const FactorMatrix& Y) {
   Eigen::MatrixXd G = Eigen::MatrixXd::Zero(Y.cols(), Y.cols());
