@@ -5,7 +5,7 @@
 #
 #   bash bench/bench_scale.sh [--sizes "1 10 100"] [--ranks "1 2"] [--iterations "3"] [--factors 64]
 #                             [--test-fraction "0.0002"] [--build DIR] [--scratch DIR] [--keep]
-#                             [--exchange "allgather sparse"] [--eval-users N]
+#                             [--exchange "allgather sparse"] [--eval-users N] [--item-order category]
 #
 #   --exchange       the exchange ladder instead: each size is generated and prepared ONCE (on the
 #                    first rank count), then mfrec_dist trains it on every rank count with each
@@ -18,7 +18,13 @@
 #                    a margin) is skipped, and says so.
 #                    Oversubscribed rank counts (more ranks than cores) give meaningless times;
 #                    memory and bytes are exact.
+#                    A mode may carry a budget, sparse:MIB, for mfrec_dist's --exchange-memory MIB
+#                    (the item half-step in stages holding at most MIB of user rows; sparse alone
+#                    leaves mfrec_dist's default). Without an allgather run at that rank count,
+#                    the ratio is against the allgather's exact bytes, 2 (P-1)/P (users + items) f 4
+#                    per rank per iteration (marked "computed").
 #   --eval-users     passed to mfrec_dist when given (evaluate a sample of N test users)
+#   --item-order     passed to mfrec_prep (source or category: items grouped by category)  [source]
 #
 #   --sizes          multiples k of the default data set: k*100,000 users, k*2,465 items,
 #                    k*800,000 events (users, items and events scaled together)  [1 10 100]
@@ -55,7 +61,7 @@
 # BW_GBS GB/s per rank (default 10) with the solve at RATES GFLOP/s per rank (default "5 20 50").
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-SIZES="1 10 100" RANKS="1 2" ITERS="3" FACTORS=64 TESTF="0.0002" BUILD="" SCRATCH="" KEEP=0 EXCH="" EVAL_USERS=""
+SIZES="1 10 100" RANKS="1 2" ITERS="3" FACTORS=64 TESTF="0.0002" BUILD="" SCRATCH="" KEEP=0 EXCH="" EVAL_USERS="" ORDER=source
 while (($#)); do
   case "$1" in
     --sizes) SIZES="$2"; shift 2 ;;
@@ -68,7 +74,8 @@ while (($#)); do
     --keep) KEEP=1; shift ;;
     --exchange) EXCH="$2"; shift 2 ;;
     --eval-users) EVAL_USERS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,56p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --item-order) ORDER="$2"; shift 2 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench_scale: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -101,14 +108,14 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 cores=$(nproc)
 if [ -n "$EXCH" ]; then
-  for m in $EXCH; do [[ "$m" =~ ^(allgather|sparse|auto)$ ]] || { echo "bench_scale: bad --exchange mode '$m'" >&2; exit 2; }; done
+  for m in $EXCH; do [[ "$m" =~ ^(allgather|sparse|sparse:[0-9.]+|auto)$ ]] || { echo "bench_scale: bad --exchange mode '$m'" >&2; exit 2; }; done
   set -- $RANKS
   first_r=$1
   mem_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
   echo "== mfrec exchange ladder: sizes '$SIZES' x ranks '$RANKS' x exchange '$EXCH'; f = $FACTORS, iterations '$ITERS'," \
     "1 thread per rank; $cores cores, $(free -g | awk '/^Mem:/ {print $2}') GiB ($((mem_kb / 1024)) MB available);" \
     "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  fmtx="%-4s %2s %-9s %5s | %7s | %8s %8s | %10s %10s | %10s %10s | %s\n"
+  fmtx="%-4s %2s %-10s %5s | %7s | %8s %8s | %10s %10s | %10s %10s | %s\n"
   printf "$fmtx" size rk exchange load s/iter "RSS max" "RSS mean" "exch MB" "exch max" "allred MB" "allred max" "targets"
   declare -A XR XB
   extra=()
@@ -118,7 +125,7 @@ if [ -n "$EXCH" ]; then
     iters=$(per_size ITER_A "$idx") tf=$(per_size TESTF_A "$idx")
     users=$((s * 100000)) items=$((s * 2465)) events=$((s * 800000))
     run gen "$first_r" "$gen" --users "$users" --items "$items" --events "$events" -o "$work/data_${s}x.h5" -q
-    run prep "$first_r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" -q
+    run prep "$first_r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" --item-order "$ORDER" -q
     rm -f "$work/data_${s}x.h5"
     for r in $RANKS; do
       for m in $EXCH; do
@@ -129,8 +136,10 @@ if [ -n "$EXCH" ]; then
         fi
         load=$(cut -d' ' -f1 /proc/loadavg)
         rm -f "$work/report.json"
+        budget=()
+        [[ "$m" == sparse:* ]] && budget=(--exchange-memory "${m#sparse:}")
         run dist "$r" "$dist" --data "$work/prep_${s}x.h5" --factors "$FACTORS" --regularization 10 --alpha 40 \
-          --solver cg --iterations "$iters" --threads 1 --exchange "$m" --knn-k 0 --output "" \
+          --solver cg --iterations "$iters" --threads 1 --exchange "${m%%:*}" "${budget[@]}" --knn-k 0 --output "" \
           --report "$work/report.json" "${extra[@]}"
         j="$work/report_${s}x_${r}_${m}.json"
         cp "$work/report.json" "$j"
@@ -146,11 +155,14 @@ if [ -n "$EXCH" ]; then
           lim=$(calc %.0f "1.5 * $base_rss * $first_r / $r + 150")
           tgt+="RSS $RSS_MAX vs limit $lim MB: $( ((RSS_MAX <= lim)) && echo met || echo MISSED)"
         fi
-        if [ "$m" = sparse ] && [ -n "${XB[$s,$r,allgather]:-}" ]; then
+        if [[ "$m" == sparse* ]] && [ -n "${XB[$s,$r,allgather]:-}" ]; then
           ratio=$(calc %.3f "$exx / (${XB[$s,$r,allgather]} + 1e-12)")
           tgt+="${tgt:+; }bytes sparse/allgather $ratio"
+        elif [[ "$m" == sparse* ]] && ((r > 1)); then
+          ratio=$(calc %.3f "$exx / (2 * ($r - 1) / $r * ($users + $items) * $FACTORS * 4 / 1e6)")
+          tgt+="${tgt:+; }bytes sparse/allgather (computed) $ratio"
         fi
-        printf "$fmtx" "${s}x" "$r" "$(jq -r .exchange "$j")" "$load" "$(calc %.3f "$(jq .seconds_per_iteration "$j")")" \
+        printf "$fmtx" "${s}x" "$r" "$([[ "$m" == *:* ]] && echo "$m" || jq -r .exchange "$j")" "$load" "$(calc %.3f "$(jq .seconds_per_iteration "$j")")" \
           "$RSS_MAX" "$rss_mean" "$(calc %.2f "$exm")" "$(calc %.2f "$exx")" "$(calc %.3f "$arm")" "$(calc %.3f "$arx")" "$tgt"
       done
     done

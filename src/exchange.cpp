@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <cstring>
 
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/config.hpp"
@@ -111,6 +110,8 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
   };
   const int P = comm.size();
   std::vector<int> sc(P), sd(P), rc(P), rd(P);
+  // Allocated per run, not kept: a rank may hold many exchanges (stages), each up to the budget.
+  FactorMatrix send_buf;
   for (int k = 0; k < rounds_; ++k) {
     int packed = 0;
     for (int r = 0; r < P; ++r) {
@@ -122,15 +123,15 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
       rc[r] = static_cast<int>(rn);
       rd[r] = recv_displs_[r] + static_cast<int>(rb);
     }
-    if (send_buf_.rows() < packed || send_buf_.cols() != f) send_buf_.resize(std::max<Index>(packed, send_buf_.rows()), f);
+    if (send_buf.rows() < packed) send_buf.resize(packed, f);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < P; ++r) {
       const std::int64_t b = slice(send_counts_[r], k).first;
       for (int j = 0; j < sc[r]; ++j)
-        std::memcpy(send_buf_.row(sd[r] + j).data(), own.row(send_rows_[static_cast<std::size_t>(send_displs_[r] + b + j)]).data(),
+        std::memcpy(send_buf.row(sd[r] + j).data(), own.row(send_rows_[static_cast<std::size_t>(send_displs_[r] + b + j)]).data(),
                     sizeof(Real) * f);
     }
-    comm.alltoallv_rows(send_buf_.data(), sc, sd, held.data(), rc, rd, f);
+    comm.alltoallv_rows(send_buf.data(), sc, sd, held.data(), rc, rd, f);
   }
 }
 
@@ -144,14 +145,68 @@ std::vector<Index> referenced_columns(const CsrBlock& block) {
   return cols;
 }
 
+std::vector<Index> gram_tail_rows(const Bounds& bounds, int rank) {
+  const Index end = bounds[rank + 1];
+  const auto [first, last] = gram_share_rows(bounds[rank], end, bounds.back());
+  std::vector<Index> ids;
+  for (Index r = std::max(first, end); r < last; ++r) ids.push_back(r);
+  return ids;
+}
+
 std::vector<Index> wanted_rows(const Bounds& bounds, int rank, const CsrBlock& opposite) {
   std::vector<Index> ids = referenced_columns(opposite);
-  const Index n = bounds.back(), end = bounds[rank + 1];
-  const auto [first, last] = gram_share_rows(bounds[rank], end, n);
-  for (Index r = std::max(first, end); r < last; ++r) ids.push_back(r);
+  for (Index r : gram_tail_rows(bounds, rank)) ids.push_back(r);
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
+}
+
+std::vector<Stage> plan_stages(const Comm& comm, const CsrBlock& block, const Bounds& other, Index max_held, int width) {
+  // Greedy: a stage grows row by row while its distinct columns stay within max_held; a mark per
+  // referenced column (its position among them) says which stage last counted it.
+  const std::vector<Index> cols = referenced_columns(block);
+  std::vector<std::int32_t> counted(cols.size(), -1);
+  std::vector<Index> ends;  // of every stage but the last
+  std::vector<std::size_t> pos;  // this row's columns' positions in cols
+  Index distinct = 0, begin = 0;
+  const Index rows = block.n_rows();
+  for (Index i = 0; i < rows; ++i) {
+    pos.clear();
+    for (auto k = block.indptr[static_cast<std::size_t>(i)]; k < block.indptr[static_cast<std::size_t>(i) + 1]; ++k)
+      pos.push_back(static_cast<std::size_t>(
+          std::lower_bound(cols.begin(), cols.end(), block.indices[static_cast<std::size_t>(k)]) - cols.begin()));
+    auto stage = static_cast<std::int32_t>(ends.size());
+    const auto fresh = static_cast<Index>(std::count_if(pos.begin(), pos.end(), [&](std::size_t p) { return counted[p] != stage; }));
+    if (i > begin && distinct + fresh > max_held) {
+      ends.push_back(i);
+      begin = i;
+      distinct = 0;
+      ++stage;
+    }
+    for (std::size_t p : pos)
+      if (counted[p] != stage) counted[p] = stage, ++distinct;
+  }
+  ends.push_back(rows);
+  const auto stages = static_cast<std::size_t>(comm.max(static_cast<std::int64_t>(ends.size())));
+  if (stages <= 1) return {};
+  ends.resize(stages, rows);
+  std::vector<Stage> out(stages);
+  for (std::size_t k = 0; k < stages; ++k) {
+    Stage& st = out[k];
+    st.begin = k == 0 ? 0 : ends[k - 1];
+    st.end = ends[k];
+    st.block.n_rows_global = block.n_rows_global;
+    st.block.n_cols = block.n_cols;
+    st.block.row_begin = block.row_begin + st.begin;
+    const auto nz0 = block.indptr[static_cast<std::size_t>(st.begin)], nz1 = block.indptr[static_cast<std::size_t>(st.end)];
+    st.block.indptr.clear();
+    for (Index i = st.begin; i <= st.end; ++i) st.block.indptr.push_back(block.indptr[static_cast<std::size_t>(i)] - nz0);
+    st.block.indices.assign(block.indices.begin() + nz0, block.indices.begin() + nz1);
+    st.block.data.assign(block.data.begin() + nz0, block.data.begin() + nz1);
+    st.ex = RowExchange::sparse(comm, other, referenced_columns(st.block), width);
+    st.block = remap_columns(st.block, st.ex);
+  }
+  return out;
 }
 
 CsrBlock remap_columns(const CsrBlock& block, const RowExchange& ex) {

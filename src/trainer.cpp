@@ -57,11 +57,22 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
   if (mode == ExchangeMode::kAuto && comm_.size() == 1) mode = ExchangeMode::kAllgather;
   mode_ = mode == ExchangeMode::kAuto ? ExchangeMode::kSparse : mode;
   if (mode_ == ExchangeMode::kSparse) {
-    // The users this rank reads are those its item rows reference, and vice versa.
-    users_.ex = RowExchange::sparse(comm_, data.user_bounds, wanted_rows(data.user_bounds, r, data.items), cfg_.als.factors);
+    // The users this rank reads are those its item rows reference, and vice versa. When those
+    // users exceed the budget, the item block is solved in stages that each receive their users
+    // just before they are solved; the users' own exchange then carries only the Gram's tail rows.
+    const double budget = cfg_.exchange_memory_mib * 1024 * 1024;
+    if (budget > 0)
+      items_.stages = plan_stages(comm_, data.items, data.user_bounds,
+                                  std::max<Index>(1, static_cast<Index>(budget / row_bytes)), cfg_.als.factors);
+    users_.ex = RowExchange::sparse(comm_, data.user_bounds,
+                                    items_.stages.empty() ? wanted_rows(data.user_bounds, r, data.items)
+                                                          : gram_tail_rows(data.user_bounds, r),
+                                    cfg_.als.factors);
     items_.ex = RowExchange::sparse(comm_, data.item_bounds, wanted_rows(data.item_bounds, r, data.users), cfg_.als.factors);
     if (mode == ExchangeMode::kAuto) {
-      const double sparse = comm_.max(bytes(users_.ex, items_.ex)), full = comm_.max(bytes(ua, ia));
+      double staged = 0;
+      for (const Stage& st : items_.stages) staged += row_bytes * static_cast<double>(st.ex.rows_sent() + st.ex.rows_received());
+      const double sparse = comm_.max(bytes(users_.ex, items_.ex) + staged), full = comm_.max(bytes(ua, ia));
       if (!(sparse < full)) mode_ = ExchangeMode::kAllgather;
       if (comm_.is_root())
         spdlog::info("exchange auto: {} ({:.2f} MiB per iteration on the busiest rank with sparse, {:.2f} MiB with allgather)",
@@ -74,11 +85,23 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
     users_.block = &data.users;
     items_.block = &data.items;
     users_.remapped = items_.remapped = CsrBlock{};
+    items_.stages.clear();
   } else {
     users_.remapped = remap_columns(data.users, items_.ex);
-    items_.remapped = remap_columns(data.items, users_.ex);
     users_.block = &users_.remapped;
-    items_.block = &items_.remapped;
+    if (items_.stages.empty()) {
+      items_.remapped = remap_columns(data.items, users_.ex);
+      items_.block = &items_.remapped;
+    } else {
+      items_.block = &data.items;  // read only for its row lengths (loss); the stages are solved
+      const int stages = static_cast<int>(items_.stages.size());
+      Index most = 0;
+      for (const Stage& st : items_.stages) most = std::max(most, st.ex.held());
+      most = comm_.max(most);
+      if (comm_.is_root())
+        spdlog::info("exchange sparse: item half-step in {} stages (at most {} user rows, {:.1f} MiB, held at once; "
+                     "--exchange-memory {})", stages, most, mib(row_bytes * static_cast<double>(most)), cfg_.exchange_memory_mib);
+    }
   }
 }
 
@@ -120,7 +143,20 @@ DenseMatrix Trainer::gram(const Side& s, bool metered) const {
 
 void Trainer::half_step(Side& mine, const Side& other) {
   DenseMatrix G = gram(other, true);
-  phase("solve", false, [&] { solve_rows(*mine.block, other.held, G, cfg_.als, mine.own, cfg_.threads); });
+  if (mine.stages.empty())
+    phase("solve", false, [&] { solve_rows(*mine.block, other.held, G, cfg_.als, mine.own, cfg_.threads); });
+  for (const Stage& st : mine.stages) {
+    phase("exchange", true, [&] {
+      stage_held_.resize(st.ex.held(), cfg_.als.factors);
+      st.ex.run(comm_, other.own, stage_held_, cfg_.threads);
+    });
+    phase("solve", false, [&] {
+      FactorMatrix rows = mine.own.middleRows(st.begin, st.end - st.begin);
+      solve_rows(st.block, stage_held_, G, cfg_.als, rows, cfg_.threads);
+      mine.own.middleRows(st.begin, st.end - st.begin) = rows;
+    });
+  }
+  if (!mine.stages.empty()) stage_held_.resize(0, cfg_.als.factors);  // held only while solving
   phase("exchange", true, [&] { mine.ex.run(comm_, mine.own, mine.held, cfg_.threads); });
 }
 

@@ -26,6 +26,7 @@ struct Outcome {
   FactorMatrix X, Y;
   Evaluation e;
   ExchangeMode used;
+  int stages;
   std::map<std::string, PhaseTimer::Stat> received;
 };
 
@@ -34,7 +35,7 @@ Outcome train_on(const Comm& comm, const std::string& path, const RunOptions& o)
   GroupData d = load_group_data(f, comm);
   std::unique_ptr<Trainer> t;
   RunResult r = run_point(comm, d, o, &t);
-  return {t->gather_user_factors(), t->gather_item_factors(), r.evaluations.back(), r.exchange, r.received};
+  return {t->gather_user_factors(), t->gather_item_factors(), r.evaluations.back(), r.exchange, t->item_stages(), r.received};
 }
 
 double rel_diff(const FactorMatrix& a, const FactorMatrix& b) {
@@ -50,8 +51,12 @@ void expect_same(const Outcome& a, const Outcome& b) {
 }
 
 // Sparse and allgather on every rank of world, and allgather on rank 0 alone: all the same.
-void expect_modes_agree(const Comm& world, const std::string& path, Solver solver = Solver::kConjugateGradient) {
-  Outcome sparse = train_on(world, path, options(ExchangeMode::kSparse, solver));
+// `memory_mib`: the sparse run's --exchange-memory (0: one stage).
+Outcome expect_modes_agree(const Comm& world, const std::string& path, Solver solver = Solver::kConjugateGradient,
+                           double memory_mib = 0) {
+  RunOptions so = options(ExchangeMode::kSparse, solver);
+  so.train.exchange_memory_mib = memory_mib;
+  Outcome sparse = train_on(world, path, so);
   Outcome full = train_on(world, path, options(ExchangeMode::kAllgather, solver));
   EXPECT_EQ(sparse.used, ExchangeMode::kSparse);
   EXPECT_EQ(full.used, ExchangeMode::kAllgather);
@@ -62,6 +67,7 @@ void expect_modes_agree(const Comm& world, const std::string& path, Solver solve
     expect_same(sparse, one);
   }
   world.barrier();
+  return sparse;
 }
 
 }  // namespace
@@ -97,6 +103,25 @@ TEST(Exchange, GramChunksCutByRankBoundaries) {
   const std::string path = scratch(world, "chunks.h5");
   testdata::write_random_prepared(path, world, 1500, 700, 6, 13);
   expect_modes_agree(world, path);
+}
+
+// A budget of a few user rows: the item half-step runs in many stages (ranks with fewer rows run
+// empty ones), each receiving only its users, and the factors are still the allgather's.
+TEST(Exchange, StagedItemHalfStep) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "staged.h5");
+  testdata::write_random_prepared(path, world, 1500, 700, 6, 13);
+  const double row_mib = options(ExchangeMode::kSparse).train.als.factors * sizeof(Real) / (1024.0 * 1024.0);
+  const Outcome whole = train_on(world, path, options(ExchangeMode::kSparse));
+  EXPECT_EQ(whole.stages, 1);  // the default budget holds every user here
+  for (Solver solver : {Solver::kConjugateGradient, Solver::kCholesky}) {
+    const Outcome staged = expect_modes_agree(world, path, solver, 40 * row_mib);
+    EXPECT_GT(staged.stages, 2);
+    // A user read by two stages of a rank travels twice: never fewer bytes than one stage.
+    EXPECT_GE(staged.received.at("exchange").max, whole.received.at("exchange").max);
+  }
+  // One row per stage (a row referencing more users than the budget is a stage of its own).
+  EXPECT_GT(expect_modes_agree(world, path, Solver::kConjugateGradient, row_mib / 4).stages, 100 / world.size());
 }
 
 // Plans: every row sent is received once; what Comm counts equals what the plan predicts; held

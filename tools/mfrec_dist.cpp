@@ -1,6 +1,7 @@
 // mfrec_dist: distributed implicit-feedback ALS training, evaluation and grid search.
 //   mpirun -n 32 mfrec_dist --data retail_prepared.h5 --output model.h5 --report run.json
 //   mpirun -n 8 mfrec_dist --alpha 1,10 --factors 16,32 --regularization 10,100 --groups 4 --registry registry
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -37,6 +38,7 @@ struct Options {
   std::string confidence = "hu", log_level = "info", checkpoint_dir, exchange = "auto";
   int checkpoint_every = 0;
   long long eval_users = 0;  // a seeded sample of this many test users; 0: all
+  double exchange_memory = TrainConfig{}.exchange_memory_mib;
   bool scale_regularization = false, auto_promote = true, resume = false;
   unsigned long seed = defaults::kSeed;  // unsigned: "-1" is refused by the parser
 };
@@ -128,6 +130,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .option("checkpoint-every", &o.checkpoint_every, "checkpoint every N iterations (0: only on SIGTERM/SIGUSR1 and at the end of each run, if a directory is set)")
       .flag("resume", &o.resume, "continue from the checkpoints in --checkpoint-dir (completed runs are not trained again)")
       .option("exchange", &o.exchange, "how updated rows reach the other ranks: allgather (every rank holds every row), sparse (each row only to the ranks whose data reference it; memory and traffic fall with the ranks) or auto (the fewer bytes, decided after set-up and logged)")
+      .option("exchange-memory", &o.exchange_memory, "sparse exchange: the most MiB of user rows a rank holds for its item half-step; beyond it the item rows are solved in stages, each receiving only its users (0: no limit)")
       .option("threads", &o.threads, "OpenMP threads per rank (0: the cores the rank is bound to / the ranks of the node sharing them)")
       .option("loss-every", &o.loss_every, "log the training loss every N iterations (0: never)")
       .option("log-level", &o.log_level, "debug, info, warn or error");
@@ -142,6 +145,8 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   s.runs = expand_grid(space);  // validates the lists
   require_option(o.k >= 1, "k", "must be at least 1");
   require_option(o.eval_users >= 0, "eval-users", "must not be negative (0: every test user)");
+  require_option(std::isfinite(o.exchange_memory) && o.exchange_memory >= 0, "exchange-memory",
+                 "must be a non-negative number of MiB (0: no limit)");
   require_option(o.cg_steps >= 1, "cg-steps", "must be at least 1");
   require_option(o.threads >= 0, "threads", "must not be negative (0: automatic)");
   require_option(o.loss_every >= 0, "loss-every", "must not be negative");
@@ -163,6 +168,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   go.base.train.als.scale_regularization = o.scale_regularization;
   go.base.train.seed = o.seed;
   go.base.train.exchange = parse_exchange(o.exchange);
+  go.base.train.exchange_memory_mib = o.exchange_memory;
   go.base.k = o.k;
   go.base.eval_users = o.eval_users;
   go.base.loss_every = o.loss_every;
@@ -241,7 +247,7 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                  {"cg_steps", o.cg_steps},   {"confidence", o.confidence},
                  {"scale_regularization", o.scale_regularization}, {"seed", o.seed}, {"k", o.k},
                  {"groups", o.groups},       {"select_metric", o.select_metric}, {"output", o.output},
-                 {"knn_k", o.knn_k}, {"exchange", o.exchange},
+                 {"knn_k", o.knn_k}, {"exchange", o.exchange}, {"exchange_memory", o.exchange_memory},
                  {"eval_users", o.eval_users}};
   j["ranks"] = ranks;
   j["threads"] = s.grid.base.train.threads;

@@ -57,7 +57,7 @@ struct Setup {
 // False when --help, --version or --list-options was printed.
 bool read_options(int argc, char** argv, const Comm& comm, Setup& setup) {
   prepare::Options& opt = setup.opt;
-  std::string format = "auto", encoding = "utf-8", weights, delimiter = "auto", columns, comment = "#", split = "random";
+  std::string format = "auto", encoding = "utf-8", weights, delimiter = "auto", columns, comment = "#", split = "random", item_order = "source";
   std::string items_delimiter = "auto", items_columns, users_delimiter = "auto", users_columns;
   double min_value = 0;
   std::int64_t seed = 42;
@@ -94,6 +94,9 @@ bool read_options(int argc, char** argv, const Comm& comm, Setup& setup) {
      .option("seed", &seed, "seed of the train/test split (>= 0) (--split random)")
      .optional("holdout-last", &opt.holdout_last, "--split time: hold out each user's last K pairs (by the time of their first event)")
      .optional("holdout-fraction", &opt.holdout_fraction, "--split time: hold out each user's latest share of pairs, in (0, 1) (default 0.2)")
+     .option("item-order", &item_order,
+      "order of the items in the prepared file: source (the input's) or category (grouped by category and style: "
+      "fewer bytes exchanged per rank and better cache locality when training on many ranks)")
      .option("batch", &opt.batch_events, "events per rank per read-and-route round (bounds memory)")
      .path("export-csv", &opt.export_csv_dir, PathRole::OutputDir, "also write DIR/train.csv and DIR/test.csv (user_id,item_id,confidence with the original ids)")
      .flag("verbose,v", &verbose, "debug logging")
@@ -104,6 +107,7 @@ bool read_options(int argc, char** argv, const Comm& comm, Setup& setup) {
   opt.format = prepare::parse_format(format);
   opt.encoding = prepare::parse_encoding(encoding);
   opt.split = prepare::parse_split(split);
+  opt.item_order = prepare::parse_item_order(item_order);
   read_layout(cli, "delimiter", delimiter, "columns", columns, opt.csv);
   read_layout(cli, "items-delimiter", items_delimiter, "items-columns", items_columns, opt.items.layout);
   read_layout(cli, "users-delimiter", users_delimiter, "users-columns", users_columns, opt.users.layout);

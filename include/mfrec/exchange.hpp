@@ -59,8 +59,21 @@ class RowExchange {
   Index self_first_ = 0, self_count_ = 0;                     // held rows this rank owns (copied)
   int rounds_ = 1;                                            // alltoallv rounds per run (bounded buffer)
   Index rows_sent_ = 0, rows_received_ = 0;
-  mutable FactorMatrix send_buf_;
 };
+
+// A block of rows solved in stages, to bound the rows of the other side held at once: each stage
+// is a range of the block's rows, and the other side's rows it references are received just
+// before it is solved (the item half-step streams the users this way).
+struct Stage {
+  Index begin = 0, end = 0;  // the block's local rows
+  CsrBlock block;            // rows [begin, end), columns remapped to the rows `ex` holds
+  RowExchange ex;
+};
+// Collective: splits `block` into consecutive stages each referencing at most `max_held` rows of
+// the other side (partitioned by `other`; a row referencing more is a stage of its own); every
+// rank gets as many stages as the rank that needs most (empty ones at its end). Empty when one
+// stage would do on every rank.
+std::vector<Stage> plan_stages(const Comm& comm, const CsrBlock& block, const Bounds& other, Index max_held, int width);
 
 // The columns a CSR block references, sorted and unique.
 std::vector<Index> referenced_columns(const CsrBlock& block);
@@ -69,6 +82,8 @@ std::vector<Index> referenced_columns(const CsrBlock& block);
 // `opposite` (this rank's block of the other side) references, and the rows past its own range
 // that its Gram share reads (gram_share_rows).
 std::vector<Index> wanted_rows(const Bounds& bounds, int rank, const CsrBlock& opposite);
+// Only the rows past its own range that this rank's Gram share reads (at most 255).
+std::vector<Index> gram_tail_rows(const Bounds& bounds, int rank);
 
 // `block` with its column indices replaced by their positions among the rows `ex` holds (a
 // sparse exchange: an allgather one holds every row at its id).

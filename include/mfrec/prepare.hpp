@@ -49,6 +49,12 @@ InputFormat sniff_format(const std::string& path);
 enum class SplitMethod { kRandom, kTime };
 SplitMethod parse_split(const std::string& name);  // "random" or "time" (ConfigError otherwise)
 
+// The order of the prepared file's items: the input's, or grouped by (category, style) so that a
+// block of consecutive items holds few categories and a user's items fall in few blocks (fewer
+// ranks to send each user row to, and nearby item rows in the solver's gathers).
+enum class ItemOrder { kSource, kCategory };
+ItemOrder parse_item_order(const std::string& name);  // "source" or "category" (ConfigError otherwise)
+
 // An item or user catalog (--items / --users): a delimited file of id plus detail columns.
 struct CatalogSource {
   std::string path;  // empty: none
@@ -64,6 +70,7 @@ struct Options {
   std::optional<double> min_value;  // records (event weights or confidences) below it are dropped
   Weights weights = dataset::kDefaultWeights;
   SplitMethod split = SplitMethod::kRandom;
+  ItemOrder item_order = ItemOrder::kSource;
   double test_fraction = 0.2;   // --split random
   std::uint64_t seed = 42;      // --split random
   std::int64_t holdout_last = 0;     // --split time: each user's last K pairs (0: use holdout_fraction)

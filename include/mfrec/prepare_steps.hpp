@@ -35,6 +35,9 @@ InputFormat input_format(const Options& opt, const Comm& comm);
 Loaded load_hdf5(const Options& opt, const Comm& comm, PhaseTimer& timer);
 // A CSV parsed on rank 0, its ids scattered and its records routed.
 Loaded load_csv(const Options& opt, InputFormat format, const Comm& comm, PhaseTimer& timer);
+// --item-order category: renumbers the items by (category, style, input order), the table and
+// the records' item indices alike. ConfigError when the items have no categories.
+void order_items_by_category(Loaded& L, const std::string& input);
 
 // The prepared file, written but not yet committed (the caller commits it, or drops it).
 struct Matrices {

@@ -3,6 +3,7 @@
 // blocks read (exchange.hpp); each half-step solves the local rows against those, then sends
 // every updated row to the ranks that read it.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -26,6 +27,10 @@ struct TrainConfig {
   // auto: sparse when its bytes per iteration (max over ranks, known after set-up) are fewer
   // than the allgather's, else allgather.
   ExchangeMode exchange = ExchangeMode::kAuto;
+  // Sparse exchange: the most MiB of user rows a rank holds for its item half-step; beyond it the
+  // item block is solved in stages, each receiving only the users it references just before it
+  // is solved (exchange.hpp, Stage). 0: no limit (one stage).
+  double exchange_memory_mib = 128;
 };
 
 class Trainer {
@@ -53,6 +58,7 @@ class Trainer {
   void set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done);
 
   ExchangeMode exchange() const { return mode_; }  // allgather or sparse (auto is resolved)
+  int item_stages() const { return static_cast<int>(std::max<std::size_t>(1, items_.stages.size())); }
   // This rank's traffic in iterate() so far, by phase ("allreduce", "exchange").
   const std::map<std::string, Comm::Traffic>& traffic() const { return traffic_; }
   PhaseTimer& timer() { return timer_; }
@@ -66,6 +72,7 @@ class Trainer {
     FactorMatrix own;                 // this rank's rows
     FactorMatrix held;                // the rows of this side this rank reads (exchange.hpp)
     RowExchange ex;
+    std::vector<Stage> stages;        // sparse, held rows over budget: this block solved in stages
   };
   void plan(ExchangeMode mode, const TrainData& data);
   void half_step(Side& mine, const Side& other);
@@ -78,6 +85,7 @@ class Trainer {
   TrainConfig cfg_;
   ExchangeMode mode_ = ExchangeMode::kAllgather;
   Side users_, items_;
+  FactorMatrix stage_held_;  // the other side's rows of the stage being solved
   int done_ = 0;
   mutable PhaseTimer timer_;  // also times the const loss()
   mutable std::map<std::string, Comm::Traffic> traffic_;
