@@ -189,7 +189,7 @@ for idx in "${!SIZE_A[@]}"; do
     load=$(cut -d' ' -f1 /proc/loadavg)
     run gen "$r" "$gen" --users "$users" --items "$items" --events "$events" -o "$work/data_${s}x.h5" -q
     GT[$s,$r]=$T grss=$RSS_ALL GR[$s,$r]=$RSS_MAX
-    run prep "$r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" -q
+    run prep "$r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" --item-order "$ORDER" -q
     PT[$s,$r]=$T prss=$RSS_ALL PR[$s,$r]=$RSS_MAX
     rm -f "$work/report.json"
     run dist "$r" "$dist" --data "$work/prep_${s}x.h5" --factors "$FACTORS" --regularization 10 --alpha 40 \

@@ -43,9 +43,10 @@ RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vec
   RowExchange ex;
   ex.bounds_ = bounds;
   ex.n_ = bounds.back();
-  ex.ids_ = std::move(wanted);
-  if (!ex.ids_.empty() && (ex.ids_.front() < 0 || ex.ids_.back() >= ex.n_))
+  if (!wanted.empty() && (wanted.front() < 0 || wanted.back() >= ex.n_))
     throw Error("RowExchange: wanted row outside the side's rows");
+  ex.ids_.assign(wanted.begin(), wanted.end());
+  wanted = {};
   // Held ids are sorted, owners own consecutive ranges: the ids from rank r are consecutive.
   ex.recv_counts_.assign(P, 0);
   ex.recv_displs_.assign(P, 0);
@@ -73,7 +74,7 @@ RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vec
   for (int r = 0; r < P; ++r) {
     ex.send_displs_[r] = offset;
     for (std::int64_t j = 0; j < give_counts[r]; ++j, ++k)
-      if (r != me) ex.send_rows_.push_back(give[k] - bounds[me]);
+      if (r != me) ex.send_rows_.push_back(static_cast<std::int32_t>(give[k] - bounds[me]));
     if (r != me) ex.send_counts_[r] = static_cast<int>(give_counts[r]);
     offset += ex.send_counts_[r];
     ex.rows_sent_ += ex.send_counts_[r];
@@ -161,35 +162,54 @@ std::vector<Index> wanted_rows(const Bounds& bounds, int rank, const CsrBlock& o
   return ids;
 }
 
-std::vector<Stage> plan_stages(const Comm& comm, const CsrBlock& block, const Bounds& other, Index max_held, int width) {
-  // Greedy: a stage grows row by row while its distinct columns stay within max_held; a mark per
-  // referenced column (its position among them) says which stage last counted it.
-  const std::vector<Index> cols = referenced_columns(block);
-  std::vector<std::int32_t> counted(cols.size(), -1);
-  std::vector<Index> ends;  // of every stage but the last
-  std::vector<std::size_t> pos;  // this row's columns' positions in cols
+namespace {
+
+// Where consecutive stages of `block` end when each grows row by row while its distinct columns
+// stay within `cap` (a row with more columns is a stage of its own): the fewest stages for that
+// cap, as a distinct count only grows with the range. `pos`: each non-zero's column as its
+// position among the referenced columns (`n` of them).
+std::vector<Index> stage_ends(const CsrBlock& block, const std::vector<std::int32_t>& pos, std::size_t n, Index cap) {
+  std::vector<std::int32_t> counted(n, -1);  // the stage that last counted each column
+  std::vector<Index> ends;
   Index distinct = 0, begin = 0;
-  const Index rows = block.n_rows();
-  for (Index i = 0; i < rows; ++i) {
-    pos.clear();
-    for (auto k = block.indptr[static_cast<std::size_t>(i)]; k < block.indptr[static_cast<std::size_t>(i) + 1]; ++k)
-      pos.push_back(static_cast<std::size_t>(
-          std::lower_bound(cols.begin(), cols.end(), block.indices[static_cast<std::size_t>(k)]) - cols.begin()));
+  for (Index i = 0; i < block.n_rows(); ++i) {
+    const auto first = pos.begin() + block.indptr[static_cast<std::size_t>(i)];
+    const auto last = pos.begin() + block.indptr[static_cast<std::size_t>(i) + 1];
     auto stage = static_cast<std::int32_t>(ends.size());
-    const auto fresh = static_cast<Index>(std::count_if(pos.begin(), pos.end(), [&](std::size_t p) { return counted[p] != stage; }));
-    if (i > begin && distinct + fresh > max_held) {
+    const auto fresh = std::count_if(first, last, [&](std::int32_t p) { return counted[static_cast<std::size_t>(p)] != stage; });
+    if (i > begin && distinct + fresh > cap) {
       ends.push_back(i);
       begin = i;
       distinct = 0;
       ++stage;
     }
-    for (std::size_t p : pos)
-      if (counted[p] != stage) counted[p] = stage, ++distinct;
+    for (auto p = first; p != last; ++p)
+      if (counted[static_cast<std::size_t>(*p)] != stage) counted[static_cast<std::size_t>(*p)] = stage, ++distinct;
   }
-  ends.push_back(rows);
+  ends.push_back(block.n_rows());
+  return ends;
+}
+
+}  // namespace
+
+std::vector<Stage> plan_stages(const Comm& comm, const CsrBlock& block, const Bounds& other, Index max_held, int width) {
+  const std::vector<Index> cols = referenced_columns(block);
+  std::vector<std::int32_t> pos(block.indices.size());
+  for (std::size_t k = 0; k < pos.size(); ++k)
+    pos[k] = static_cast<std::int32_t>(std::lower_bound(cols.begin(), cols.end(), block.indices[k]) - cols.begin());
+  // The fewest stages within max_held, then the smallest cap that still needs no more of them:
+  // stages of about equal size, so the largest (what a rank holds) is as small as it can be.
+  std::vector<Index> ends = stage_ends(block, pos, cols.size(), max_held);
+  for (Index lo = 1, hi = max_held; ends.size() > 1 && lo < hi;) {
+    const Index mid = lo + (hi - lo) / 2;
+    if (stage_ends(block, pos, cols.size(), mid).size() <= ends.size()) hi = mid;
+    else lo = mid + 1;
+    if (lo == hi) ends = stage_ends(block, pos, cols.size(), lo);
+  }
+  pos = {};
   const auto stages = static_cast<std::size_t>(comm.max(static_cast<std::int64_t>(ends.size())));
   if (stages <= 1) return {};
-  ends.resize(stages, rows);
+  ends.resize(stages, block.n_rows());
   std::vector<Stage> out(stages);
   for (std::size_t k = 0; k < stages; ++k) {
     Stage& st = out[k];

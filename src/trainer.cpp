@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <numeric>
 
 #include "mfrec/error.hpp"
 #include "mfrec/hash.hpp"
@@ -21,6 +22,19 @@ void init_factor_row(std::uint64_t seed, int side, Index row, Real scale, Real* 
 namespace {
 
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+// The rows to hold of a side for reading `opposite`: those it references (wanted_rows), or every
+// row when that is at least 90 % of them: a slightly larger copy, but the block is read at the
+// rows' ids and needs no renumbered copy (at 16 ranks a user block reads 99.9 % of the items).
+std::vector<Index> dense_or_wanted(const Bounds& bounds, int rank, const CsrBlock& opposite) {
+  std::vector<Index> ids = wanted_rows(bounds, rank, opposite);
+  const Index n = bounds.back();
+  if (static_cast<double>(ids.size()) >= 0.9 * static_cast<double>(n)) {
+    ids.resize(static_cast<std::size_t>(n));
+    std::iota(ids.begin(), ids.end(), Index{0});
+  }
+  return ids;
+}
 
 }  // namespace
 
@@ -65,10 +79,10 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
       items_.stages = plan_stages(comm_, data.items, data.user_bounds,
                                   std::max<Index>(1, static_cast<Index>(budget / row_bytes)), cfg_.als.factors);
     users_.ex = RowExchange::sparse(comm_, data.user_bounds,
-                                    items_.stages.empty() ? wanted_rows(data.user_bounds, r, data.items)
+                                    items_.stages.empty() ? dense_or_wanted(data.user_bounds, r, data.items)
                                                           : gram_tail_rows(data.user_bounds, r),
                                     cfg_.als.factors);
-    items_.ex = RowExchange::sparse(comm_, data.item_bounds, wanted_rows(data.item_bounds, r, data.users), cfg_.als.factors);
+    items_.ex = RowExchange::sparse(comm_, data.item_bounds, dense_or_wanted(data.item_bounds, r, data.users), cfg_.als.factors);
     if (mode == ExchangeMode::kAuto) {
       double staged = 0;
       for (const Stage& st : items_.stages) staged += row_bytes * static_cast<double>(st.ex.rows_sent() + st.ex.rows_received());
@@ -87,11 +101,14 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
     users_.remapped = items_.remapped = CsrBlock{};
     items_.stages.clear();
   } else {
-    users_.remapped = remap_columns(data.users, items_.ex);
-    users_.block = &users_.remapped;
+    // A block whose exchange holds every row of the other side reads them at their ids.
+    auto remap = [](Side& s, const CsrBlock& block, const RowExchange& ex) {
+      s.remapped = ex.held() == block.n_cols ? CsrBlock{} : remap_columns(block, ex);
+      s.block = ex.held() == block.n_cols ? &block : &s.remapped;
+    };
+    remap(users_, data.users, items_.ex);
     if (items_.stages.empty()) {
-      items_.remapped = remap_columns(data.items, users_.ex);
-      items_.block = &items_.remapped;
+      remap(items_, data.items, users_.ex);
     } else {
       items_.block = &data.items;  // read only for its row lengths (loss); the stages are solved
       const int stages = static_cast<int>(items_.stages.size());

@@ -124,6 +124,34 @@ TEST(Exchange, StagedItemHalfStep) {
   EXPECT_GT(expect_modes_agree(world, path, Solver::kConjugateGradient, row_mib / 4).stages, 100 / world.size());
 }
 
+// Stages of a block whose 10 rows each read 10 columns of their own: a budget of 60 columns
+// needs 2 stages, and they are made equal (5 rows, 50 columns each), not filled greedily (60 + 40).
+TEST(Exchange, StagesAreBalanced) {
+  Comm world = Comm::world();
+  CsrBlock block;
+  block.n_rows_global = 10;
+  block.n_cols = 100;
+  for (std::int32_t c = 0; c < 100; ++c) {
+    block.indices.push_back(c);
+    block.data.push_back(1.0f);
+    if (c % 10 == 9) block.indptr.push_back(c + 1);
+  }
+  const Bounds other = partition_even(100, world.size());
+  const std::vector<Stage> stages = plan_stages(world, block, other, 60, 4);
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_EQ(stages[0].begin, 0);
+  EXPECT_EQ(stages[0].end, 5);
+  EXPECT_EQ(stages[1].begin, 5);
+  EXPECT_EQ(stages[1].end, 10);
+  for (const Stage& st : stages) {
+    EXPECT_EQ(st.ex.held(), 50);
+    EXPECT_EQ(st.block.n_rows(), 5);
+    EXPECT_EQ(st.block.n_cols, 50);  // renumbered to the stage's held rows
+  }
+  EXPECT_TRUE(plan_stages(world, block, other, 100, 4).empty());  // one stage holds everything
+  EXPECT_EQ(plan_stages(world, block, other, 1, 4).size(), 10u);  // a row over the budget: alone
+}
+
 // Plans: every row sent is received once; what Comm counts equals what the plan predicts; held
 // rows hold the owners' values after run().
 TEST(Exchange, PlanTrafficAndValues) {

@@ -10,6 +10,7 @@
 // Held rows are grouped by owner in rank order (ids are sorted and owners own consecutive
 // ranges), so they are received in place: no unpacking.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,7 @@ class RowExchange {
   // one alltoallv of ids tells each owner who wants which of its rows. Rows then travel in as
   // many alltoallv rounds as keep each rank's packing buffer under `send_budget` bytes.
   static RowExchange sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width,
-                            double send_budget = 32.0 * 1024 * 1024);
+                            double send_budget = 16.0 * 1024 * 1024);
 
   bool full() const { return full_; }
   Index held() const { return full_ ? n_ : static_cast<Index>(ids_.size()); }
@@ -53,9 +54,10 @@ class RowExchange {
   bool full_ = false;
   Index n_ = 0;
   Bounds bounds_;
-  std::vector<Index> ids_;                                    // sparse: held ids, sorted
+  // int32 (the data files' index type: fewer than 2^31 rows a side) halves the plans' memory.
+  std::vector<std::int32_t> ids_;                             // sparse: held ids, sorted
   std::vector<int> send_counts_, send_displs_, recv_counts_, recv_displs_;  // in rows
-  std::vector<Index> send_rows_;                              // own row (local) of each row sent
+  std::vector<std::int32_t> send_rows_;                       // own row (local) of each row sent
   Index self_first_ = 0, self_count_ = 0;                     // held rows this rank owns (copied)
   int rounds_ = 1;                                            // alltoallv rounds per run (bounded buffer)
   Index rows_sent_ = 0, rows_received_ = 0;

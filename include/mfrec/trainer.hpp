@@ -30,7 +30,7 @@ struct TrainConfig {
   // Sparse exchange: the most MiB of user rows a rank holds for its item half-step; beyond it the
   // item block is solved in stages, each receiving only the users it references just before it
   // is solved (exchange.hpp, Stage). 0: no limit (one stage).
-  double exchange_memory_mib = 128;
+  double exchange_memory_mib = 384;
 };
 
 class Trainer {
