@@ -1,7 +1,9 @@
 // The distributed ALS trainer: users and items are partitioned over the ranks of a Comm
 // (balanced by non-zeros). Each rank keeps its own rows of both sides plus the opposite rows its
 // blocks read (exchange.hpp); each half-step solves the local rows against those, then sends
-// every updated row to the ranks that read it.
+// every updated row to the ranks that read it. An item block that reads more users than
+// --exchange-memory allows is solved in stages, each receiving its users just before it is
+// solved (exchange.hpp, Stage).
 #pragma once
 #include <algorithm>
 #include <cstdint>
