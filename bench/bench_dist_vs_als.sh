@@ -29,8 +29,9 @@
 # first, the statistic bench_als reports. Its phases (report `phases`, totals over the run, max
 # over ranks) are shown per iteration; "other" = s/it - gram - allreduce - solve - exchange: time
 # in iterate() outside the timed phases. For C, its allreduce and exchange per iteration (the
-# slowest rank's): what the two ranks move plus the time one waits there for the other. mfrec_dist runs with --output "" --knn-k 0
-# --eval-users 100 (its evaluation is outside the iteration times anyway).
+# slowest rank's): what the two ranks move plus the time one waits there for the other.
+# mfrec_dist runs with --output "" --knn-k 0 --eval-users 100 (its evaluation is outside the
+# iteration times anyway).
 # A benchmark: it prints figures and asserts nothing about them.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -49,7 +50,7 @@ while (($#)); do
     --data) DATA="$2"; shift 2 ;;
     --other-build) OTHER="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_dist_vs_als: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
