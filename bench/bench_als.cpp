@@ -4,7 +4,14 @@
 // matrix (gram_accumulate) and the solvers are the kernels mfrec_dist's trainer runs on each rank.
 //
 //   bench_als [--threads N] [--users U] [--items I] [--nnz Z] [--iters K] [--factors 64,128,200]
-//             [--solvers cg,chol] [--seed S]
+//             [--solvers cg,chol] [--seed S] [--input PREPARED.h5] [--regularization L]
+//             [--alpha A] [--cg-steps S]
+//
+// --input times the training matrix of a prepared file (mfrec_prep) instead: /matrix/train and
+// /matrix/train_by_item as mfrec_dist loads them on one rank (load_train_data), the initial
+// factors as its trainer makes them (init_factor_row from --seed, default mfrec_dist's), so that
+// its seconds per iteration compare with mfrec_dist's on the same file, threads and parameters
+// (bench/bench_dist_vs_als.sh). --regularization, --alpha and --cg-steps default to mfrec_dist's.
 //
 // GFLOP/s counts the operations of the algorithm as executed (solve_rows_flops; Gram matrices as
 // one triangle, n f (f + 1)); multiply and add count as two, as in the GEMM rate 2 m n k / t.
@@ -27,6 +34,7 @@
 #include <ctime>
 #include <time.h>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -35,6 +43,11 @@
 #include <cblas.h>
 
 #include "mfrec/als_kernels.hpp"
+#include "mfrec/comm.hpp"
+#include "mfrec/dataset.hpp"
+#include "mfrec/error.hpp"
+#include "mfrec/h5.hpp"
+#include "mfrec/trainer.hpp"
 
 extern "C" char* openblas_get_corename(void);
 extern "C" void openblas_set_num_threads(int);
@@ -55,12 +68,16 @@ struct Options {
   std::vector<int> factors = {64, 128, 200};
   std::vector<Solver> solvers = {Solver::kConjugateGradient, Solver::kCholesky};
   unsigned seed = 42;
+  std::string input;  // a prepared file: its training matrix instead of the synthetic one
+  Real regularization = defaults::kRegularization, alpha = defaults::kAlpha;
+  int cg_steps = defaults::kCgSteps;
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "bench_als: %s\nusage: bench_als [--threads N] [--users U] [--items I] [--nnz Z] "
-               "[--iters K] [--factors 64,128,200] [--solvers cg,chol] [--seed S]\n",
+               "[--iters K] [--factors 64,128,200] [--solvers cg,chol] [--seed S] "
+               "[--input PREPARED.h5] [--regularization L] [--alpha A] [--cg-steps S]\n",
                msg);
   std::exit(2);
 }
@@ -87,6 +104,10 @@ Options parse(int argc, char** argv) {
       else if (key == "--nnz") o.nnz = std::stoll(v);
       else if (key == "--iters") o.iters = std::stoi(v);
       else if (key == "--seed") o.seed = static_cast<unsigned>(std::stoul(v));
+      else if (key == "--input") o.input = v;
+      else if (key == "--regularization") o.regularization = std::stof(v);
+      else if (key == "--alpha") o.alpha = std::stof(v);
+      else if (key == "--cg-steps") o.cg_steps = std::stoi(v);
       else if (key == "--factors") {
         o.factors.clear();
         for (const auto& f : split(v)) o.factors.push_back(std::stoi(f));
@@ -105,8 +126,10 @@ Options parse(int argc, char** argv) {
     }
   }
   if (o.threads < 1 || o.users < 1 || o.items < 1 || o.iters < 1 || o.nnz < 1 ||
-      o.nnz > o.users * o.items / 2)
+      o.nnz > o.users * o.items / 2 || o.cg_steps < 1 || !(o.regularization >= 0) || !(o.alpha >= 0))
     usage("out-of-range value");
+  for (int f : o.factors)
+    if (f < 1) usage("out-of-range value for --factors");
   return o;
 }
 
@@ -167,6 +190,15 @@ CsrBlock transpose(const CsrBlock& R) {
       T.data[k] = R.data[t];
     }
   return T;
+}
+
+// The trainer's initial factors (trainer.hpp: init_factor_row, TrainConfig's scale): mfrec_dist
+// starts from exactly these with the same --seed.
+FactorMatrix trainer_factors(Index rows, Index f, int side, std::uint64_t seed) {
+  FactorMatrix M(rows, f);
+  const Real scale = TrainConfig{}.init_scale;
+  for (Index i = 0; i < rows; ++i) init_factor_row(seed, side, i, scale, M.row(i).data(), static_cast<int>(f));
+  return M;
 }
 
 FactorMatrix random_factors(Index rows, Index f, unsigned seed) {
@@ -290,27 +322,17 @@ std::string load_average() {
   return load;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
-  try {
-    kernel_path();  // MFREC_KERNELS, if set, is read here
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_als: %s\n", e.what());
-    return 2;
-  }
+// The benchmark proper, on the user x item matrix Ru and its transpose Ri; `source`: where the
+// matrix came from, for the first line.
+int bench(const Options& o, const CsrBlock& Ru, const CsrBlock& Ri, const std::string& source) {
   openblas_set_num_threads(1);  // one sgemm per OpenMP thread: the solver's threads, no pool
   Eigen::setNbThreads(1);
-  const auto tg = Clock::now();
-  const CsrBlock Ru = make_users(o);
-  const CsrBlock Ri = transpose(Ru);
+  const Index users = Ru.n_rows(), items = Ri.n_rows();
   Index max_item = 0;
   for (Index i = 0; i < Ri.n_rows(); ++i) max_item = std::max(max_item, Ri.indptr[i + 1] - Ri.indptr[i]);
-  std::printf("matrix %lld x %lld, %lld non-zeros (largest item %lld), generated in %.1f s\n",
-              static_cast<long long>(o.users), static_cast<long long>(o.items),
-              static_cast<long long>(Ru.nnz()), static_cast<long long>(max_item),
-              seconds_since(tg));
+  std::printf("matrix %lld x %lld, %lld non-zeros (largest item %lld), %s\n",
+              static_cast<long long>(users), static_cast<long long>(items),
+              static_cast<long long>(Ru.nnz()), static_cast<long long>(max_item), source.c_str());
   std::printf("threads %d; kernels: %s; Eigen SIMD as built: %s; OpenBLAS core: %s\n", o.threads,
               kernel_path_name(), Eigen::SimdInstructionSetsInUse(), openblas_get_corename());
   {
@@ -340,9 +362,13 @@ int main(int argc, char** argv) {
       AlsParams p;
       p.factors = f;
       p.solver = s;
-      FactorMatrix X = random_factors(o.users, f, 1), Y = random_factors(o.items, f, 2);
+      p.regularization = o.regularization;
+      p.alpha = o.alpha;
+      p.cg_steps = o.cg_steps;
+      FactorMatrix X = o.input.empty() ? random_factors(users, f, 1) : trainer_factors(users, f, 0, o.seed);
+      FactorMatrix Y = o.input.empty() ? random_factors(items, f, 2) : trainer_factors(items, f, 1, o.seed);
       const double fu = solve_rows_flops(Ru, p), fi = solve_rows_flops(Ri, p);
-      const double flops = fu + fi + static_cast<double>(o.users + o.items) * f * (f + 1);
+      const double flops = fu + fi + static_cast<double>(users + items) * f * (f + 1);
       // A 4096-row panel per thread (cache-resident: the GEMM's best case at this shape), repeated
       // to about 1 GFLOP per run so that a run lasts milliseconds, not microseconds.
       GemmCase g(4096, f, f, o.threads);
@@ -377,4 +403,42 @@ int main(int argc, char** argv) {
   }
   std::printf("load average at end %s\n", load_average().c_str());
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  try {
+    kernel_path();  // MFREC_KERNELS, if set, is read here
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_als: %s\n", e.what());
+    return 2;
+  }
+  if (!o.input.empty()) {
+    // The library's reader, as mfrec_dist's on one rank (MPI for its Comm: a singleton here).
+    return run_program("bench_als", argc, argv, [&](Comm& world) {
+      if (world.size() != 1) throw ConfigError("bench_als --input runs on one process (no mpirun -n > 1)");
+      const auto t0 = Clock::now();
+      TrainData d;
+      std::unique_ptr<h5::File> f;
+      agree_on(world, [&] { f = std::make_unique<h5::File>(h5::File::open(o.input, &world)); });
+      try {
+        d = load_train_data(*f, world);
+      } catch (const AgreedError&) {
+        f->close();  // before MPI_Finalize (as read_group_data)
+        throw;
+      }
+      f->close();
+      char read[32];
+      std::snprintf(read, sizeof read, " in %.1f s", seconds_since(t0));
+      return bench(o, d.users, d.items, "read from " + o.input + read);
+    });
+  }
+  const auto tg = Clock::now();
+  const CsrBlock Ru = make_users(o);
+  const CsrBlock Ri = transpose(Ru);
+  char generated[64];
+  std::snprintf(generated, sizeof generated, "generated in %.1f s", seconds_since(tg));
+  return bench(o, Ru, Ri, generated);
 }
