@@ -49,7 +49,7 @@ Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg
   auto init = [&](Side& s, int side) {
     const Index begin = (*s.bounds)[r], n = (*s.bounds)[r + 1] - begin;
     s.own.resize(n, f);
-    s.held.resize(s.ex.held(), f);
+    s.held.resize(alias_ ? 0 : s.ex.held(), f);  // aliased: `own` is every row
 #pragma omp parallel for num_threads(cfg_.threads) schedule(static)
     for (Index i = 0; i < n; ++i) init_factor_row(cfg_.seed, side, begin + i, cfg_.init_scale, s.own.row(i).data(), f);
 #pragma omp parallel for num_threads(cfg_.threads) schedule(static)
@@ -93,6 +93,9 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
                      exchange_name(mode_), mib(sparse), mib(full));
     }
   }
+  // One rank with the allgather holds exactly its own rows: it reads them in place (reads()),
+  // with no second copy and no exchange (a whole-matrix copy per half-step otherwise).
+  alias_ = mode_ == ExchangeMode::kAllgather && comm_.size() == 1;
   if (mode_ == ExchangeMode::kAllgather) {
     users_.ex = std::move(ua);
     items_.ex = std::move(ia);
@@ -150,7 +153,7 @@ DenseMatrix Trainer::gram(const Side& s, bool metered) const {
     if (e > c) {
       FactorMatrix chunk(e - c, f);
       chunk.topRows(end - c) = s.own.middleRows(c - begin, end - c);
-      chunk.bottomRows(e - end) = s.held.middleRows(s.ex.position(end), e - end);
+      chunk.bottomRows(e - end) = reads(s).middleRows(s.ex.position(end), e - end);
       gram_accumulate(chunk, c, e, G, cfg_.threads, c);
     }
   });
@@ -161,7 +164,7 @@ DenseMatrix Trainer::gram(const Side& s, bool metered) const {
 void Trainer::half_step(Side& mine, const Side& other) {
   DenseMatrix G = gram(other, true);
   if (mine.stages.empty())
-    phase("solve", false, [&] { solve_rows(*mine.block, other.held, G, cfg_.als, mine.own, cfg_.threads); });
+    phase("solve", false, [&] { solve_rows(*mine.block, reads(other), G, cfg_.als, mine.own, cfg_.threads); });
   for (const Stage& st : mine.stages) {
     phase("exchange", true, [&] {
       stage_held_.resize(st.ex.held(), cfg_.als.factors);
@@ -174,7 +177,9 @@ void Trainer::half_step(Side& mine, const Side& other) {
     });
   }
   if (!mine.stages.empty()) stage_held_.resize(0, cfg_.als.factors);  // held only while solving
-  phase("exchange", true, [&] { mine.ex.run(comm_, mine.own, mine.held, cfg_.threads); });
+  phase("exchange", true, [&] {  // timed even when aliased, so the report keeps its phases
+    if (!alias_) mine.ex.run(comm_, mine.own, mine.held, cfg_.threads);
+  });
 }
 
 void Trainer::iterate() {
@@ -185,7 +190,7 @@ void Trainer::iterate() {
 
 double Trainer::loss() const {
   DenseMatrix YtY = gram(items_, false);
-  LossTerms lu = loss_rows(*users_.block, items_.held, YtY, cfg_.als, users_.own, cfg_.threads);
+  LossTerms lu = loss_rows(*users_.block, reads(items_), YtY, cfg_.als, users_.own, cfg_.threads);
   // The item side's regulariser: lambda_i ||y_i||^2 over the local items.
   double reg_items = 0;
   const CsrBlock& items = *items_.block;
@@ -218,8 +223,10 @@ void Trainer::set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_d
     throw InputError("checkpoint factors have the wrong shape");
   users_.own = std::move(X);
   items_.own = std::move(Y);
-  users_.ex.run(comm_, users_.own, users_.held, cfg_.threads);
-  items_.ex.run(comm_, items_.own, items_.held, cfg_.threads);
+  if (!alias_) {
+    users_.ex.run(comm_, users_.own, users_.held, cfg_.threads);
+    items_.ex.run(comm_, items_.own, items_.held, cfg_.threads);
+  }
   done_ = iterations_done;
 }
 

@@ -72,10 +72,13 @@ class Trainer {
     const CsrBlock* block = nullptr;  // this rank's rows; columns index the other side's `held`
     CsrBlock remapped;                // sparse: the block with its columns remapped
     FactorMatrix own;                 // this rank's rows
-    FactorMatrix held;                // the rows of this side this rank reads (exchange.hpp)
+    FactorMatrix held;                // the rows of this side this rank reads (exchange.hpp); empty when aliased
     RowExchange ex;
     std::vector<Stage> stages;        // sparse, held rows over budget: this block solved in stages
   };
+  // The rows of a side this rank reads, at their held positions: `held`, or `own` itself when
+  // aliased (one rank, allgather: every row is its own).
+  const FactorMatrix& reads(const Side& s) const { return alias_ ? s.own : s.held; }
   void plan(ExchangeMode mode, const TrainData& data);
   void half_step(Side& mine, const Side& other);
   // Collective: the Gram matrix of a side from each rank's whole aligned chunks (als_kernels).
@@ -86,6 +89,7 @@ class Trainer {
   const Comm& comm_;
   TrainConfig cfg_;
   ExchangeMode mode_ = ExchangeMode::kAllgather;
+  bool alias_ = false;  // reads() is `own`: no held copy, no exchange
   Side users_, items_;
   FactorMatrix stage_held_;  // the other side's rows of the stage being solved
   int done_ = 0;
