@@ -109,25 +109,16 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
     for (Index k = 0; k < n; ++k) {
       if (!w.active[k]) continue;
       const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
-      VecMap x(x0 + k * f, f), r(w.r.data() + k * ld, f), p(w.p.data() + k * ld, f);
-      VecMap ap(w.ap.data() + k * ld, f);
-      ap += row_lambda(prm, e - b) * p;  // A_u p = YtY p + lambda_u p + sum_i (c_ui - 1)(y_i.p) y_i
-      sparse(b, e, nullptr, w.wgt.data(), p.data(), ap.data());
-      const float pap = p.dot(ap);
-      if (!(pap > 0.0f)) {  // p = 0, or A_u not positive definite along p (c < 1): stop the row
+      float* p = w.p.data() + k * ld;
+      float* ap = w.ap.data() + k * ld;
+      // A_u p = YtY p + lambda_u p + sum_i (c_ui - 1)(y_i.p) y_i
+      K.axpy(row_lambda(prm, e - b), p, ap, ld);
+      sparse(b, e, nullptr, w.wgt.data(), p, ap);
+      // Stops the row where p = 0 or A_u is not positive definite along p (c < 1), or converged.
+      if (!K.cg_update(&w.rs[k], kCgTiny, x0 + k * f, f, w.r.data() + k * ld, p, ap, ld)) {
         w.active[k] = 0;
         continue;
       }
-      const float alpha = w.rs[k] / pap;
-      x += alpha * p;
-      r -= alpha * ap;
-      const float rs_new = r.squaredNorm();
-      if (!(rs_new > kCgTiny)) {  // converged
-        w.active[k] = 0;
-        continue;
-      }
-      p = r + (rs_new / w.rs[k]) * p;
-      w.rs[k] = rs_new;
       any = true;
     }
   }
@@ -172,13 +163,33 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
   // range, except the chunks cut by the range's ends. Each task sums its chunk products in
   // double; the tasks are then added in order, whatever the thread count.
   const Index first_task = begin / kGramSpan, tasks = (end - 1) / kGramSpan + 1 - first_task;
-  std::vector<RowMatD> part(tasks);
-#pragma omp parallel num_threads(resolve_threads(threads))
+  const int nt = resolve_threads(threads);
+  // A task's row groups are split into bands of about equal work when there are too few tasks to
+  // keep the threads busy (a small Y is one task). Every entry of G is computed by the same float
+  // operations whatever the banding: only who computes it changes.
+  const Index bands = std::clamp<Index>((4 * nt + tasks - 1) / tasks, 1, groups);
+  std::vector<Index> band_start{0};
   {
+    Index total = 0, acc = 0;
+    for (Index g = 0; g < groups; ++g) total += round_up(std::min(f, (g + 1) * kMr), kPad);
+    for (Index g = 0; g < groups; ++g) {
+      if (acc * bands >= total * static_cast<Index>(band_start.size()) && g > band_start.back())
+        band_start.push_back(g);
+      acc += round_up(std::min(f, (g + 1) * kMr), kPad);
+    }
+    band_start.push_back(groups);
+  }
+  const Index nbands = static_cast<Index>(band_start.size()) - 1;
+  std::vector<RowMatD> part(tasks);
+#pragma omp parallel num_threads(nt)
+  {
+#pragma omp for schedule(static)
+    for (Index task = 0; task < tasks; ++task) part[task] = RowMatD::Zero(f, f);  // lower triangle
     std::vector<float> buf(copy ? kGramChunk * ld : 0, 0.0f), tile(kMr * ld);
 #pragma omp for schedule(dynamic, 1)
-    for (Index task = 0; task < tasks; ++task) {
-      RowMatD G = RowMatD::Zero(f, f);  // lower triangle
+    for (Index item = 0; item < tasks * nbands; ++item) {
+      const Index task = item / nbands, band = nbands - 1 - item % nbands;  // wide bands first
+      RowMatD& G = part[task];
       const Index t_begin = std::max(begin, (first_task + task) * kGramSpan);
       const Index t_end = std::min(end, (first_task + task + 1) * kGramSpan);
       for (Index c0 = t_begin; c0 < t_end; c0 = (c0 / kGramChunk + 1) * kGramChunk) {
@@ -191,7 +202,7 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
           ldy = ld;
         }
         // Rows r0..r0+mr of this chunk's Y^T Y up to the diagonal: a 6 x w tile over n rows.
-        for (Index g = 0; g < groups; ++g) {
+        for (Index g = band_start[band]; g < band_start[band + 1]; ++g) {
           const Index r0 = g * kMr, mr = std::min<Index>(kMr, f - r0);
           small_gemm(mr, n, base + r0, 1, ldy, base, ldy, round_up(r0 + mr, kPad), tile.data(),
                      ld);
@@ -199,12 +210,13 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
             for (Index j = 0; j <= r0 + r; ++j) G(r0 + r, j) += tile[r * ld + j];
         }
       }
-      part[task] = std::move(G);
     }
-  }
-  for (const RowMatD& G : part)
+    // The tasks are added in order for every entry, whatever the thread count.
+#pragma omp for schedule(static)
     for (Index i = 0; i < f; ++i)
-      for (Index j = 0; j < f; ++j) out(i, j) += j <= i ? G(i, j) : G(j, i);
+      for (const RowMatD& G : part)
+        for (Index j = 0; j < f; ++j) out(i, j) += j <= i ? G(i, j) : G(j, i);
+  }
 }
 
 void gram_accumulate_share(const FactorMatrix& Y, Index begin, Index end, Eigen::MatrixXd& out,

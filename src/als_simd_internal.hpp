@@ -35,6 +35,11 @@ struct Kernels {
   // out[j] = y . z[j] for j < nz over n floats (any n); out[0:n) += sum_j coef[j] z[j] (n padded).
   void (*multi_dot)(const float* y, const float* const* z, Index nz, Index n, float* out);
   void (*multi_axpy)(const float* coef, const float* const* z, Index nz, float* out, Index n);
+  // One CG step's vector part for a row: x (length f) += alpha p, r -= alpha ap, p = r + beta p,
+  // rs = r.r, with alpha = rs / p.ap (r, p, ap padded, length n). False where the row stops (p.ap
+  // not positive: nothing changed) or converges (r.r <= tiny: p unchanged).
+  bool (*cg_update)(float* rs, float tiny, float* x, Index f, float* r, float* p, const float* ap,
+                    Index n);
 };
 
 // The kernels of the current path (kernel_path()).
