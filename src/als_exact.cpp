@@ -46,11 +46,10 @@ void direct_row(const RowNz& row, const FactorMatrix& Y, const DenseMatrix& YtY,
   const simd::Kernels& K = simd::kernels();
   const Index f = Y.cols();
   const float lambda = row_lambda(prm, row.n);
-  for (Index a = 0; a < f; ++a) {  // A = YtY + lambda_u I, the vectors that hold the upper triangle
-    const Index j0 = a / kPad * kPad;
-    std::memcpy(&w.A[a * ld + j0], S + a * ld + j0, sizeof(float) * (ld - j0));
-    w.A[a * ld + a] += lambda;
-  }
+  // A = YtY + lambda_u I: one copy of the whole padded matrix (the lower triangle is scratch to
+  // llt, and finite), cheaper than f short copies of the upper triangle's vectors.
+  std::memcpy(w.A.data(), S, sizeof(float) * f * ld);
+  for (Index a = 0; a < f; ++a) w.A[a * ld + a] += lambda;
   std::fill(w.b.begin(), w.b.end(), 0.0f);
   VecMap b(w.b.data(), f);
   // A += Y_u^T (C^u - I) Y_u and b = Y_u^T C^u p(u), over chunks of gathered rows; the rank-k
