@@ -90,11 +90,12 @@ void direct_row(const RowNz& row, const FactorMatrix& Y, const DenseMatrix& YtY,
 struct LightWork {
   std::vector<float> m, ybuf, zbuf, q;  // m (ld); gathered y_i (k x f), z_i (k x ld); dots
   std::vector<float> bc, sf;            // c_ui p_ui of the rows with one, -s (float)
-  std::vector<double> C, s;             // the k x k capacitance matrix (lower), its solution
+  std::vector<double> C, s, inv;        // the k x k capacitance matrix (lower), its solution,
+                                        // the reciprocals of its factor's diagonal
   std::vector<const float*> yg, zg, zb;  // y_i, z_i of the rows in G (w_i > 0); z_i with b_i != 0
   LightWork(Index f, Index ld, Index max_k)
       : m(ld), ybuf(max_k * f), zbuf(max_k * ld), q(max_k + 1), bc(max_k), sf(max_k),
-        C(max_k * max_k), s(max_k), yg(max_k), zg(max_k + 1), zb(max_k) {}
+        C(max_k * max_k), s(max_k), inv(max_k), yg(max_k), zg(max_k + 1), zb(max_k) {}
 };
 
 // Rows that take the Woodbury path: lambda > 0 and not ALS-WR (M is shared and well defined),
@@ -147,27 +148,31 @@ bool light_row(const RowNz& row, const FactorMatrix& Y, const float* Z, const fl
       C[a * k + a] += w.s[a];
       w.s[a] = w.q[a + 1];  // G m (W^-1 is in C now)
     }
-    for (Index j = 0; j < k; ++j) {  // C = L L^T in place, then L L^T s = G m
+    // C = L L^T in place, then L L^T s = G m; one division per pivot (its reciprocal), and the
+    // back substitution's chains end with the newest unknown, so that they run ahead of it.
+    double* inv = w.inv.data();
+    for (Index j = 0; j < k; ++j) {
       double d = C[j * k + j];
       for (Index c = 0; c < j; ++c) d -= C[j * k + c] * C[j * k + c];
       if (!(d > 0.0)) return false;
       d = std::sqrt(d);
       C[j * k + j] = d;
+      inv[j] = 1.0 / d;
       for (Index i = j + 1; i < k; ++i) {
         double v = C[i * k + j];
         for (Index c = 0; c < j; ++c) v -= C[i * k + c] * C[j * k + c];
-        C[i * k + j] = v / d;
+        C[i * k + j] = v * inv[j];
       }
     }
     for (Index i = 0; i < k; ++i) {
       double v = w.s[i];
       for (Index c = 0; c < i; ++c) v -= C[i * k + c] * w.s[c];
-      w.s[i] = v / C[i * k + i];
+      w.s[i] = v * inv[i];
     }
     for (Index i = k - 1; i >= 0; --i) {
       double v = w.s[i];
-      for (Index c = i + 1; c < k; ++c) v -= C[c * k + i] * w.s[c];
-      w.s[i] = v / C[i * k + i];
+      for (Index c = k - 1; c > i; --c) v -= C[c * k + i] * w.s[c];
+      w.s[i] = v * inv[i];
       w.sf[i] = -static_cast<float>(w.s[i]);
     }
     K.multi_axpy(w.sf.data(), w.zg.data(), k, w.m.data(), ld);  // x = m - M G^T s
@@ -195,6 +200,8 @@ void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMa
   const std::vector<float> S = padded_copy(YtY, ld);
   Index light_nnz = 0;
   std::vector<char> light(n);
+  // In parallel: a serial pass here would leave the other threads spinning.
+#pragma omp parallel for num_threads(nt) schedule(static, 4096) reduction(+ : light_nnz)
   for (Index u = 0; u < n; ++u) {
     const RowNz row = row_nz(R, u);
     light[u] = is_light(row, prm, f);

@@ -194,18 +194,23 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
       const Index t_end = std::min(end, (first_task + task + 1) * kGramSpan);
       for (Index c0 = t_begin; c0 < t_end; c0 = (c0 / kGramChunk + 1) * kGramChunk) {
         const Index n = std::min((c0 / kGramChunk + 1) * kGramChunk, t_end) - c0;
-        const float* base = Y.data() + (c0 - origin) * f;
-        Index ldy = f;
-        if (copy) {
-          for (Index i = 0; i < n; ++i) std::memcpy(&buf[i * ld], base + i * f, sizeof(float) * f);
-          base = buf.data();
-          ldy = ld;
-        }
+        const float* rows = Y.data() + (c0 - origin) * f;
+        bool copied = false;
         // Rows r0..r0+mr of this chunk's Y^T Y up to the diagonal: a 6 x w tile over n rows.
         for (Index g = band_start[band]; g < band_start[band + 1]; ++g) {
-          const Index r0 = g * kMr, mr = std::min<Index>(kMr, f - r0);
-          small_gemm(mr, n, base + r0, 1, ldy, base, ldy, round_up(r0 + mr, kPad), tile.data(),
-                     ld);
+          const Index r0 = g * kMr, mr = std::min<Index>(kMr, f - r0), w = round_up(r0 + mr, kPad);
+          const float* base = rows;
+          Index ldy = f;
+          if (w > f) {  // the tile reads past a row's end: a zero-padded copy of the chunk
+            if (!copied) {
+              for (Index i = 0; i < n; ++i)
+                std::memcpy(&buf[i * ld], rows + i * f, sizeof(float) * f);
+              copied = true;
+            }
+            base = buf.data();
+            ldy = ld;
+          }
+          small_gemm(mr, n, base + r0, 1, ldy, base, ldy, w, tile.data(), ld);
           for (Index r = 0; r < mr; ++r)
             for (Index j = 0; j <= r0 + r; ++j) G(r0 + r, j) += tile[r * ld + j];
         }
