@@ -200,8 +200,6 @@ void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMa
   const std::vector<float> S = padded_copy(YtY, ld);
   Index light_nnz = 0;
   std::vector<char> light(n);
-  // In parallel: a serial pass here would leave the other threads spinning.
-#pragma omp parallel for num_threads(nt) schedule(static, 4096) reduction(+ : light_nnz)
   for (Index u = 0; u < n; ++u) {
     const RowNz row = row_nz(R, u);
     light[u] = is_light(row, prm, f);

@@ -180,16 +180,15 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
     band_start.push_back(groups);
   }
   const Index nbands = static_cast<Index>(band_start.size()) - 1;
-  std::vector<RowMatD> part(tasks);
+  std::vector<RowMatD> part(tasks * nbands);  // lower triangle
 #pragma omp parallel num_threads(nt)
   {
-#pragma omp for schedule(static)
-    for (Index task = 0; task < tasks; ++task) part[task] = RowMatD::Zero(f, f);  // lower triangle
     std::vector<float> buf(copy ? kGramChunk * ld : 0, 0.0f), tile(kMr * ld);
 #pragma omp for schedule(dynamic, 1)
     for (Index item = 0; item < tasks * nbands; ++item) {
-      const Index task = item / nbands, band = nbands - 1 - item % nbands;  // wide bands first
-      RowMatD& G = part[task];
+      const Index task = item / nbands, band = item % nbands;
+      const Index row0 = band_start[band] * kMr, row1 = std::min(f, band_start[band + 1] * kMr);
+      RowMatD G = RowMatD::Zero(row1 - row0, f);  // G(i - row0, j): the band's rows
       const Index t_begin = std::max(begin, (first_task + task) * kGramSpan);
       const Index t_end = std::min(end, (first_task + task + 1) * kGramSpan);
       for (Index c0 = t_begin; c0 < t_end; c0 = (c0 / kGramChunk + 1) * kGramChunk) {
@@ -212,15 +211,21 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
           }
           small_gemm(mr, n, base + r0, 1, ldy, base, ldy, w, tile.data(), ld);
           for (Index r = 0; r < mr; ++r)
-            for (Index j = 0; j <= r0 + r; ++j) G(r0 + r, j) += tile[r * ld + j];
+            for (Index j = 0; j <= r0 + r; ++j) G(r0 + r - row0, j) += tile[r * ld + j];
         }
       }
+      part[item] = std::move(G);
     }
-    // The tasks are added in order for every entry, whatever the thread count.
-#pragma omp for schedule(static)
-    for (Index i = 0; i < f; ++i)
-      for (const RowMatD& G : part)
-        for (Index j = 0; j < f; ++j) out(i, j) += j <= i ? G(i, j) : G(j, i);
+  }
+  // Serially, in task order for every entry (whatever the thread count): a parallel pass would
+  // add a barrier, which costs more than this on a loaded machine.
+  for (Index item = 0; item < tasks * nbands; ++item) {
+    const RowMatD& G = part[item];
+    const Index band = item % nbands, row0 = band_start[band] * kMr;
+    for (Index i = row0; i < row0 + G.rows(); ++i) {
+      for (Index j = 0; j < i; ++j) out(i, j) += G(i - row0, j), out(j, i) += G(i - row0, j);
+      out(i, i) += G(i - row0, i);
+    }
   }
 }
 
