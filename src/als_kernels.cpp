@@ -111,11 +111,20 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
       const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
       float* p = w.p.data() + k * ld;
       float* ap = w.ap.data() + k * ld;
-      // A_u p = YtY p + lambda_u p + sum_i (c_ui - 1)(y_i.p) y_i
-      K.axpy(row_lambda(prm, e - b), p, ap, ld);
-      sparse(b, e, nullptr, w.wgt.data(), p, ap);
-      // Stops the row where p = 0 or A_u is not positive definite along p (c < 1), or converged.
-      if (!K.cg_update(&w.rs[k], kCgTiny, x0 + k * f, f, w.r.data() + k * ld, p, ap, ld)) {
+      float* x = x0 + k * f;
+      float* r = w.r.data() + k * ld;
+      const float lambda = row_lambda(prm, e - b);
+      // A_u p = YtY p + sum_i (c_ui - 1)(y_i.p) y_i + lambda_u p, then the step. The row stops
+      // where p = 0 or A_u is not positive definite along p (c < 1), or where it converged.
+      bool go;
+      if (gathered) {
+        go = K.cg_step(e - b, w.yg.data() + b * ld, ld, w.wgt.data() + b, lambda, &w.rs[k],
+                       kCgTiny, x, f, r, p, ap, ld);
+      } else {
+        sparse(b, e, nullptr, w.wgt.data(), p, ap);
+        go = K.cg_step(0, nullptr, ld, nullptr, lambda, &w.rs[k], kCgTiny, x, f, r, p, ap, ld);
+      }
+      if (!go) {
         w.active[k] = 0;
         continue;
       }

@@ -35,11 +35,12 @@ struct Kernels {
   // out[j] = y . z[j] for j < nz over n floats (any n); out[0:n) += sum_j coef[j] z[j] (n padded).
   void (*multi_dot)(const float* y, const float* const* z, Index nz, Index n, float* out);
   void (*multi_axpy)(const float* coef, const float* const* z, Index nz, float* out, Index n);
-  // One CG step's vector part for a row: x (length f) += alpha p, r -= alpha ap, p = r + beta p,
-  // rs = r.r, with alpha = rs / p.ap (r, p, ap padded, length n). False where the row stops (p.ap
-  // not positive: nothing changed) or converges (r.r <= tiny: p unchanged).
-  bool (*cg_update)(float* rs, float tiny, float* x, Index f, float* r, float* p, const float* ap,
-                    Index n);
+  // One CG step for a row (x: length f; r, p, ap: padded, length n; ap = YtY p on entry): adds the
+  // sweep sum_{t<k} beta[t] (y_t.p) y_t and lambda p to ap (A_u p), then x += alpha p,
+  // r -= alpha ap, p = r + beta p, rs = r.r, with alpha = rs / p.ap. False where the row stops
+  // (p.ap not positive: x, r unchanged) or converges (r.r <= tiny: p unchanged).
+  bool (*cg_step)(Index k, const float* y, Index ldy, const float* beta, float lambda, float* rs,
+                  float tiny, float* x, Index f, float* r, float* p, float* ap, Index n);
 };
 
 // The kernels of the current path (kernel_path()).
