@@ -49,9 +49,12 @@ struct CgWork {
   std::vector<float> rs;        // ||r||^2 per row
   std::vector<char> active;
   std::vector<float> yg, wgt, negw, rhs;  // gathered y_i (nnz x ld), c_ui - 1, 1 - c_ui, c_ui p_ui
+  std::vector<Index> yb, ye;              // each row's gathered y_i: [yb, ye)
+  std::vector<float> lambda, pap, rsn;    // lambda_u, and cg_steps's scratch
   CgWork(Index rows, Index ld)
       : r(rows * ld, 0.0f), p(rows * ld, 0.0f), ap(rows * ld), xp(ld, 0.0f), rs(rows),
-        active(rows), yg(kGatherRows * ld, 0.0f) {}
+        active(rows), yg(kGatherRows * ld, 0.0f), yb(rows), ye(rows), lambda(rows), pap(rows),
+        rsn(rows) {}
 };
 
 
@@ -88,43 +91,53 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
   bool any = false;
   for (Index k = 0; k < n; ++k) {
     const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
-    VecMap x(x0 + k * f, f), r(w.r.data() + k * ld, f), p(w.p.data() + k * ld, f);
+    float* x = x0 + k * f;
+    float* r = w.r.data() + k * ld;
+    float* p = w.p.data() + k * ld;
     if (e == b) {  // b_u = 0: the solution is 0
-      x.setZero();
+      std::fill(x, x + f, 0.0f);
       w.active[k] = 0;
       continue;
     }
     // r = b - A x = sum_i c_ui p_ui y_i - (YtY + lambda_u I) x - sum_i (c_ui - 1)(y_i.x) y_i
-    r = -CVecMap(w.ap.data() + k * ld, f) - row_lambda(prm, e - b) * x;
-    VecMap(w.xp.data(), f) = x;
-    sparse(b, e, w.rhs.data(), w.negw.data(), w.xp.data(), w.r.data() + k * ld);
-    p = r;
-    w.rs[k] = r.squaredNorm();
+    const float lambda = row_lambda(prm, e - b);
+    const float* ap = w.ap.data() + k * ld;
+    if (gathered) {
+      w.rs[k] = K.cg_start(e - b, w.yg.data() + b * ld, ld, w.rhs.data() + b, w.negw.data() + b,
+                           lambda, x, f, w.xp.data(), r, p, ap, ld);
+    } else {  // the same arithmetic, the sweep in chunks
+      K.cg_start(0, nullptr, ld, nullptr, nullptr, lambda, x, f, w.xp.data(), r, p, ap, ld);
+      sparse(b, e, w.rhs.data(), w.negw.data(), w.xp.data(), r);
+      std::copy(r, r + ld, p);
+      w.rs[k] = K.dot(r, r, ld);
+    }
     w.active[k] = w.rs[k] > kCgTiny;
     any = any || w.active[k];
   }
   for (int step = 0; step < prm.cg_steps && any; ++step) {
     small_gemm(n, f, w.p.data(), ld, 1, S, ld, ld, w.ap.data(), ld);  // AP = P YtY
-    any = false;
+    // A_u p = YtY p + sum_i (c_ui - 1)(y_i.p) y_i + lambda_u p, then the step. A row stops where
+    // p = 0 or A_u is not positive definite along p (c < 1), or where it converged.
+    if (gathered) {
+      for (Index k = 0; k < n; ++k) {
+        w.yb[k] = R.indptr[u0 + k] - t0;
+        w.ye[k] = R.indptr[u0 + k + 1] - t0;
+        w.lambda[k] = row_lambda(prm, w.ye[k] - w.yb[k]);
+      }
+      any = K.cg_steps(n, w.yb.data(), w.ye.data(), w.yg.data(), ld, w.wgt.data(),
+                       w.lambda.data(), w.rs.data(), kCgTiny, x0, f, f, w.r.data(), w.p.data(),
+                       w.ap.data(), ld, w.active.data(), w.pap.data(), w.rsn.data());
+      continue;
+    }
+    any = false;  // a single huge row, its sweep in chunks: the same arithmetic
     for (Index k = 0; k < n; ++k) {
       if (!w.active[k]) continue;
       const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
       float* p = w.p.data() + k * ld;
       float* ap = w.ap.data() + k * ld;
-      float* x = x0 + k * f;
-      float* r = w.r.data() + k * ld;
-      const float lambda = row_lambda(prm, e - b);
-      // A_u p = YtY p + sum_i (c_ui - 1)(y_i.p) y_i + lambda_u p, then the step. The row stops
-      // where p = 0 or A_u is not positive definite along p (c < 1), or where it converged.
-      bool go;
-      if (gathered) {
-        go = K.cg_step(e - b, w.yg.data() + b * ld, ld, w.wgt.data() + b, lambda, &w.rs[k],
-                       kCgTiny, x, f, r, p, ap, ld);
-      } else {
-        sparse(b, e, nullptr, w.wgt.data(), p, ap);
-        go = K.cg_step(0, nullptr, ld, nullptr, lambda, &w.rs[k], kCgTiny, x, f, r, p, ap, ld);
-      }
-      if (!go) {
+      sparse(b, e, nullptr, w.wgt.data(), p, ap);
+      if (!K.cg_step(0, nullptr, ld, nullptr, row_lambda(prm, e - b), &w.rs[k], kCgTiny,
+                     x0 + k * f, f, w.r.data() + k * ld, p, ap, ld)) {
         w.active[k] = 0;
         continue;
       }
@@ -132,7 +145,6 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
     }
   }
 }
-
 
 void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                    const AlsParams& prm, FactorMatrix& X, int nt) {
