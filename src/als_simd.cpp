@@ -57,6 +57,9 @@ inline float vhsum(const V& x) {
   for (Index i = 0; i < W; ++i) s += x.v[i];
   return s;
 }
+inline void vhsum4(const V& a, const V& b, const V& c, const V& d, float* out) {
+  out[0] = vhsum(a), out[1] = vhsum(b), out[2] = vhsum(c), out[3] = vhsum(d);
+}
 #include "als_simd.inc"
 }  // namespace scalar
 
@@ -81,6 +84,11 @@ inline float vhsum(V x) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+// out[q] = the sum of the q-th vector's elements: the four reductions share their shuffles.
+inline void vhsum4(V a, V b, V c, V d, float* out) {
+  const V y = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1)));
+}
 #include "als_simd.inc"
 }  // namespace avx2
 #pragma GCC pop_options
@@ -99,10 +107,28 @@ inline V vset1(float x) { return _mm512_set1_ps(x); }
 inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 inline V vfnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
 inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
-inline float vhsum(V x) {  // through memory: GCC 12's 512-to-256 casts warn (-Wuninitialized)
-  alignas(64) float t[16];
-  _mm512_store_ps(t, x);
-  return avx2::vhsum(_mm256_add_ps(_mm256_load_ps(t), _mm256_load_ps(t + 8)));
+// Reductions with GCC's generic shuffles: GCC 12's 512-bit extract and shuffle intrinsics warn
+// (-Wmaybe-uninitialized on their undefined pass-through operand).
+using I16 = int __attribute__((vector_size(64)));
+inline float vhsum(V x) {  // the avx2 path's order of additions
+  x += __builtin_shuffle(x, I16{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+  x += __builtin_shuffle(x, I16{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+  x += __builtin_shuffle(x, I16{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+  x += __builtin_shuffle(x, I16{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+  return x[0];
+}
+// out[q] = the sum of the q-th vector's elements: the four reductions share their shuffles.
+inline void vhsum4(V a, V b, V c, V d, float* out) {
+  constexpr I16 lo{0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29};
+  constexpr I16 hi{2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31};
+  const V ab = __builtin_shuffle(a, b, lo) + __builtin_shuffle(a, b, hi);  // a0+a2, b0+b2, ...
+  const V cd = __builtin_shuffle(c, d, lo) + __builtin_shuffle(c, d, hi);
+  constexpr I16 lo2{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+  constexpr I16 hi2{2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+  V y = __builtin_shuffle(ab, cd, lo2) + __builtin_shuffle(ab, cd, hi2);  // a, b, c, d per lane
+  y += __builtin_shuffle(y, I16{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+  y += __builtin_shuffle(y, I16{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+  for (int q = 0; q < 4; ++q) out[q] = y[q];
 }
 #include "als_simd.inc"
 }  // namespace avx512

@@ -35,6 +35,26 @@ struct Kernels {
   // out[j] = y . z[j] for j < nz over n floats (any n); out[0:n) += sum_j coef[j] z[j] (n padded).
   void (*multi_dot)(const float* y, const float* const* z, Index nz, Index n, float* out);
   void (*multi_axpy)(const float* coef, const float* const* z, Index nz, float* out, Index n);
+  // The start of CG for a row (x: length f; xp, r, p, ap: padded, length n; ap = YtY x on entry,
+  // xp's padding zero): xp = x, r = -ap - lambda x + sum_{t<k} (alpha[t] + beta[t] (y_t.x)) y_t,
+  // p = r; returns r.r (computed as dot(r, r, n) is).
+  float (*cg_start)(Index k, const float* y, Index ldy, const float* alpha, const float* beta,
+                    float lambda, const float* x, Index f, float* xp, float* r, float* p,
+                    const float* ap, Index n);
+  // One CG step for a row (x: length f; r, p, ap: padded, length n; ap = YtY p on entry): adds the
+  // sweep sum_{t<k} beta[t] (y_t.p) y_t and lambda p to ap (A_u p), then x += alpha p,
+  // r -= alpha ap, p = r + beta p, rs = r.r, with alpha = rs / p.ap. False where the row stops
+  // (p.ap not positive: x, r unchanged) or converges (r.r <= tiny: p unchanged).
+  bool (*cg_step)(Index k, const float* y, Index ldy, const float* beta, float lambda, float* rs,
+                  float tiny, float* x, Index f, float* r, float* p, float* ap, Index n);
+  // cg_step for the active rows of a block (row k: x + k ldx; r, p, ap + k n; its y_t the rows
+  // [yb[k], ye[k]) of y, weights beta[t], lambda[k]), with the same operations on each row, in
+  // passes over the rows that overlap their dependency chains. Clears active[k] where a row stops
+  // or converges; returns whether any row is still active. pap, rsn: scratch, a float per row.
+  bool (*cg_steps)(Index rows, const Index* yb, const Index* ye, const float* y, Index ldy,
+                   const float* beta, const float* lambda, float* rs, float tiny, float* x,
+                   Index ldx, Index f, float* r, float* p, float* ap, Index n, char* active,
+                   float* pap, float* rsn);
 };
 
 // The kernels of the current path (kernel_path()).

@@ -102,6 +102,24 @@ TEST(GramAccumulate, EqualsDoubleProductOnARowRange) {
   }
 }
 
+// A Y of fewer rows than a Gram task (the item factors) is split into bands of row groups, as many
+// as the threads call for: every thread count gives the same bits, with and without the padded
+// copy (f = 200) and for f below a vector's width.
+TEST(GramAccumulate, OneTaskSplitIntoBandsIsThreadIndependent) {
+  for (Index f : {5, 13, 64, 200}) {
+    const FactorMatrix Y = random_factors(2465, f, 40 + f);
+    Eigen::MatrixXd ref = Eigen::MatrixXd::Zero(f, f);
+    gram_accumulate(Y, 0, Y.rows(), ref, 1);
+    const Eigen::MatrixXd Yd = Y.cast<double>();
+    EXPECT_LT((ref - Yd.transpose() * Yd).norm() / ref.norm(), 1e-6) << "f=" << f;
+    for (int threads : {2, 3, 7}) {
+      Eigen::MatrixXd out = Eigen::MatrixXd::Zero(f, f);
+      gram_accumulate(Y, 0, Y.rows(), out, threads);
+      EXPECT_EQ(out, ref) << "f=" << f << ", threads " << threads;
+    }
+  }
+}
+
 // The trainer's per-rank shares: for any partition of the rows they sum to the whole Gram matrix
 // up to double rounding (each aligned chunk's float products are computed once, identically).
 TEST(GramAccumulate, SharesOfAnyPartitionSumToTheWhole) {

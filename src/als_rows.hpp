@@ -1,0 +1,124 @@
+// Internals shared by the ALS solvers (als_kernels.cpp: CG, Gram, loss; als_exact.cpp: the exact
+// solver): tuning constants, rows and confidences, gathers of factor rows. Not installed.
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "als_simd_internal.hpp"
+#include "mfrec/als_kernels.hpp"
+
+namespace mfrec::detail {
+
+using VecMap = Eigen::Map<Vector>;
+using CVecMap = Eigen::Map<const Vector>;
+
+// ---- tuning (measured on AVX2, f = 64..200; see bench/bench_als.cpp) ----------------------------
+constexpr Index kCgBlockRows = 128;     // rows advanced in lockstep by CG
+constexpr Index kCgBlockFloats = 1 << 17;  // ... whose gathered y_i (nnz x f) stay in L2
+constexpr Index kCgGatherMaxFloats = 1 << 22;  // a larger (single-row) block: gathered per sweep
+constexpr Index kCholBlockRows = 32;    // rows per scheduling unit of the direct solver
+constexpr Index kBlockNnz = 16384;      // ... or this many non-zeros (also loss_rows blocks)
+constexpr Index kGramChunk = 256;       // rows per float partial Gram (then summed in double)
+constexpr Index kGramSpan = 4096;       // rows per Gram task (a multiple of kGramChunk)
+constexpr Index kGatherRows = 256;      // gathered rows per rank-k update of the direct solver
+constexpr Index kLightDivisor = 4;      // rows with nnz <= f / kLightDivisor use Woodbury
+constexpr float kCgTiny = 1e-20f;       // residual norm^2 below which a CG row has converged
+
+inline Index round_up(Index n, Index m) { return (n + m - 1) / m * m; }
+inline int resolve_threads(int t) { return t > 0 ? t : omp_get_max_threads(); }
+
+// ---- the inner kernels: als_simd.inc, for the instruction set chosen at run time ---------------
+using simd::Accumulate;
+constexpr Index kPad = simd::kSimdPad;  // row padding (floats) of every padded operand
+constexpr int kMr = 6;                  // rows per Gram tile (the products' own tiles are inside)
+
+// C = A B, row-deterministic (als_simd_internal.hpp).
+inline void small_gemm(Index rows, Index depth, const float* a, Index a_rs, Index a_ks, const float* b,
+                Index ldb, Index width, float* c, Index ldc) {
+  simd::kernels().gemm(Accumulate::kSet, rows, depth, a, a_rs, a_ks, b, ldb, width, c, ldc);
+}
+
+// f x ld row-major copy of a symmetric f x f matrix, zero-padded to ld = round_up(f, kPad)
+// columns so that it can be the B operand of small_gemm.
+inline std::vector<float> padded_copy(const DenseMatrix& S, Index ld) {
+  const Index f = S.rows();
+  std::vector<float> out(static_cast<size_t>(f * ld), 0.0f);
+  for (Index k = 0; k < f; ++k)
+    for (Index j = 0; j < f; ++j) out[k * ld + j] = S(k, j);
+  return out;
+}
+
+// ---- rows, confidences, preferences ------------------------------------------------------------
+struct RowNz {
+  const std::int32_t* idx;
+  const Real* val;
+  Index n;
+};
+inline RowNz row_nz(const CsrBlock& R, Index u) {
+  const Index b = R.indptr[u], e = R.indptr[u + 1];
+  return {R.indices.data() + b, R.data.data() + b, e - b};
+}
+
+struct Conf {
+  float c;  // confidence c_ui
+  float p;  // preference p_ui
+};
+inline Conf confidence(const AlsParams& prm, float r) {
+  const float c = prm.confidence == ConfidenceRule::kHu ? 1.0f + prm.alpha * r : prm.alpha * r;
+  return {c, r > 0 ? 1.0f : 0.0f};
+}
+inline float row_lambda(const AlsParams& prm, Index nnz) {
+  return prm.scale_regularization ? prm.regularization * static_cast<float>(nnz)
+                                  : prm.regularization;
+}
+
+// Rows of Y are fetched in data-dependent order: prefetch a few ahead so that the misses overlap.
+// Into L2 only (locality 1): the gathered copy is what stays in L1, and the item half-step's
+// gather from a large X ran 15-20% faster than with prefetches into L1 (f = 64, bench_als data).
+constexpr Index kPrefetchAhead = 24;
+inline void prefetch_row(const float* y, Index f) {
+  for (Index o = 0; o < f; o += 64 / static_cast<Index>(sizeof(float)))
+    __builtin_prefetch(y + o, 0, 1);
+}
+
+// Consecutive rows, at most max_rows of them and (unless a single row is larger) max_nnz
+// non-zeros. Depends on R only, never on the thread count.
+inline std::vector<Index> make_blocks(const CsrBlock& R, Index max_rows, Index max_nnz) {
+  std::vector<Index> starts{0};
+  const Index n = R.n_rows();
+  Index rows = 0, nnz = 0;
+  for (Index u = 0; u < n; ++u) {
+    const Index k = R.indptr[u + 1] - R.indptr[u];
+    if (rows > 0 && (rows == max_rows || nnz + k > max_nnz)) {
+      starts.push_back(u);
+      rows = nnz = 0;
+    }
+    ++rows;
+    nnz += k;
+  }
+  starts.push_back(n);
+  return starts;
+}
+
+// Copies y_i (f floats) of the columns idx[0:n) into g (n x ld; the padding stays zero).
+inline void gather_rows(const FactorMatrix& Y, const std::int32_t* idx, Index n, Index ld,
+                        float* g) {
+  const Index f = Y.cols();
+  for (Index t = 0; t < n; ++t) {
+    if (t + kPrefetchAhead < n) prefetch_row(Y.data() + Index{idx[t + kPrefetchAhead]} * f, f);
+    const float* y = Y.data() + Index{idx[t]} * f;
+    float* out = g + t * ld;
+    for (Index j = 0; j < f; ++j) out[j] = y[j];  // inline: a libc call per 256-800 bytes costs
+  }
+}
+
+// The exact solver (als_exact.cpp).
+bool is_light(const RowNz& row, const AlsParams& prm, Index f);
+void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
+                         const AlsParams& prm, FactorMatrix& X, int nt);
+
+}  // namespace mfrec::detail
