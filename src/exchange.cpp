@@ -94,7 +94,7 @@ Index RowExchange::position(Index id) const {
 
 void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held, int threads) const {
   const Index f = own.cols();
-  if (held.rows() != this->held() || held.cols() != f)
+  if (held.rows() < this->held() || held.cols() != f)
     throw Error("RowExchange: held matrix of the wrong shape");
   if (full_) {
     comm.allgatherv_rows(own.data(), own.rows(), part_sizes(bounds_), f, held.data());
@@ -226,6 +226,11 @@ std::vector<Stage> plan_stages(const Comm& comm, const CsrBlock& block, const Bo
     st.ex = RowExchange::sparse(comm, other, referenced_columns(st.block), width);
     st.block = remap_columns(st.block, st.ex);
   }
+  // Every stage is solved against one buffer of the largest stage's rows (allocated once per
+  // half-step): its columns index that buffer, whose rows past a stage's own are not read.
+  Index most = 0;
+  for (const Stage& st : out) most = std::max(most, st.ex.held());
+  for (Stage& st : out) st.block.n_cols = most;
   return out;
 }
 

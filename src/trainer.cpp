@@ -165,11 +165,11 @@ void Trainer::half_step(Side& mine, const Side& other) {
   DenseMatrix G = gram(other, true);
   if (mine.stages.empty())
     phase("solve", false, [&] { solve_rows(*mine.block, reads(other), G, cfg_.als, mine.own, cfg_.threads); });
+  // One buffer for every stage (each block's n_cols is its rows), so it is not reallocated, and
+  // page-faulted afresh, stage after stage; freed after the half-step.
+  if (!mine.stages.empty()) stage_held_.setZero(mine.stages.front().block.n_cols, cfg_.als.factors);
   for (const Stage& st : mine.stages) {
-    phase("exchange", true, [&] {
-      stage_held_.resize(st.ex.held(), cfg_.als.factors);
-      st.ex.run(comm_, other.own, stage_held_, cfg_.threads);
-    });
+    phase("exchange", true, [&] { st.ex.run(comm_, other.own, stage_held_, cfg_.threads); });
     phase("solve", false, [&] {
       FactorMatrix rows = mine.own.middleRows(st.begin, st.end - st.begin);
       solve_rows(st.block, stage_held_, G, cfg_.als, rows, cfg_.threads);

@@ -42,7 +42,8 @@ class RowExchange {
   // Global id of the held row at `pos`.
   Index id(Index pos) const { return full_ ? pos : ids_[static_cast<std::size_t>(pos)]; }
 
-  // Collective: refresh `held` (held() rows) from every rank's `own` rows (its range of bounds).
+  // Collective: refresh the first held() rows of `held` (it may have more, left as they are)
+  // from every rank's `own` rows (its range of bounds).
   void run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held, int threads) const;
 
   // Per run(), rows this rank sends to / receives from other ranks.
@@ -68,7 +69,8 @@ class RowExchange {
 // before it is solved (the item half-step streams the users this way).
 struct Stage {
   Index begin = 0, end = 0;  // the block's local rows
-  CsrBlock block;            // rows [begin, end), columns remapped to the rows `ex` holds
+  CsrBlock block;            // rows [begin, end), columns remapped to the rows `ex` holds;
+                             // n_cols: the largest stage's held rows (the shared buffer's)
   RowExchange ex;
 };
 // Collective: splits `block` into consecutive stages each referencing at most `max_held` rows of
