@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "mfrec/als_kernels.hpp"
 #include "mfrec/config.hpp"
@@ -159,6 +160,11 @@ std::vector<Index> wanted_rows(const Bounds& bounds, int rank, const CsrBlock& o
   for (Index r : gram_tail_rows(bounds, rank)) ids.push_back(r);
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  const Index n = bounds.back();
+  if (static_cast<double>(ids.size()) >= 0.9 * static_cast<double>(n)) {
+    ids.resize(static_cast<std::size_t>(n));
+    std::iota(ids.begin(), ids.end(), Index{0});
+  }
   return ids;
 }
 
@@ -215,14 +221,7 @@ std::vector<Stage> plan_stages(const Comm& comm, const CsrBlock& block, const Bo
     Stage& st = out[k];
     st.begin = k == 0 ? 0 : ends[k - 1];
     st.end = ends[k];
-    st.block.n_rows_global = block.n_rows_global;
-    st.block.n_cols = block.n_cols;
-    st.block.row_begin = block.row_begin + st.begin;
-    const auto nz0 = block.indptr[static_cast<std::size_t>(st.begin)], nz1 = block.indptr[static_cast<std::size_t>(st.end)];
-    st.block.indptr.clear();
-    for (Index i = st.begin; i <= st.end; ++i) st.block.indptr.push_back(block.indptr[static_cast<std::size_t>(i)] - nz0);
-    st.block.indices.assign(block.indices.begin() + nz0, block.indices.begin() + nz1);
-    st.block.data.assign(block.data.begin() + nz0, block.data.begin() + nz1);
+    st.block = block.row_range(st.begin, st.end);
     st.ex = RowExchange::sparse(comm, other, referenced_columns(st.block), width);
     st.block = remap_columns(st.block, st.ex);
   }

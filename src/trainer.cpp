@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <numeric>
 
 #include "mfrec/error.hpp"
 #include "mfrec/hash.hpp"
@@ -22,19 +21,6 @@ void init_factor_row(std::uint64_t seed, int side, Index row, Real scale, Real* 
 namespace {
 
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
-
-// The rows to hold of a side for reading `opposite`: those it references (wanted_rows), or every
-// row when that is at least 90 % of them: a slightly larger copy, but the block is read at the
-// rows' ids and needs no renumbered copy (at 16 ranks a user block reads 99.9 % of the items).
-std::vector<Index> dense_or_wanted(const Bounds& bounds, int rank, const CsrBlock& opposite) {
-  std::vector<Index> ids = wanted_rows(bounds, rank, opposite);
-  const Index n = bounds.back();
-  if (static_cast<double>(ids.size()) >= 0.9 * static_cast<double>(n)) {
-    ids.resize(static_cast<std::size_t>(n));
-    std::iota(ids.begin(), ids.end(), Index{0});
-  }
-  return ids;
-}
 
 }  // namespace
 
@@ -79,10 +65,10 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
       items_.stages = plan_stages(comm_, data.items, data.user_bounds,
                                   std::max<Index>(1, static_cast<Index>(budget / row_bytes)), cfg_.als.factors);
     users_.ex = RowExchange::sparse(comm_, data.user_bounds,
-                                    items_.stages.empty() ? dense_or_wanted(data.user_bounds, r, data.items)
+                                    items_.stages.empty() ? wanted_rows(data.user_bounds, r, data.items)
                                                           : gram_tail_rows(data.user_bounds, r),
                                     cfg_.als.factors);
-    items_.ex = RowExchange::sparse(comm_, data.item_bounds, dense_or_wanted(data.item_bounds, r, data.users), cfg_.als.factors);
+    items_.ex = RowExchange::sparse(comm_, data.item_bounds, wanted_rows(data.item_bounds, r, data.users), cfg_.als.factors);
     if (mode == ExchangeMode::kAuto) {
       double staged = 0;
       for (const Stage& st : items_.stages) staged += row_bytes * static_cast<double>(st.ex.rows_sent() + st.ex.rows_received());

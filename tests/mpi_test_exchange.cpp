@@ -16,6 +16,14 @@ std::string scratch(const Comm& comm, const std::string& name) {
   return comm.bcast("exchange_" + std::to_string(comm.size()) + "_" + name);
 }
 
+// A random prepared file (testdata::write_random_prepared) named for the rank count.
+std::string random_file(const Comm& comm, const std::string& name, Index users, Index items, int per_user,
+                        std::uint64_t seed, std::vector<Index> cold = {}) {
+  const std::string path = scratch(comm, name);
+  testdata::write_random_prepared(path, comm, users, items, per_user, seed, std::move(cold));
+  return path;
+}
+
 RunOptions options(ExchangeMode mode, Solver solver = Solver::kConjugateGradient, int iterations = 5) {
   RunOptions o = testdata::quick_run_options(solver, iterations, 7);
   o.train.exchange = mode;
@@ -74,8 +82,7 @@ Outcome expect_modes_agree(const Comm& world, const std::string& path, Solver so
 
 TEST(Exchange, SparseEqualsAllgatherForBothSolvers) {
   Comm world = Comm::world();
-  const std::string path = scratch(world, "basic.h5");
-  testdata::write_random_prepared(path, world, 157, 41, 9, 11, {3, 100});
+  const std::string path = random_file(world, "basic.h5", 157, 41, 9, 11, {3, 100});
   expect_modes_agree(world, path, Solver::kConjugateGradient);
   expect_modes_agree(world, path, Solver::kCholesky);
 }
@@ -83,34 +90,27 @@ TEST(Exchange, SparseEqualsAllgatherForBothSolvers) {
 // 400 items, 3 picks per user: most items are referenced by no user at all.
 TEST(Exchange, ItemsNobodyReferences) {
   Comm world = Comm::world();
-  const std::string path = scratch(world, "sparse_items.h5");
-  testdata::write_random_prepared(path, world, 60, 400, 3, 5);
-  expect_modes_agree(world, path);
+  expect_modes_agree(world, random_file(world, "sparse_items.h5", 60, 400, 3, 5));
 }
 
 // Fewer users and items than ranks: some ranks own no rows of either side.
 TEST(Exchange, RanksThatOwnNoRows) {
   Comm world = Comm::world();
-  const std::string path = scratch(world, "tiny.h5");
-  testdata::write_random_prepared(path, world, 2, 3, 3);
-  expect_modes_agree(world, path);
+  expect_modes_agree(world, random_file(world, "tiny.h5", 2, 3, 3, 7));
 }
 
 // Enough rows that the ranks' parts cut through the Gram kernel's 256-row chunks: the chunk past
 // a rank's last row is completed from the rows it holds.
 TEST(Exchange, GramChunksCutByRankBoundaries) {
   Comm world = Comm::world();
-  const std::string path = scratch(world, "chunks.h5");
-  testdata::write_random_prepared(path, world, 1500, 700, 6, 13);
-  expect_modes_agree(world, path);
+  expect_modes_agree(world, random_file(world, "chunks.h5", 1500, 700, 6, 13));
 }
 
 // A budget of a few user rows: the item half-step runs in many stages (ranks with fewer rows run
 // empty ones), each receiving only its users, and the factors are still the allgather's.
 TEST(Exchange, StagedItemHalfStep) {
   Comm world = Comm::world();
-  const std::string path = scratch(world, "staged.h5");
-  testdata::write_random_prepared(path, world, 1500, 700, 6, 13);
+  const std::string path = random_file(world, "staged.h5", 1500, 700, 6, 13);
   const double row_mib = options(ExchangeMode::kSparse).train.als.factors * sizeof(Real) / (1024.0 * 1024.0);
   const Outcome whole = train_on(world, path, options(ExchangeMode::kSparse));
   EXPECT_EQ(whole.stages, 1);  // the default budget holds every user here

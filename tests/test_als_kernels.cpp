@@ -18,27 +18,8 @@ namespace {
 
 using testdata::random_csr;
 using testdata::random_factors;
-
-
-
-DenseMatrix gram(const FactorMatrix& Y) {
-  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(Y.cols(), Y.cols());
-  gram_accumulate(Y, 0, Y.rows(), G, 1);
-  return G.cast<float>();
-}
-
-// The rows [b, e) of R as a CsrBlock of their own.
-CsrBlock sub_rows(const CsrBlock& R, Index b, Index e) {
-  CsrBlock S;
-  S.n_rows_global = R.n_rows_global;
-  S.n_cols = R.n_cols;
-  S.row_begin = R.row_begin + b;
-  S.indptr.assign(1, 0);
-  for (Index u = b; u < e; ++u) S.indptr.push_back(R.indptr[u + 1] - R.indptr[b]);
-  S.indices.assign(R.indices.begin() + R.indptr[b], R.indices.begin() + R.indptr[e]);
-  S.data.assign(R.data.begin() + R.indptr[b], R.data.begin() + R.indptr[e]);
-  return S;
-}
+using testdata::gram;
+using testdata::rel_err;
 
 // Dense eq. 4 system of one row in double: (A, b).
 void dense_system(const CsrBlock& R, Index u, const FactorMatrix& Y, const AlsParams& p,
@@ -55,10 +36,6 @@ void dense_system(const CsrBlock& R, Index u, const FactorMatrix& Y, const AlsPa
   A = Yd.transpose() * c.asDiagonal() * Yd +
       lambda * Eigen::MatrixXd::Identity(Y.cols(), Y.cols());
   b = Yd.transpose() * c.cwiseProduct(pref);
-}
-
-double rel_err(const Eigen::VectorXd& x, const Eigen::VectorXd& ref) {
-  return (x - ref).norm() / std::max(ref.norm(), 1e-30);
 }
 
 bool bitwise_equal(const FactorMatrix& a, const FactorMatrix& b) {
@@ -196,7 +173,7 @@ TEST(CholeskySolver, LightRowsMatchOracleAndDoNotDependOnTheBlock) {
                 1e-4)
           << "row " << u;
     for (Index u : {0, 3, 10, 59}) {  // alone: z_i computed for this row only
-      const CsrBlock one = sub_rows(R, u, u + 1);
+      const CsrBlock one = R.row_range(u, u + 1);
       FactorMatrix x1 = FactorMatrix::Zero(1, f);
       solve_rows(one, Y, YtY, p, x1, 1);
       EXPECT_TRUE(bitwise_equal(x1, X.middleRows(u, 1))) << "row " << u;
@@ -351,8 +328,8 @@ TEST(Solvers, BitwiseIndependentOfThreadsAndPartition) {
       }
       for (Index cut : {1, 131, 333}) {  // two "ranks"
         FactorMatrix a = X0.topRows(cut), b = X0.bottomRows(R.n_rows() - cut);
-        solve_rows(sub_rows(R, 0, cut), Y, YtY, p, a, 2);
-        solve_rows(sub_rows(R, cut, R.n_rows()), Y, YtY, p, b, 2);
+        solve_rows(R.row_range(0, cut), Y, YtY, p, a, 2);
+        solve_rows(R.row_range(cut, R.n_rows()), Y, YtY, p, b, 2);
         FactorMatrix X(R.n_rows(), f);
         X << a, b;
         EXPECT_TRUE(bitwise_equal(X, ref)) << "cut " << cut;

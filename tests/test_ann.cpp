@@ -17,6 +17,7 @@
 #include "mfrec/registry.hpp"
 #include "mfrec/serve.hpp"
 #include "test_data.hpp"
+#include "test_errors.hpp"
 #include "test_model.hpp"
 
 using namespace mfrec;
@@ -63,15 +64,7 @@ std::string flip_byte(const std::string& from, const std::string& to, std::strea
   return to;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using testdata::error_of;
 
 // A small trained model file (40 items), made once.
 const std::string& model_path() {

@@ -6,6 +6,9 @@
 #include <random>
 #include <vector>
 
+#include <Eigen/Core>
+
+#include "mfrec/als_kernels.hpp"
 #include "mfrec/types.hpp"
 
 namespace mfrec::testdata {
@@ -59,6 +62,17 @@ inline CsrBlock rows_block(const Rows& rows, Index n_cols, Index b, Index e) {
     m.indptr.push_back(static_cast<std::int64_t>(m.indices.size()));
   }
   return m;
+}
+
+// Y^T Y by the library's Gram kernel on one thread, as the solvers take it.
+inline DenseMatrix gram(const FactorMatrix& Y) {
+  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(Y.cols(), Y.cols());
+  gram_accumulate(Y, 0, Y.rows(), G, 1);
+  return G.cast<float>();
+}
+
+inline double rel_err(const Eigen::VectorXd& x, const Eigen::VectorXd& ref) {
+  return (x - ref).norm() / std::max(ref.norm(), 1e-30);
 }
 
 }  // namespace mfrec::testdata

@@ -14,6 +14,7 @@
 
 #include "mfrec/h5.hpp"
 #include "mfrec/registry.hpp"
+#include "test_errors.hpp"
 
 namespace fs = std::filesystem;
 using namespace mfrec;
@@ -66,15 +67,7 @@ std::vector<std::string> files_under(const fs::path& dir) {
   return out;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using testdata::error_of;
 
 class RegistryTest : public ::testing::Test {
  protected:

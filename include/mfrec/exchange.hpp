@@ -84,7 +84,9 @@ std::vector<Index> referenced_columns(const CsrBlock& block);
 
 // The ids this rank must hold of a side partitioned by `bounds` (n rows): the rows
 // `opposite` (this rank's block of the other side) references, and the rows past its own range
-// that its Gram share reads (gram_share_rows).
+// that its Gram share reads (gram_share_rows); or every row when that is at least 90 % of them
+// (a slightly larger copy, but the block then reads the rows at their ids and needs no
+// renumbered copy: at 16 ranks a user block reads 99.9 % of the items).
 std::vector<Index> wanted_rows(const Bounds& bounds, int rank, const CsrBlock& opposite);
 // Only the rows past its own range that this rank's Gram share reads (at most 255).
 std::vector<Index> gram_tail_rows(const Bounds& bounds, int rank);

@@ -29,6 +29,20 @@ struct CsrBlock {
 
   Index n_rows() const { return static_cast<Index>(indptr.size()) - 1; }
   Index nnz() const { return indptr.empty() ? 0 : indptr.back(); }
+
+  // Its local rows [b, e) as a block of their own.
+  CsrBlock row_range(Index b, Index e) const {
+    CsrBlock out;
+    out.n_rows_global = n_rows_global;
+    out.n_cols = n_cols;
+    out.row_begin = row_begin + b;
+    const auto nz0 = indptr[static_cast<std::size_t>(b)], nz1 = indptr[static_cast<std::size_t>(e)];
+    out.indptr.assign(indptr.begin() + b, indptr.begin() + e + 1);
+    for (auto& k : out.indptr) k -= nz0;
+    out.indices.assign(indices.begin() + nz0, indices.begin() + nz1);
+    out.data.assign(data.begin() + nz0, data.begin() + nz1);
+    return out;
+  }
 };
 
 }  // namespace mfrec
