@@ -34,6 +34,8 @@ for p in ["exchange", "allreduce"]:
     for d in ["sent", "received"]:
         s = r["bytes_per_iteration"][p][d]
         assert 0 < s["min"] <= s["mean"] <= s["max"], (p, d, s)
+m = r["peak_rss_mib"]  # whole process per rank: above the libraries' few MiB, far below the machine
+assert 8 < m["min"] <= m["mean"] <= m["max"] < 16384, m
 with h5py.File("model.h5", "r") as f:
     assert f.attrs["format"] == b"mfrec-model" or f.attrs["format"] == "mfrec-model"
     U, V = f["user_factors"], f["item_factors"]

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <memory>
 
+#include <sys/resource.h>
+
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
@@ -234,7 +236,8 @@ void print_results(const GridResult& res, const Options& o) {
 }
 
 // The JSON run report: configuration, ranks and threads, timings, metrics, the grid.
-nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, const nlohmann::json& reg) {
+nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, const PhaseTimer::Stat& rss,
+                           const nlohmann::json& reg) {
   const Options& o = s.o;
   const PointResult& best = res.points.at(static_cast<std::size_t>(res.best));
   const double v = metric_value(best.evaluation.model, o.select_metric);
@@ -263,6 +266,7 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
   j["phases"] = phases_json(best.phases);
   j["exchange"] = exchange_name(best.exchange);  // the mode used (auto resolved)
   j["bytes_per_iteration"] = traffic_json(best);
+  j["peak_rss_mib"] = {{"min", rss.min}, {"mean", rss.mean}, {"max", rss.max}};
   j["metrics"] = metrics_json(best.evaluation.model);
   j["system"] = metrics_json(best.evaluation.system);
   j["baseline"] = metrics_json(best.evaluation.baseline);
@@ -314,6 +318,14 @@ int main(int argc, char** argv) {
       return kExitInterrupted;
     }
     if (world.is_root()) written.add(o.output);  // the model file is shared; rank 0 removes it on failure
+    // Peak resident memory per rank so far (loading, training, evaluation, the model's writing),
+    // to size a job's memory per rank: logged, and in the report.
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    const PhaseTimer::Stat rss =
+        PhaseTimer::summarize({{"rss", static_cast<double>(ru.ru_maxrss) / 1024.0}}, world).at("rss");
+    spdlog::info("peak memory per rank: {:.0f} / {:.0f} / {:.0f} MiB (min / mean / max over {} ranks)", rss.min,
+                 rss.mean, rss.max, world.size());
 
     // Write, register, report: rank 0's files; every rank agrees on the outcome.
     agree_on(world, [&] {
@@ -325,7 +337,7 @@ int main(int argc, char** argv) {
       written.add(o.summary_csv);
       nlohmann::json reg;
       if (registry) reg = register_model(o, *registry);
-      if (!o.report.empty()) write_file_atomic(o.report, report_json(res, s, world.size(), reg).dump(2) + "\n");
+      if (!o.report.empty()) write_file_atomic(o.report, report_json(res, s, world.size(), rss, reg).dump(2) + "\n");
     });
     written.dismiss();
     return 0;
