@@ -7,6 +7,7 @@
 
 #include "mfrec/error.hpp"
 #include "mfrec/hash.hpp"
+#include "mfrec/huge_pages.hpp"
 
 namespace mfrec {
 
@@ -34,8 +35,8 @@ Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg
   // Every row is initialised from its global id alone, wherever it is held.
   auto init = [&](Side& s, int side) {
     const Index begin = (*s.bounds)[r], n = (*s.bounds)[r + 1] - begin;
-    s.own.resize(n, f);
-    s.held.resize(alias_ ? 0 : s.ex.held(), f);  // aliased: `own` is every row
+    resize_huge(s.own, n, f);  // huge_pages.hpp: rows are read at random
+    resize_huge(s.held, alias_ ? 0 : s.ex.held(), f);  // aliased: `own` is every row
 #pragma omp parallel for num_threads(cfg_.threads) schedule(static)
     for (Index i = 0; i < n; ++i) init_factor_row(cfg_.seed, side, begin + i, cfg_.init_scale, s.own.row(i).data(), f);
 #pragma omp parallel for num_threads(cfg_.threads) schedule(static)
@@ -158,7 +159,8 @@ void Trainer::half_step(Side& mine, const Side& other) {
   // (at 100x on 16 ranks, 63 MB of item rows off the busiest rank's peak).
   if (!mine.stages.empty()) {
     mine.held.resize(0, cfg_.als.factors);
-    stage_held_.setZero(mine.stages.front().block.n_cols, cfg_.als.factors);
+    resize_huge(stage_held_, mine.stages.front().block.n_cols, cfg_.als.factors);
+    stage_held_.setZero();
   }
   for (const Stage& st : mine.stages) {
     phase("exchange", true, [&] { st.ex.run(comm_, other.own, stage_held_, cfg_.threads); });
@@ -170,7 +172,7 @@ void Trainer::half_step(Side& mine, const Side& other) {
   }
   if (!mine.stages.empty()) {
     stage_held_.resize(0, cfg_.als.factors);  // held only while solving
-    mine.held.resize(mine.ex.held(), cfg_.als.factors);
+    resize_huge(mine.held, mine.ex.held(), cfg_.als.factors);
   }
   phase("exchange", true, [&] {  // timed even when aliased, so the report keeps its phases
     if (!alias_) mine.ex.run(comm_, mine.own, mine.held, cfg_.threads);
@@ -216,8 +218,8 @@ void Trainer::set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_d
   if (X.rows() != users_.own.rows() || X.cols() != users_.own.cols() || Y.rows() != items_.own.rows() ||
       Y.cols() != items_.own.cols())
     throw InputError("checkpoint factors have the wrong shape");
-  users_.own = std::move(X);
-  items_.own = std::move(Y);
+  users_.own = X;  // copied into the storage advised for huge pages
+  items_.own = Y;
   if (!alias_) {
     users_.ex.run(comm_, users_.own, users_.held, cfg_.threads);
     items_.ex.run(comm_, items_.own, items_.held, cfg_.threads);
