@@ -5,7 +5,7 @@
 #
 #   bash bench/bench_scale.sh [--sizes "1 10 100"] [--ranks "1 2"] [--iterations "3"] [--factors 64]
 #                             [--test-fraction "0.0002"] [--build DIR] [--scratch DIR] [--keep]
-#                             [--exchange "allgather sparse"] [--eval-users N] [--item-order category]
+#                             [--exchange "allgather sparse"] [--eval-users N] [--item-order category] [--user-order category]
 #
 #   --exchange       the exchange ladder instead: each size is generated and prepared ONCE (on the
 #                    first rank count), then mfrec_dist trains it on every rank count with each
@@ -25,6 +25,7 @@
 #                    per rank per iteration (marked "computed").
 #   --eval-users     passed to mfrec_dist when given (evaluate a sample of N test users)
 #   --item-order     passed to mfrec_prep (source or category: items grouped by category)  [source]
+#   --user-order     passed to mfrec_prep (source or category: users grouped by main category)  [source]
 #
 #   --sizes          multiples k of the default data set: k*100,000 users, k*2,465 items,
 #                    k*800,000 events (users, items and events scaled together)  [1 10 100]
@@ -61,7 +62,7 @@
 # BW_GBS GB/s per rank (default 10) with the solve at RATES GFLOP/s per rank (default "5 20 50").
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-SIZES="1 10 100" RANKS="1 2" ITERS="3" FACTORS=64 TESTF="0.0002" BUILD="" SCRATCH="" KEEP=0 EXCH="" EVAL_USERS="" ORDER=source
+SIZES="1 10 100" RANKS="1 2" ITERS="3" FACTORS=64 TESTF="0.0002" BUILD="" SCRATCH="" KEEP=0 EXCH="" EVAL_USERS="" ORDER=source UORDER=source
 while (($#)); do
   case "$1" in
     --sizes) SIZES="$2"; shift 2 ;;
@@ -75,6 +76,7 @@ while (($#)); do
     --exchange) EXCH="$2"; shift 2 ;;
     --eval-users) EVAL_USERS="$2"; shift 2 ;;
     --item-order) ORDER="$2"; shift 2 ;;
+    --user-order) UORDER="$2"; shift 2 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench_scale: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -112,7 +114,7 @@ if [ -n "$EXCH" ]; then
   set -- $RANKS
   first_r=$1
   mem_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
-  echo "== mfrec exchange ladder: sizes '$SIZES' x ranks '$RANKS' x exchange '$EXCH'; f = $FACTORS, iterations '$ITERS'," \
+  echo "== mfrec exchange ladder: sizes '$SIZES' x ranks '$RANKS' x exchange '$EXCH'; f = $FACTORS, iterations '$ITERS'; item order $ORDER, user order $UORDER;" \
     "1 thread per rank; $cores cores, $(free -g | awk '/^Mem:/ {print $2}') GiB ($((mem_kb / 1024)) MB available);" \
     "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   fmtx="%-4s %2s %-10s %5s | %7s | %8s %8s | %10s %10s | %10s %10s | %s\n"
@@ -125,7 +127,7 @@ if [ -n "$EXCH" ]; then
     iters=$(per_size ITER_A "$idx") tf=$(per_size TESTF_A "$idx")
     users=$((s * 100000)) items=$((s * 2465)) events=$((s * 800000))
     run gen "$first_r" "$gen" --users "$users" --items "$items" --events "$events" -o "$work/data_${s}x.h5" -q
-    run prep "$first_r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" --item-order "$ORDER" -q
+    run prep "$first_r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" --item-order "$ORDER" --user-order "$UORDER" -q
     rm -f "$work/data_${s}x.h5"
     for r in $RANKS; do
       for m in $EXCH; do
@@ -173,7 +175,7 @@ if [ -n "$EXCH" ]; then
   echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   exit 0
 fi
-echo "== mfrec scale ladder: sizes '$SIZES' x ranks '$RANKS'; f = $FACTORS, iterations '$ITERS'," \
+echo "== mfrec scale ladder: sizes '$SIZES' x ranks '$RANKS'; f = $FACTORS, iterations '$ITERS'; item order $ORDER, user order $UORDER;" \
   "test fraction '$TESTF', 1 thread per rank; $cores cores, $(free -g | awk '/^Mem:/ {print $2}') GiB;" \
   "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); scratch $work"
 fmt="%-4s %2s %5s %11s | %6s %6s | %8s %7s %7s %7s %7s | %6s %6s | %9s %11s %13s %8s\n"
@@ -189,7 +191,7 @@ for idx in "${!SIZE_A[@]}"; do
     load=$(cut -d' ' -f1 /proc/loadavg)
     run gen "$r" "$gen" --users "$users" --items "$items" --events "$events" -o "$work/data_${s}x.h5" -q
     GT[$s,$r]=$T grss=$RSS_ALL GR[$s,$r]=$RSS_MAX
-    run prep "$r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" --item-order "$ORDER" -q
+    run prep "$r" "$prep" -i "$work/data_${s}x.h5" -o "$work/prep_${s}x.h5" --test-fraction "$tf" --item-order "$ORDER" --user-order "$UORDER" -q
     PT[$s,$r]=$T prss=$RSS_ALL PR[$s,$r]=$RSS_MAX
     rm -f "$work/report.json"
     run dist "$r" "$dist" --data "$work/prep_${s}x.h5" --factors "$FACTORS" --regularization 10 --alpha 40 \

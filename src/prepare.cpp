@@ -9,8 +9,6 @@
 #include <cstring>
 #include <algorithm>
 #include <filesystem>
-#include <numeric>
-#include <tuple>
 #include <optional>
 
 #include "mfrec/comm.hpp"
@@ -66,11 +64,11 @@ SplitMethod parse_split(const std::string& name) {
   throw ConfigError("option --split: unknown split '" + name + "' (random or time)");
 }
 
-ItemOrder parse_item_order(const std::string& name) {
+Order parse_order(const std::string& option, const std::string& name) {
   const std::string n = lower(name);
-  if (n == "source") return ItemOrder::kSource;
-  if (n == "category") return ItemOrder::kCategory;
-  throw ConfigError("option --item-order: unknown order '" + name + "' (source or category)");
+  if (n == "source") return Order::kSource;
+  if (n == "category") return Order::kCategory;
+  throw ConfigError("option --" + option + ": unknown order '" + name + "' (source or category)");
 }
 
 InputFormat sniff_format(const std::string& path) {
@@ -143,37 +141,6 @@ std::string weights_string(const Weights& w) {
   return s;
 }
 
-// ---- item order ---------------------------------------------------------------------------------
-
-void order_items_by_category(Loaded& L, const std::string& input) {
-  dataset::ItemTable& t = L.items;
-  const bool any = t.category.size() == t.size() &&
-                   std::any_of(t.category.begin(), t.category.end(), [](const std::string& c) { return !c.empty(); });
-  require_option(any, "item-order", "category needs the items' categories: " + input +
-                                        " has none (a CSV input needs --items with a category column)");
-  std::vector<std::int32_t> order(t.size());  // order[new] = old
-  std::iota(order.begin(), order.end(), 0);
-  static const std::string none;
-  auto field = [&](const std::vector<std::string>& column, std::int32_t i) -> const std::string& {
-    return column.size() == t.size() ? column[static_cast<std::size_t>(i)] : none;
-  };
-  std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
-    return std::forward_as_tuple(field(t.category, a), field(t.style, a)) <
-           std::forward_as_tuple(field(t.category, b), field(t.style, b));
-  });
-  std::vector<std::int32_t> renumber(order.size());
-  for (std::size_t k = 0; k < order.size(); ++k) renumber[static_cast<std::size_t>(order[k])] = static_cast<std::int32_t>(k);
-  for (auto& c : L.records.col) c = renumber[static_cast<std::size_t>(c)];
-  auto permute = [&](auto& column) {
-    if (column.size() != order.size()) return;  // a column the table does not have
-    auto old = std::move(column);
-    column.clear();
-    for (std::int32_t k : order) column.push_back(std::move(old[static_cast<std::size_t>(k)]));
-  };
-  permute(t.id), permute(t.name), permute(t.category), permute(t.style), permute(t.description),
-      permute(t.gender_affinity), permute(t.price);
-}
-
 // ---- the whole preparation ---------------------------------------------------------------------
 
 Summary run(const Options& opt_in, const Comm& comm) {
@@ -202,7 +169,8 @@ Summary run(const Options& opt_in, const Comm& comm) {
   s.n_items = L.n_items;
   s.n_events = L.n_events;
   s.n_dropped = L.n_dropped;
-  if (opt.item_order == ItemOrder::kCategory) order_items_by_category(L, opt.input);
+  if (opt.item_order == Order::kCategory) order_items_by_category(L, opt.input);
+  if (opt.user_order == Order::kCategory) order_users_by_category(L, opt.input, comm);
 
   // Sum the records of this rank's users into CSR rows, split, transpose.
   const int rank = comm.rank();

@@ -46,7 +46,8 @@ void set_root_attrs(h5::File& f, const Options& opt, const Loaded& L, Index nnz_
     f.set_attr("/", "min_value", *opt.min_value);
     f.set_attr("/", "n_dropped", static_cast<std::int64_t>(L.n_dropped));
   }
-  if (opt.item_order == ItemOrder::kCategory) f.set_attr("/", "item_order", "category");
+  if (opt.item_order == Order::kCategory) f.set_attr("/", "item_order", "category");
+  if (opt.user_order == Order::kCategory) f.set_attr("/", "user_order", "category");
   if (!opt.items.path.empty()) f.set_attr("/", "items_source", opt.items.path);
   if (!opt.users.path.empty()) f.set_attr("/", "users_source", opt.users.path);
   f.set_attr("/", "n_users", static_cast<std::int64_t>(L.n_users));

@@ -190,6 +190,50 @@ assert attrs["item_order"] == b"category" and "item_order" not in attrs0, "item_
 assert by_cat == by_src, "not the same (user, item id, confidence) pairs"
 PY
 fi
+# --user-order category: users sorted by (the first item of their main category, input order), the
+# same (user id, item id, confidence) pairs, the same bytes on 1, 2 and 3 ranks (users move between
+# ranks, with their ids).
+if prep 2 -i "$FIXTURE/data.h5" -o uo_p2.h5 --user-order category --item-order category && \
+   prep 1 -i "$FIXTURE/data.h5" -o uo_p1.h5 --user-order category --item-order category && \
+   prep 3 -i "$FIXTURE/data.h5" -o uo_p3.h5 --user-order category --item-order category && \
+   cmp -s uo_p1.h5 uo_p2.h5 && cmp -s uo_p1.h5 uo_p3.h5; then
+  pass "--user-order category: same bytes on 1, 2 and 3 ranks"
+else
+  fail "--user-order category" "$(tail -5 log)"
+fi
+if [ "$HAVE_H5PY" -eq 1 ]; then
+  if "$PY" - <<'PY' >log 2>&1; then pass "--user-order category: sorted by main category, same pairs by id"; else fail "--user-order category content" "$(tail -20 log)"; fi
+import h5py, numpy as np
+def read(path):
+    with h5py.File(path, "r") as f:
+        iid, uid, cat = f["/items/id"][()], f["/users/id"][()], f["/items/category"][()]
+        pairs, items = [], [set() for _ in uid]
+        for name in ("train", "test"):  # the split hashes the file's indices: compare both together
+            m = f["/matrix/" + name]
+            ip, ix, v = m["indptr"][()], m["indices"][()], m["data"][()]
+            users = np.repeat(np.arange(len(ip) - 1), np.diff(ip))
+            pairs += zip(uid[users].tolist(), iid[ix].tolist(), v.tolist())
+            for u, i in zip(users.tolist(), ix.tolist()): items[u].add(i)
+        return dict(f.attrs), uid, cat, items, sorted(pairs)
+attrs, uid, cat, items, by_user = read("uo_p1.h5")
+attrs0, uid0, _, _, by_src = read("cat_p2.h5")
+assert attrs["user_order"] == b"category" and "user_order" not in attrs0, "user_order attribute"
+assert sorted(uid.tolist()) == sorted(uid0.tolist()) and uid.tolist() != uid0.tolist(), "users not renumbered"
+assert by_user == by_src, "not the same (user id, item id, confidence) pairs"
+code = {c: k for k, c in enumerate(sorted(set(cat.tolist())))}  # items are in category order here
+def key(its):
+    if not its: return len(cat)
+    groups = {}
+    for i in sorted(its): groups.setdefault(code[cat[i]], []).append(i)
+    main = max(groups, key=lambda c: (len(groups[c]), -c))  # most items, then the earlier category
+    return groups[main][0]
+keys = [key(s) for s in items]
+assert keys == sorted(keys), "users not sorted by their main category's first item"
+PY
+fi
+expect_error "--user-order category without categories" opt.h5 "option --user-order: category needs the items' categories" \
+  -i events.csv -o opt.h5 --user-order category
+expect_error "unknown --user-order" opt.h5 "option --user-order: unknown order 'age'" -i events.csv -o opt.h5 --user-order age
 expect_error "--item-order category without categories" opt.h5 "option --item-order: category needs the items' categories" \
   -i events.csv -o opt.h5 --item-order category
 expect_error "unknown --item-order" opt.h5 "option --item-order: unknown order 'size'" -i events.csv -o opt.h5 --item-order size

@@ -57,7 +57,8 @@ struct Setup {
 // False when --help, --version or --list-options was printed.
 bool read_options(int argc, char** argv, const Comm& comm, Setup& setup) {
   prepare::Options& opt = setup.opt;
-  std::string format = "auto", encoding = "utf-8", weights, delimiter = "auto", columns, comment = "#", split = "random", item_order = "source";
+  std::string format = "auto", encoding = "utf-8", weights, delimiter = "auto", columns, comment = "#", split = "random", item_order = "source",
+              user_order = "source";
   std::string items_delimiter = "auto", items_columns, users_delimiter = "auto", users_columns;
   double min_value = 0;
   std::int64_t seed = 42;
@@ -97,6 +98,9 @@ bool read_options(int argc, char** argv, const Comm& comm, Setup& setup) {
      .option("item-order", &item_order,
       "order of the items in the prepared file: source (the input's) or category (grouped by category and style: "
       "fewer bytes exchanged per rank and better cache locality when training on many ranks)")
+     .option("user-order", &user_order,
+      "order of the users in the prepared file: source (the input's) or category (grouped by the category most of "
+      "their items are in, then by their first item in it: better cache locality when training on large data)")
      .option("batch", &opt.batch_events, "events per rank per read-and-route round (bounds memory)")
      .path("export-csv", &opt.export_csv_dir, PathRole::OutputDir, "also write DIR/train.csv and DIR/test.csv (user_id,item_id,confidence with the original ids)")
      .flag("verbose,v", &verbose, "debug logging")
@@ -107,7 +111,8 @@ bool read_options(int argc, char** argv, const Comm& comm, Setup& setup) {
   opt.format = prepare::parse_format(format);
   opt.encoding = prepare::parse_encoding(encoding);
   opt.split = prepare::parse_split(split);
-  opt.item_order = prepare::parse_item_order(item_order);
+  opt.item_order = prepare::parse_order("item-order", item_order);
+  opt.user_order = prepare::parse_order("user-order", user_order);
   read_layout(cli, "delimiter", delimiter, "columns", columns, opt.csv);
   read_layout(cli, "items-delimiter", items_delimiter, "items-columns", items_columns, opt.items.layout);
   read_layout(cli, "users-delimiter", users_delimiter, "users-columns", users_columns, opt.users.layout);

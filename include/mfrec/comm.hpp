@@ -4,6 +4,7 @@
 #pragma once
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -63,6 +64,8 @@ class Comm {
   bool any(bool flag) const { return max<int>(flag ? 1 : 0) != 0; }
   // Collective: the sum of v over ranks below this one (0 on rank 0).
   template <class T> T exscan_sum(T v) const;
+  // Collective: data[k] becomes the sum of data[k] over ranks below this one (0 on rank 0).
+  template <class T> void exscan_sum(T* data, std::size_t n) const;
 
   template <class T> void bcast(T* data, std::size_t n, int root = 0) const {
     check_mpi(MPI_Bcast(data, checked_count(n), mpi_type<T>(), root, comm_), "MPI_Bcast");
@@ -211,6 +214,13 @@ T Comm::exscan_sum(T v) const {
   T out{};
   check_mpi(MPI_Exscan(&v, &out, 1, mpi_type<T>(), MPI_SUM, comm_), "MPI_Exscan");
   return rank_ == 0 ? T{} : out;
+}
+
+template <class T>
+void Comm::exscan_sum(T* data, std::size_t n) const {
+  std::vector<T> in(data, data + n);
+  check_mpi(MPI_Exscan(in.data(), data, checked_count(n), mpi_type<T>(), MPI_SUM, comm_), "MPI_Exscan");
+  if (rank_ == 0) std::fill(data, data + n, T{});  // MPI leaves rank 0's undefined
 }
 
 template <class T>

@@ -49,11 +49,15 @@ InputFormat sniff_format(const std::string& path);
 enum class SplitMethod { kRandom, kTime };
 SplitMethod parse_split(const std::string& name);  // "random" or "time" (ConfigError otherwise)
 
-// The order of the prepared file's items: the input's, or grouped by (category, style) so that a
-// block of consecutive items holds few categories and a user's items fall in few blocks (fewer
-// ranks to send each user row to, and nearby item rows in the solver's gathers).
-enum class ItemOrder { kSource, kCategory };
-ItemOrder parse_item_order(const std::string& name);  // "source" or "category" (ConfigError otherwise)
+// The order of the prepared file's items (--item-order) or users (--user-order): the input's, or
+// by category. Items grouped by (category, style): a block of consecutive items holds few
+// categories and a user's items fall in few blocks (fewer ranks to send each user row to, and
+// nearby item rows in the solver's gathers). Users grouped by their main category (the one most
+// of their items are in), then by their first item in it: consecutive users read nearby items,
+// and an item's users are nearby rows.
+enum class Order { kSource, kCategory };
+// "source" or "category"; otherwise a ConfigError naming --OPTION.
+Order parse_order(const std::string& option, const std::string& name);
 
 // An item or user catalog (--items / --users): a delimited file of id plus detail columns.
 struct CatalogSource {
@@ -70,7 +74,8 @@ struct Options {
   std::optional<double> min_value;  // records (event weights or confidences) below it are dropped
   Weights weights = dataset::kDefaultWeights;
   SplitMethod split = SplitMethod::kRandom;
-  ItemOrder item_order = ItemOrder::kSource;
+  Order item_order = Order::kSource;
+  Order user_order = Order::kSource;
   double test_fraction = 0.2;   // --split random
   std::uint64_t seed = 42;      // --split random
   std::int64_t holdout_last = 0;     // --split time: each user's last K pairs (0: use holdout_fraction)

@@ -38,6 +38,11 @@ Loaded load_csv(const Options& opt, InputFormat format, const Comm& comm, PhaseT
 // --item-order category: renumbers the items by (category, style, input order), the table and
 // the records' item indices alike. ConfigError when the items have no categories.
 void order_items_by_category(Loaded& L, const std::string& input);
+// --user-order category: renumbers the users by (their main category's first item in category
+// order, input order), moving their records, ids and catalog columns to the ranks that own the
+// new numbers; the same order for any number of ranks. ConfigError when the items have no
+// categories. Collective.
+void order_users_by_category(Loaded& L, const std::string& input, const Comm& comm);
 
 // The prepared file, written but not yet committed (the caller commits it, or drops it).
 struct Matrices {
