@@ -218,8 +218,12 @@ void Trainer::set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_d
   if (X.rows() != users_.own.rows() || X.cols() != users_.own.cols() || Y.rows() != items_.own.rows() ||
       Y.cols() != items_.own.cols())
     throw InputError("checkpoint factors have the wrong shape");
-  users_.own = X;  // copied into the storage advised for huge pages
-  items_.own = Y;
+  // Moved, not copied (a copy would double the peak at resume). The storage was touched when it
+  // was read: advised now, its pages become huge ones as the kernel's khugepaged collapses them.
+  users_.own = std::move(X);
+  items_.own = std::move(Y);
+  for (FactorMatrix* m : {&users_.own, &items_.own})
+    advise_huge_pages(m->data(), static_cast<std::size_t>(m->size()) * sizeof(Real));
   if (!alias_) {
     users_.ex.run(comm_, users_.own, users_.held, cfg_.threads);
     items_.ex.run(comm_, items_.own, items_.held, cfg_.threads);
