@@ -168,28 +168,6 @@ if prep 2 -i "$FIXTURE/data.h5" -o cat_p2.h5 --item-order category && prep 1 -i 
 else
   fail "--item-order category" "$(tail -5 log)"
 fi
-if [ "$HAVE_H5PY" -eq 1 ]; then
-  if "$PY" - <<'PY' >log 2>&1; then pass "--item-order category: sorted by category and style, same pairs by id"; else fail "--item-order category content" "$(tail -20 log)"; fi
-import h5py, numpy as np
-def pairs(path):
-    with h5py.File(path, "r") as f:
-        ids = f["/items/id"][()]
-        out = []
-        for name in ("train", "test"):  # the split hashes the file's indices: compare both together
-            m = f["/matrix/" + name]
-            ip, ix, v = m["indptr"][()], m["indices"][()], m["data"][()]
-            users = np.repeat(np.arange(len(ip) - 1), np.diff(ip))
-            out += zip(users.tolist(), ids[ix].tolist(), v.tolist())
-        return f["/items/category"][()], f["/items/style"][()], dict(f.attrs), sorted(out)
-cat, sty, attrs, by_cat = pairs("cat_p2.h5")
-cat0, sty0, attrs0, by_src = pairs("gen_p2.h5")
-keys = list(zip(cat.tolist(), sty.tolist()))
-assert keys == sorted(keys), "items not sorted by (category, style)"
-assert sorted(keys) == sorted(zip(cat0.tolist(), sty0.tolist())), "a different set of items"
-assert attrs["item_order"] == b"category" and "item_order" not in attrs0, "item_order attribute"
-assert by_cat == by_src, "not the same (user, item id, confidence) pairs"
-PY
-fi
 # --user-order category: users sorted by (the first item of their main category, input order), the
 # same (user id, item id, confidence) pairs, the same bytes on 1, 2 and 3 ranks (users move between
 # ranks, with their ids).
@@ -202,11 +180,11 @@ else
   fail "--user-order category" "$(tail -5 log)"
 fi
 if [ "$HAVE_H5PY" -eq 1 ]; then
-  if "$PY" - <<'PY' >log 2>&1; then pass "--user-order category: sorted by main category, same pairs by id"; else fail "--user-order category content" "$(tail -20 log)"; fi
+  if "$PY" - <<'PY' >log 2>&1; then pass "--item-order, --user-order category: sorted, same pairs by id"; else fail "--item-order / --user-order content" "$(tail -20 log)"; fi
 import h5py, numpy as np
 def read(path):
     with h5py.File(path, "r") as f:
-        iid, uid, cat = f["/items/id"][()], f["/users/id"][()], f["/items/category"][()]
+        iid, uid = f["/items/id"][()], f["/users/id"][()]
         pairs, items = [], [set() for _ in uid]
         for name in ("train", "test"):  # the split hashes the file's indices: compare both together
             m = f["/matrix/" + name]
@@ -214,12 +192,18 @@ def read(path):
             users = np.repeat(np.arange(len(ip) - 1), np.diff(ip))
             pairs += zip(uid[users].tolist(), iid[ix].tolist(), v.tolist())
             for u, i in zip(users.tolist(), ix.tolist()): items[u].add(i)
-        return dict(f.attrs), uid, cat, items, sorted(pairs)
-attrs, uid, cat, items, by_user = read("uo_p1.h5")
-attrs0, uid0, _, _, by_src = read("cat_p2.h5")
+        return dict(f.attrs), uid, f["/items/category"][()], f["/items/style"][()], items, sorted(pairs)
+attrs0, uid0, cat0, sty0, _, by_src = read("gen_p2.h5")
+attrs, uid, cat, sty, _, by_cat = read("cat_p2.h5")  # --item-order category
+keys = list(zip(cat.tolist(), sty.tolist()))
+assert keys == sorted(keys), "items not sorted by (category, style)"
+assert sorted(keys) == sorted(zip(cat0.tolist(), sty0.tolist())), "a different set of items"
+assert attrs["item_order"] == b"category" and "item_order" not in attrs0, "item_order attribute"
+assert by_cat == by_src, "--item-order: not the same (user id, item id, confidence) pairs"
+attrs, uid, cat, _, items, by_user = read("uo_p1.h5")  # and --user-order category
 assert attrs["user_order"] == b"category" and "user_order" not in attrs0, "user_order attribute"
 assert sorted(uid.tolist()) == sorted(uid0.tolist()) and uid.tolist() != uid0.tolist(), "users not renumbered"
-assert by_user == by_src, "not the same (user id, item id, confidence) pairs"
+assert by_user == by_src, "--user-order: not the same (user id, item id, confidence) pairs"
 code = {c: k for k, c in enumerate(sorted(set(cat.tolist())))}  # items are in category order here
 def key(its):
     if not its: return len(cat)
