@@ -353,8 +353,8 @@ double solve_rows_flops(const CsrBlock& R, const AlsParams& p) {
     } else if (row.n == 0) {
     } else if (is_light(row, p, p.factors)) {
       light_nnz += k;
-      // m, G m, G M G^T (one triangle), k x k LLT and solve, x = m - Z s
-      flops += 2 * f * k + 2 * f * k + f * k * (k + 1) + k * k * k / 3 + 2 * k * k + 2 * f * k;
+      // Y_u Z_u^T (one triangle), its G rows times b, k x k LLT and solves, x = Z_u^T (b - s)
+      flops += f * k * (k + 1) + 2 * k * k + k * k * k / 3 + 2 * k * k + 2 * f * k;
     } else {
       // A += Y_u^T (C - I) Y_u (one triangle), b, f x f LLT, two triangular solves
       flops += k * f * (f + 1) + 2 * f * k + f * f * f / 3 + 2 * f * f;

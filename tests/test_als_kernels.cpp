@@ -181,6 +181,41 @@ TEST(CholeskySolver, LightRowsMatchOracleAndDoNotDependOnTheBlock) {
   }
 }
 
+// Light rows are solved kSpdLanes at a time, each window's rows ordered by their number of
+// non-zeros, the lanes' k x k systems padded to the batch's largest: rows of every k up to f / 4
+// side by side (and rows of c = 1 or p = 0 outside G) must match the oracle and be bitwise the
+// same as when solved alone (a batch of one, z_i computed for that row only).
+TEST(CholeskySolver, BatchedLightRowsOfMixedSizeMatchOracleAndTheRowAlone) {
+  const Index f = 64, n_items = 120;
+  const FactorMatrix Y = random_factors(n_items, f, 31, 0.2f);
+  const DenseMatrix YtY = gram(Y);
+  std::vector<Index> counts(700);
+  std::mt19937 rng(5);
+  for (Index& k : counts) k = rng() % 7 == 0 ? 0 : 1 + static_cast<Index>(rng() % (f / 4));
+  counts[100] = f / 4 + 3;  // a direct row among them
+  for (const Case& c : kCases) {
+    const CsrBlock R = random_csr(counts, n_items, 41, /*odd_values=*/c.rule == ConfidenceRule::kHu);
+    const AlsParams p = params(c, f, Solver::kCholesky);
+    FactorMatrix X = FactorMatrix::Constant(R.n_rows(), f, 5.0f);
+    solve_rows(R, Y, YtY, p, X, 2);
+    for (Index u = 0; u < R.n_rows(); ++u) {
+      if (counts[u] == 0) {
+        EXPECT_EQ(X.row(u).norm(), 0.0f) << "row " << u;
+        continue;
+      }
+      EXPECT_LT(rel_err(X.row(u).transpose().cast<double>(), solve_row_dense_oracle(R, u, Y, p)),
+                1e-4)
+          << "row " << u << " nnz " << counts[u];
+    }
+    for (Index u = 0; u < R.n_rows(); u += 23) {
+      const CsrBlock one = R.row_range(u, u + 1);
+      FactorMatrix x1 = FactorMatrix::Zero(1, f);
+      solve_rows(one, Y, YtY, p, x1, 1);
+      EXPECT_TRUE(bitwise_equal(x1, X.middleRows(u, 1))) << "row " << u << " nnz " << counts[u];
+    }
+  }
+}
+
 TEST(ConjugateGradient, ManyStepsFromZeroMatchDenseOracle) {
   const Index f = 8, n_items = 30;
   const FactorMatrix Y = random_factors(n_items, f, 12);
