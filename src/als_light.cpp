@@ -84,29 +84,34 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
     w.kn[l] = row.n;
     w.kg[l] = kg;
     kmax_g = std::max(kmax_g, kg);
+    const float* P = w.P.data() + l * km * km;
     K.tri_dots(yp, zp, row.n, f, w.P.data() + l * km * km, km);
+    // The lane's system: C(a, b) = P(g_a, g_b) + W^-1 (g increasing: P's lower triangle), and
+    // s_a = sum_t b_t P(g_a, t) in order of t.
+    const Index* gi = w.gi.data() + l * km;
+    const float* bc = w.bc.data() + l * km;
+    double* C = w.C.data() + l;
+    for (Index a = 0; a < kg; ++a) {
+      const float* pa = P + gi[a] * km;
+      for (Index b = 0; b <= a; ++b) C[(a * km + b) * L] = pa[gi[b]];
+      C[(a * km + a) * L] += w.winv[l * km + a];
+      double v = 0.0;
+      for (Index t = 0; t <= gi[a]; ++t) v += static_cast<double>(bc[t]) * pa[t];
+      for (Index t = gi[a] + 1; t < row.n; ++t) v += static_cast<double>(bc[t]) * P[t * km + gi[a]];
+      w.s[a * L + l] = v;
+    }
   }
   // Phase 2: the lanes' systems, padded to the largest (identity rows, zero right-hand side: the
   // same solution bit for bit), and solved together.
   const Index k = kmax_g;
   if (k > 0) {
     for (Index l = 0; l < L; ++l) {
-      const Index kg = l < n ? w.kg[l] : 0, kl = l < n ? w.kn[l] : 0;
-      const float* P = w.P.data() + l * km * km;
-      auto p = [&](Index a, Index b) { return static_cast<double>(a >= b ? P[a * km + b] : P[b * km + a]); };
-      for (Index a = 0; a < k; ++a) {
-        const Index ta = a < kg ? w.gi[l * km + a] : 0;
-        for (Index b = 0; b <= a; ++b)
-          w.C[(a * k + b) * L + l] = a < kg ? p(ta, w.gi[l * km + b]) : (a == b ? 1.0 : 0.0);
-        double v = 0.0;
-        if (a < kg) {
-          w.C[(a * k + a) * L + l] += w.winv[l * km + a];
-          for (Index t = 0; t < kl; ++t) v += static_cast<double>(w.bc[l * km + t]) * p(ta, t);
-        }
-        w.s[a * L + l] = v;
+      for (Index a = l < n ? w.kg[l] : 0; a < k; ++a) {
+        for (Index b = 0; b <= a; ++b) w.C[(a * km + b) * L + l] = a == b ? 1.0 : 0.0;
+        w.s[a * L + l] = 0.0;
       }
     }
-    K.spd_lanes(k, w.C.data(), w.s.data(), w.inv.data(), w.ok.data());
+    K.spd_lanes(k, km, w.C.data(), w.s.data(), w.inv.data(), w.ok.data());
   }
   // Phase 3, row by row: x = sum_t (b_t - s_t) z_t.
   Index nfail = 0;

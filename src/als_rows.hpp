@@ -25,7 +25,10 @@ constexpr Index kBlockNnz = 16384;      // ... or this many non-zeros (also loss
 constexpr Index kGramChunk = 256;       // rows per float partial Gram (then summed in double)
 constexpr Index kGramSpan = 4096;       // rows per Gram task (a multiple of kGramChunk)
 constexpr Index kGatherRows = 256;      // gathered rows per rank-k update of the direct solver
-constexpr Index kLightDivisor = 4;      // rows with nnz <= f / kLightDivisor use Woodbury
+#ifndef MFREC_LIGHT_DIVISOR  // (a build may set it, to measure another threshold)
+#define MFREC_LIGHT_DIVISOR 4
+#endif
+constexpr Index kLightDivisor = MFREC_LIGHT_DIVISOR;  // rows with nnz <= f / kLightDivisor: Woodbury
 constexpr Index kLightWindow = 256;     // ... solved kSpdLanes at a time, from windows of rows
 constexpr float kCgTiny = 1e-20f;       // residual norm^2 below which a CG row has converged
 

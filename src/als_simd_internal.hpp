@@ -42,12 +42,12 @@ struct Kernels {
   void (*tri_dots)(const float* const* y, const float* const* z, Index k, Index n, float* out,
                    Index ldo);
   // kSpdLanes independent k x k SPD systems C x = s, lane l the l-th of each group of kSpdLanes
-  // doubles: C(i, j) = c[(i k + j) kSpdLanes + l] (lower triangle, overwritten by its Cholesky
+  // doubles: C(i, j) = c[(i ldc + j) kSpdLanes + l] (lower triangle, overwritten by its Cholesky
   // factor), s_i = s[i kSpdLanes + l] (overwritten by x); inv: scratch, k kSpdLanes doubles.
   // Every lane runs the same operations, so a lane's result depends on its own system only, and a
   // system padded with identity rows (and zeros in s) solves to the same values, bit for bit.
   // ok[l] = 0 where a pivot was not positive (that lane's x is then meaningless).
-  void (*spd_lanes)(Index k, double* c, double* s, double* inv, char* ok);
+  void (*spd_lanes)(Index k, Index ldc, double* c, double* s, double* inv, char* ok);
   // The start of CG for a row (x: length f; xp, r, p, ap: padded, length n; ap = YtY x on entry,
   // xp's padding zero): xp = x, r = -ap - lambda x + sum_{t<k} (alpha[t] + beta[t] (y_t.x)) y_t,
   // p = r; returns r.r (computed as dot(r, r, n) is).
