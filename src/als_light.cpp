@@ -53,7 +53,8 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
       if (Z != nullptr) prefetch_row(Z + Index{row.idx[t]} * ld, f);
     }
     float* x = X.data() + next[q] * f;
-    for (Index o = 0; o < f; o += 64 / static_cast<Index>(sizeof(float))) __builtin_prefetch(x + o, 1, 3);
+    for (Index o = 0; o < f; o += 64 / static_cast<Index>(sizeof(float)))
+      __builtin_prefetch(x + o, 1, 3);
   }
   Index kmax_g = 0;
   // Phase 1, row by row: the z_t (unless precomputed), confidences, the lower triangle of P.
@@ -64,7 +65,8 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
     for (Index t = 0; t < row.n; ++t) yp[t] = Y.data() + Index{row.idx[t]} * f;
     if (Z == nullptr) {  // z_t = M y_t for this row's columns only (bitwise as precomputed)
       float* zl = w.zbuf.data() + l * km * ld;
-      for (Index t = 0; t < row.n; ++t) std::memcpy(w.ybuf.data() + t * f, yp[t], sizeof(float) * f);
+      for (Index t = 0; t < row.n; ++t)
+        std::memcpy(w.ybuf.data() + t * f, yp[t], sizeof(float) * f);
       small_gemm(row.n, f, w.ybuf.data(), f, 1, Ms, ld, ld, zl, ld);
       for (Index t = 0; t < row.n; ++t) zp[t] = zl + t * ld;
     } else {

@@ -27,10 +27,12 @@ constexpr Index kGramChunk = 256;       // rows per float partial Gram (then sum
 constexpr Index kGramSpan = 4096;       // rows per Gram task (a multiple of kGramChunk)
 constexpr Index kGatherRows = 256;      // gathered rows per rank-k update of the direct solver
 #ifndef MFREC_LIGHT_DIVISOR  // (a build may set it, to measure another threshold)
-#define MFREC_LIGHT_DIVISOR 4
+#define MFREC_LIGHT_DIVISOR 2
 #endif
-constexpr Index kLightDivisor = MFREC_LIGHT_DIVISOR;  // rows with nnz <= f / kLightDivisor: Woodbury
-constexpr Index kLightWindow = 256;     // ... solved kSpdLanes at a time, from windows of rows
+// Rows with nnz <= f / kLightDivisor use Woodbury (batched, f / 2 beats f / 4 in time at every f:
+// docs/benchmarks.md, "Cholesky light rows batched").
+constexpr Index kLightDivisor = MFREC_LIGHT_DIVISOR;
+constexpr Index kLightWindow = 256;     // light rows: kSpdLanes at a time, windows of this many
 constexpr float kCgTiny = 1e-20f;       // residual norm^2 below which a CG row has converged
 
 inline Index round_up(Index n, Index m) { return (n + m - 1) / m * m; }
