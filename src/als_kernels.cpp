@@ -44,13 +44,13 @@ void check_inputs(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& Y
 // never forming A_u: A_u v = YtY v + lambda_u v + sum_{i in u} (c_ui - 1)(y_i.v) y_i. The YtY v
 // part of the whole block is one product (block x f times f x f); the sparse part is per row.
 struct CgWork {
-  std::vector<float> r, p, ap;  // residuals, directions, products (rows x ld, zero padding)
-  std::vector<float> xp;        // one x_u, padded (ld)
-  std::vector<float> rs;        // ||r||^2 per row
+  FloatBuf r, p, ap;  // residuals, directions, products (rows x ld, zero padding)
+  FloatBuf xp;        // one x_u, padded (ld)
+  FloatBuf rs;        // ||r||^2 per row
   std::vector<char> active;
-  std::vector<float> yg, wgt, negw, rhs;  // gathered y_i (nnz x ld), c_ui - 1, 1 - c_ui, c_ui p_ui
+  FloatBuf yg, wgt, negw, rhs;  // gathered y_i (nnz x ld), c_ui - 1, 1 - c_ui, c_ui p_ui
   std::vector<Index> yb, ye;              // each row's gathered y_i: [yb, ye)
-  std::vector<float> lambda, pap, rsn;    // lambda_u, and cg_steps's scratch
+  FloatBuf lambda, pap, rsn;    // lambda_u, and cg_steps's scratch
   CgWork(Index rows, Index ld)
       : r(rows * ld, 0.0f), p(rows * ld, 0.0f), ap(rows * ld), xp(ld, 0.0f), rs(rows),
         active(rows), yg(kGatherRows * ld, 0.0f), yb(rows), ye(rows), lambda(rows), pap(rows),
@@ -149,7 +149,7 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
 void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                    const AlsParams& prm, FactorMatrix& X, int nt) {
   const Index f = Y.cols(), ld = round_up(f, kPad);
-  const std::vector<float> S = padded_copy(YtY, ld);
+  const FloatBuf S = padded_copy(YtY, ld);
   const std::vector<Index> blocks =
       make_blocks(R, kCgBlockRows, std::max<Index>(1, kCgBlockFloats / f));
   const Index nb = static_cast<Index>(blocks.size()) - 1;
@@ -204,7 +204,7 @@ void gram_accumulate(const FactorMatrix& Y, Index begin, Index end, Eigen::Matri
   std::vector<RowMatD> part(tasks * nbands);  // lower triangle
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<float> buf(copy ? kGramChunk * ld : 0, 0.0f), tile(kMr * ld);
+    FloatBuf buf(copy ? kGramChunk * ld : 0, 0.0f), tile(kMr * ld);
 #pragma omp for schedule(dynamic, 1)
     for (Index item = 0; item < tasks * nbands; ++item) {
       const Index task = item / nbands, band = item % nbands;
@@ -285,13 +285,13 @@ LossTerms loss_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix&
   kernel_path();  // chosen here, outside the parallel region: a bad MFREC_KERNELS throws cleanly
   const Index f = Y.cols(), ld = round_up(f, kPad);
   if (f == 0 || R.n_rows() == 0) return {};
-  const std::vector<float> S = padded_copy(YtY, ld);
+  const FloatBuf S = padded_copy(YtY, ld);
   const std::vector<Index> blocks = make_blocks(R, kCgBlockRows, kBlockNnz);
   const Index nb = static_cast<Index>(blocks.size()) - 1;
   std::vector<LossTerms> part(nb);  // summed in block order: independent of the thread count
 #pragma omp parallel num_threads(resolve_threads(threads))
   {
-    std::vector<float> Q(kCgBlockRows * ld);
+    FloatBuf Q(kCgBlockRows * ld);
 #pragma omp for schedule(dynamic, 1)
     for (Index bi = 0; bi < nb; ++bi) {
       const Index u0 = blocks[bi], n = blocks[bi + 1] - u0;
@@ -353,8 +353,8 @@ double solve_rows_flops(const CsrBlock& R, const AlsParams& p) {
     } else if (row.n == 0) {
     } else if (is_light(row, p, p.factors)) {
       light_nnz += k;
-      // m, G m, G M G^T (one triangle), k x k LLT and solve, x = m - Z s
-      flops += 2 * f * k + 2 * f * k + f * k * (k + 1) + k * k * k / 3 + 2 * k * k + 2 * f * k;
+      // Y_u Z_u^T (one triangle), its G rows times b, k x k LLT and solves, x = Z_u^T (b - s)
+      flops += f * k * (k + 1) + 2 * k * k + k * k * k / 3 + 2 * k * k + 2 * f * k;
     } else {
       // A += Y_u^T (C - I) Y_u (one triangle), b, f x f LLT, two triangular solves
       flops += k * f * (f + 1) + 2 * f * k + f * f * f / 3 + 2 * f * f;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "als_simd_internal.hpp"
@@ -25,15 +26,42 @@ constexpr Index kBlockNnz = 16384;      // ... or this many non-zeros (also loss
 constexpr Index kGramChunk = 256;       // rows per float partial Gram (then summed in double)
 constexpr Index kGramSpan = 4096;       // rows per Gram task (a multiple of kGramChunk)
 constexpr Index kGatherRows = 256;      // gathered rows per rank-k update of the direct solver
-constexpr Index kLightDivisor = 4;      // rows with nnz <= f / kLightDivisor use Woodbury
+#ifndef MFREC_LIGHT_DIVISOR  // (a build may set it, to measure another threshold)
+#define MFREC_LIGHT_DIVISOR 2
+#endif
+// Rows with nnz <= f / kLightDivisor use Woodbury (batched, f / 2 beats f / 4 in time at every f:
+// docs/benchmarks.md, "Cholesky light rows batched").
+constexpr Index kLightDivisor = MFREC_LIGHT_DIVISOR;
+constexpr Index kLightWindow = 256;     // light rows: kSpdLanes at a time, windows of this many
 constexpr float kCgTiny = 1e-20f;       // residual norm^2 below which a CG row has converged
 
 inline Index round_up(Index n, Index m) { return (n + m - 1) / m * m; }
+
+// Scratch vectors on 64-byte boundaries: a padded row then starts a cache line, and no vector load
+// or store of the kernels splits one (with the heap's 16-byte alignment, whether they did depended
+// on what was allocated before: the direct solver's rows ran 10-20% slower or faster for it).
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}));
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const Aligned64<U>&) const { return false; }
+};
+using FloatBuf = std::vector<float, Aligned64<float>>;
 inline int resolve_threads(int t) { return t > 0 ? t : omp_get_max_threads(); }
 
 // ---- the inner kernels: als_simd.inc, for the instruction set chosen at run time ---------------
 using simd::Accumulate;
 constexpr Index kPad = simd::kSimdPad;  // row padding (floats) of every padded operand
+using simd::kSpdLanes;
 constexpr int kMr = 6;                  // rows per Gram tile (the products' own tiles are inside)
 
 // C = A B, row-deterministic (als_simd_internal.hpp).
@@ -44,9 +72,9 @@ inline void small_gemm(Index rows, Index depth, const float* a, Index a_rs, Inde
 
 // f x ld row-major copy of a symmetric f x f matrix, zero-padded to ld = round_up(f, kPad)
 // columns so that it can be the B operand of small_gemm.
-inline std::vector<float> padded_copy(const DenseMatrix& S, Index ld) {
+inline FloatBuf padded_copy(const DenseMatrix& S, Index ld) {
   const Index f = S.rows();
-  std::vector<float> out(static_cast<size_t>(f * ld), 0.0f);
+  FloatBuf out(static_cast<size_t>(f * ld), 0.0f);
   for (Index k = 0; k < f; ++k)
     for (Index j = 0; j < f; ++j) out[k * ld + j] = S(k, j);
   return out;
@@ -118,6 +146,27 @@ inline void gather_rows(const FactorMatrix& Y, const std::int32_t* idx, Index n,
 
 // The exact solver (als_exact.cpp).
 bool is_light(const RowNz& row, const AlsParams& prm, Index f);
+
+// Its light rows (als_light.cpp): scratch for up to kSpdLanes rows of at most max_k non-zeros;
+// own_z: room for the z_t of rows solved without a precomputed Z.
+struct LightWork {
+  Index kmax;
+  std::vector<const float*> yp, zp;  // per lane: y_t, z_t of the row's non-zeros
+  std::vector<float> P, bc, coef;    // per lane: y_t . z_c (lower triangle), c_t p_t; x's terms
+  std::vector<Index> gi, ga;         // per lane: G's non-zeros, and each non-zero's place in G
+  std::vector<Index> kn, kg;         // per lane: non-zeros, and how many in G
+  std::vector<double> winv, C, s, inv;  // W^-1 per lane; the systems, as spd_lanes lays them out
+  std::vector<char> ok;
+  std::vector<float> ybuf, zbuf;     // gathered y_t, and the lanes' own z_t
+  LightWork(Index f, Index ld, Index max_k, bool own_z);
+};
+// Solves the light rows rows[0:n), n <= kSpdLanes, into X; Z: z_i = M y_i of every column (ld
+// apart) or null (computed per row from Ms = M, f x ld). Rows whose system is not positive
+// definite are left alone and listed in failed (their number returned). next[0:nn): the rows of
+// the next batch, whose data it prefetches.
+Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatrix& Y,
+                 const float* Z, const float* Ms, Index ld, const AlsParams& prm, FactorMatrix& X,
+                 LightWork& w, Index* failed, const Index* next, Index nn);
 void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                          const AlsParams& prm, FactorMatrix& X, int nt);
 

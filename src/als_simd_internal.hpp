@@ -9,6 +9,7 @@ namespace mfrec::simd {
 
 constexpr Index kSimdPad = 16;  // the widest vector: every leading dimension is a multiple of it
 constexpr Index kLltBlock = 16;  // panel width of the blocked Cholesky factorisation
+constexpr Index kSpdLanes = 8;   // small SPD systems solved side by side (spd_lanes)
 
 enum class Accumulate { kSet, kAdd, kSub };
 
@@ -35,6 +36,18 @@ struct Kernels {
   // out[j] = y . z[j] for j < nz over n floats (any n); out[0:n) += sum_j coef[j] z[j] (n padded).
   void (*multi_dot)(const float* y, const float* const* z, Index nz, Index n, float* out);
   void (*multi_axpy)(const float* coef, const float* const* z, Index nz, float* out, Index n);
+  // out[0:f) = sum_{t<k} coef[t] z[t][0:f), in order of t, with the z[t] padded and out not.
+  void (*combine)(const float* coef, const float* const* z, Index k, float* out, Index f);
+  // out[t * ldo + c] = y[t] . z[c] for c <= t < k, over n floats (any n): a lower triangle.
+  void (*tri_dots)(const float* const* y, const float* const* z, Index k, Index n, float* out,
+                   Index ldo);
+  // kSpdLanes independent k x k SPD systems C x = s, lane l the l-th of each group of kSpdLanes
+  // doubles: C(i, j) = c[(i ldc + j) kSpdLanes + l] (lower triangle, overwritten by its Cholesky
+  // factor), s_i = s[i kSpdLanes + l] (overwritten by x); inv: scratch, k kSpdLanes doubles.
+  // Every lane runs the same operations, so a lane's result depends on its own system only, and a
+  // system padded with identity rows (and zeros in s) solves to the same values, bit for bit.
+  // ok[l] = 0 where a pivot was not positive (that lane's x is then meaningless).
+  void (*spd_lanes)(Index k, Index ldc, double* c, double* s, double* inv, char* ok);
   // The start of CG for a row (x: length f; xp, r, p, ap: padded, length n; ap = YtY x on entry,
   // xp's padding zero): xp = x, r = -ap - lambda x + sum_{t<k} (alpha[t] + beta[t] (y_t.x)) y_t,
   // p = r; returns r.r (computed as dot(r, r, n) is).

@@ -95,9 +95,9 @@ TEST(KernelPaths, EveryPathSolvesToTheDenseOracle) {
     for (Index f : {8, 20, 37, 64}) {
       const FactorMatrix Y = random_factors(n_items, f, 40 + static_cast<unsigned>(f), 0.3f);
       const DenseMatrix YtY = gram(Y);
-      // empty, Woodbury (k <= f/4), direct (k > f/4, several 16-row tiles, > one gather chunk
+      // empty, Woodbury (k <= f/2), direct (k > f/2, several 16-row tiles, > one gather chunk
       // of the CG sweeps' 4-row groups plus a remainder)
-      const std::vector<Index> counts = {0, 1, 2, std::max<Index>(1, f / 4), f / 4 + 1, 31, 90};
+      const std::vector<Index> counts = {0, 1, 2, std::max<Index>(1, f / 2), f / 2 + 1, 31, 90};
       for (const Setting& s : kSettings) {
         const CsrBlock R = random_csr(counts, n_items, 7 + static_cast<unsigned>(f));
         AlsParams chol = params(s, f, Solver::kCholesky), cg = params(s, f, Solver::kConjugateGradient);

@@ -64,7 +64,7 @@ AlsParams params(const Case& c, Index f, Solver s) {
   return p;
 }
 
-// 0 non-zeros (empty), 1-2 (Woodbury path at f = 8), 3-12 (rank-1 updates), 20-25 (gathered GEMM).
+// 0 non-zeros (empty), 1-4 (Woodbury path at f = 8), 5-12 (rank-1 updates), 20-25 (gathered GEMM).
 const std::vector<Index> kCounts = {3, 0, 1, 2, 7, 12, 20, 25, 1, 0, 4};
 
 TEST(GramAccumulate, EqualsDoubleProductOnARowRange) {
@@ -153,7 +153,7 @@ TEST(CholeskySolver, MatchesDenseOracle) {
   }
 }
 
-// Rows with nnz <= f/4 take the Woodbury path, with z_i = M y_i precomputed for all columns when
+// Rows with nnz <= f/2 take the Woodbury path, with z_i = M y_i precomputed for all columns when
 // the block holds many such rows, per row otherwise. Both must match the oracle, and a row's
 // result must be bitwise the same whichever CsrBlock it is solved in.
 TEST(CholeskySolver, LightRowsMatchOracleAndDoNotDependOnTheBlock) {
@@ -177,6 +177,42 @@ TEST(CholeskySolver, LightRowsMatchOracleAndDoNotDependOnTheBlock) {
       FactorMatrix x1 = FactorMatrix::Zero(1, f);
       solve_rows(one, Y, YtY, p, x1, 1);
       EXPECT_TRUE(bitwise_equal(x1, X.middleRows(u, 1))) << "row " << u;
+    }
+  }
+}
+
+// Light rows are solved kSpdLanes at a time, each window's rows ordered by their number of
+// non-zeros, the lanes' k x k systems padded to the batch's largest: rows of every k up to f / 2
+// side by side (and rows of c = 1 or p = 0 outside G) must match the oracle and be bitwise the
+// same as when solved alone (a batch of one, z_i computed for that row only).
+TEST(CholeskySolver, BatchedLightRowsOfMixedSizeMatchOracleAndTheRowAlone) {
+  const Index f = 64, n_items = 120;
+  const FactorMatrix Y = random_factors(n_items, f, 31, 0.2f);
+  const DenseMatrix YtY = gram(Y);
+  std::vector<Index> counts(700);
+  std::mt19937 rng(5);
+  for (Index& k : counts) k = rng() % 7 == 0 ? 0 : 1 + static_cast<Index>(rng() % (f / 2));
+  counts[100] = f / 2 + 3;  // a direct row among them
+  for (const Case& c : kCases) {
+    const CsrBlock R =
+        random_csr(counts, n_items, 41, /*odd_values=*/c.rule == ConfidenceRule::kHu);
+    const AlsParams p = params(c, f, Solver::kCholesky);
+    FactorMatrix X = FactorMatrix::Constant(R.n_rows(), f, 5.0f);
+    solve_rows(R, Y, YtY, p, X, 2);
+    for (Index u = 0; u < R.n_rows(); ++u) {
+      if (counts[u] == 0) {
+        EXPECT_EQ(X.row(u).norm(), 0.0f) << "row " << u;
+        continue;
+      }
+      EXPECT_LT(rel_err(X.row(u).transpose().cast<double>(), solve_row_dense_oracle(R, u, Y, p)),
+                1e-4)
+          << "row " << u << " nnz " << counts[u];
+    }
+    for (Index u = 0; u < R.n_rows(); u += 23) {
+      const CsrBlock one = R.row_range(u, u + 1);
+      FactorMatrix x1 = FactorMatrix::Zero(1, f);
+      solve_rows(one, Y, YtY, p, x1, 1);
+      EXPECT_TRUE(bitwise_equal(x1, X.middleRows(u, 1))) << "row " << u << " nnz " << counts[u];
     }
   }
 }

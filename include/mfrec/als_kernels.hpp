@@ -80,7 +80,7 @@ Index gram_chunk_start(Index row);
 //    lockstep over blocks of rows so that YtY times the block's directions is one matrix product.
 //  * kCholesky: an exact solve. Rows with many non-zeros factor their own f x f system (blocked
 //    Cholesky in float; pivoted LDLT in double if A_u is not positive definite). Rows with few non-zeros
-//    (k <= f/4, all c_ui >= 1, lambda > 0, no ALS-WR) solve the equivalent k x k capacitance
+//    (k <= f/2, all c_ui >= 1, lambda > 0, no ALS-WR) solve the equivalent k x k capacitance
 //    system instead (Sherman-Morrison-Woodbury against M = (YtY + lambda I)^-1, inverted once
 //    per call): O(k^2 f) rather than O(f^3) per row.
 // Uses `threads` OpenMP threads (<= 0: omp_get_max_threads()).
