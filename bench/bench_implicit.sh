@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Seconds per ALS iteration of mfrec_dist (the README's launch: mpirun -n 2, one thread per rank)
-# and of the Python `implicit` package (AlternatingLeastSquares on the same 2 cores) on the same
-# matrix: the default data set, prepared once, which mfrec_dist reads as HDF5 and implicit reads
-# as the CSV that mfrec_prep --export-csv writes from it. Same model: confidence c = alpha r
-# (mfrec_dist --confidence implicit, as implicit), alpha 40, lambda 10, 3 CG steps.
+# and of the Python `implicit` package (AlternatingLeastSquares on the CPU, 2 threads, on the same
+# 2 cores) on the same matrix: the default data set, prepared once, which mfrec_dist reads as HDF5
+# and implicit reads as the CSV that mfrec_prep --export-csv writes from it, given mfrec's shape
+# (users and items without training rows stay as empty rows, as in mfrec). Same model: confidence
+# c = alpha r (mfrec_dist --confidence implicit; implicit's fit multiplies its input by alpha, so the
+# raw r is passed), alpha 40, lambda 10, 3 CG steps, float32; solver cg (implicit use_cg=True) or
+# cholesky (use_cg=False). A second per iteration is the mean over the iterations of one run of both
+# half-steps (mfrec's report "seconds_per_iteration"; implicit's fit callback), so neither side's
+# loading or set-up counts. The table at the end has the median over the rounds and implicit / mfrec.
 #
 #   bash bench/bench_implicit.sh [BUILD_DIR]
+#   PYTHONPATH=/path/to/implicit/source bash bench/bench_implicit.sh build   # an out-of-tree build
 #
-# Exit status: 0 measured; 77 skipped because `implicit` (or scipy) is not importable by
-# /usr/bin/python3 -- said plainly on stderr, nothing measured; 1 a run failed; 2 bad settings.
+# The header names the implicit that ran (version, file, its native ALS module, the BLAS).
+# Exit status: 0 measured; 77 skipped because `implicit` (with its compiled CPU ALS, implicit.cpu._als),
+# scipy or numpy is not importable by $PYTHON -- said plainly on stderr, nothing measured; 1 a run
+# failed or the two matrices differ; 2 bad settings.
 # Environment (defaults in brackets):
 #   WORK        scratch directory, the data set is made there once [${TMPDIR:-/tmp}/mfrec_bench_implicit]
 #   FACTORS     ["64 128 200"]   SOLVERS ["cg cholesky"]   ITERATIONS [5]   ROUNDS [1]
-#   PYTHON      [/usr/bin/python3]
+#   PYTHON      [/usr/bin/python3]; PYTHONPATH, when exported, is passed to it unchanged
+#   OPENBLAS_NUM_THREADS  for implicit's process [1, as implicit asks: its threads call BLAS per row]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$(cd "${1:-$root/build}" && pwd)"
@@ -24,14 +33,21 @@ ITERATIONS=${ITERATIONS:-5} ROUNDS=${ROUNDS:-1} PYTHON=${PYTHON:-/usr/bin/python
 for s in $SOLVERS; do
   [[ $s == cg || $s == cholesky ]] || { echo "bench_implicit: SOLVERS: cg or cholesky, got '$s'" >&2; exit 2; }
 done
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
-if ! why=$("$PYTHON" -c 'import implicit, scipy.sparse, numpy; print(implicit.__version__)' 2>&1); then
+if ! why=$("$PYTHON" -c 'import implicit, implicit.cpu._als, scipy.sparse, numpy
+print(implicit.__version__, implicit.__file__, implicit.cpu._als.__file__)' 2>&1); then
   echo "bench_implicit: SKIPPED, nothing measured: the Python package 'implicit' is not importable" \
        "by $PYTHON ($(tail -1 <<<"$why")). Install it (pip install implicit) where a package index" \
-       "is reachable and rerun; exit status 77 means skipped." >&2
+       "is reachable, or export PYTHONPATH to a source tree with its CPU extensions built, and rerun;" \
+       "exit status 77 means skipped." >&2
   exit 77
 fi
-implicit_version=$why
+read -r implicit_version implicit_file implicit_als <<<"$(tail -1 <<<"$why")"
+blas=$("$PYTHON" -c 'import scipy.linalg, threadpoolctl
+print("; ".join(" ".join(str(a.get(k)) for k in ("internal_api", "version", "architecture", "filepath"))
+                for a in threadpoolctl.threadpool_info() if a.get("user_api") == "blas"))' 2>/dev/null ||
+       echo "unknown (threadpoolctl not importable)")
 
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
@@ -44,24 +60,33 @@ if [ ! -f "$data" ] || [ ! -f "$WORK/csv/train.csv" ]; then
   mpirun --bind-to none -n 2 "$bin/mfrec_prep" --input "$WORK/retail.h5" --output "$data" \
     --export-csv "$WORK/csv" -q
 fi
-echo "== implicit $implicit_version; $(getconf _NPROCESSORS_ONLN) CPUs; $ITERATIONS iterations," \
-  "$ROUNDS round(s); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== implicit $implicit_version from $implicit_file (native ALS $implicit_als)"
+echo "== BLAS of $PYTHON: $blas; OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS"
+echo "== $(getconf _NPROCESSORS_ONLN) CPUs; $ITERATIONS iterations, $ROUNDS round(s);" \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 : >"$WORK/times.txt"
+shown_shape=""
 for ((r = 1; r <= ROUNDS; r++)); do
   for s in $SOLVERS; do
     for f in $FACTORS; do
       mpirun -n 2 "$bin/mfrec_dist" --data "$data" --output "" --factors "$f" --solver "$s" \
-        --iterations "$ITERATIONS" --confidence implicit --alpha 40 --regularization 10 \
+        --iterations "$ITERATIONS" --confidence implicit --alpha 40 --regularization 10 --cg-steps 3 \
         --report "$WORK/run.json" >"$WORK/run.log" 2>&1 ||
         { echo "bench_implicit: mfrec_dist failed:" >&2; tail -20 "$WORK/run.log" >&2; exit 1; }
-      m=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds_per_iteration"])' \
+      # seconds per iteration, ranks x threads, users, items, training non-zeros
+      read -r m mshape < <("$PYTHON" -c 'import json, sys
+d = json.load(open(sys.argv[1])); t = d["data"]
+print(d["seconds_per_iteration"], str(d["ranks"]) + "x" + str(d["threads"]), t["users"], t["items"],
+      t["nnz_train"])' \
         "$WORK/run.json")
-      i=$("$PYTHON" - "$WORK/csv/train.csv" "$f" "$s" "$ITERATIONS" <<'PYEOF'
+      read -r _ mu mi mnnz <<<"$mshape"
+      ires=$("$PYTHON" - "$WORK/csv/train.csv" "$f" "$s" "$ITERATIONS" "$mu" "$mi" <<'PYEOF'
 import csv, sys, time
 import numpy as np, scipy.sparse as sp
 from implicit.als import AlternatingLeastSquares
-path, f, solver, iters = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+path, solver = sys.argv[1], sys.argv[3]
+f, iters, n_users, n_items = map(int, (sys.argv[2], *sys.argv[4:7]))
 users, items, rows, cols, vals = {}, {}, [], [], []
 with open(path, newline="") as fh:
     rd = csv.reader(fh)
@@ -70,15 +95,33 @@ with open(path, newline="") as fh:
         rows.append(users.setdefault(u, len(users)))
         cols.append(items.setdefault(i, len(items)))
         vals.append(float(v))
-m = sp.csr_matrix((np.array(vals, np.float32), (rows, cols)), shape=(len(users), len(items)))
+if len(users) > n_users or len(items) > n_items:
+    sys.exit(f"train.csv has {len(users)} users x {len(items)} items, more than mfrec's "
+             f"{n_users} x {n_items}")
+# mfrec's shape: its users and items without training rows are empty rows here too
+m = sp.csr_matrix((np.array(vals, np.float32), (rows, cols)), shape=(n_users, n_items))
 model = AlternatingLeastSquares(factors=f, regularization=10.0, alpha=40.0, iterations=iters,
-                                use_cg=(solver == "cg"), cg_steps=3, num_threads=2,
-                                calculate_training_loss=False, random_state=42)
-t0 = time.perf_counter()
-model.fit(m, show_progress=False)
-print((time.perf_counter() - t0) / iters)
+                                use_cg=(solver == "cg"), use_gpu=False, dtype=np.float32,
+                                num_threads=2, calculate_training_loss=False, random_state=42)
+model.cg_steps = 3  # not a constructor argument in 0.7; 3 is its default
+seconds = []
+model.fit(m, show_progress=False, callback=lambda it, elapsed, loss: seconds.append(elapsed))
+assert len(seconds) == iters and model.user_factors.shape == (n_users, f), "unexpected fit"
+print(sum(seconds) / iters, m.shape[0], m.shape[1], m.nnz, model.item_factors.shape[1])
 PYEOF
       ) || { echo "bench_implicit: implicit failed" >&2; exit 1; }
+      read -r i iu ii innz ifac <<<"$ires"
+      if [[ "$iu $ii $innz" != "$mu $mi $mnnz" ]]; then
+        echo "bench_implicit: the matrices differ: mfrec $mu x $mi, $mnnz non-zeros;" \
+             "implicit $iu x $ii, $innz non-zeros" >&2
+        exit 1
+      fi
+      if [ -z "$shown_shape" ]; then
+        shown_shape=1
+        echo "== training matrix: mfrec ${mu} users x ${mi} items, ${mnnz} non-zeros" \
+          "(${mshape%% *} ranks x threads); implicit ${iu} x ${ii}, ${innz} non-zeros"
+      fi
+      [[ $ifac == "$f" ]] || echo "== note: implicit's factors are $ifac at f = $f"
       printf '%s\t%s\t%s\t%s\n' "$s" "$f" "$m" "$i" >>"$WORK/times.txt"
       printf '%-9s f=%-4s mfrec %8.4f s/iter  implicit %8.4f s/iter\n' "$s" "$f" "$m" "$i"
     done
@@ -92,8 +135,11 @@ for line in open(sys.argv[1]):
     s, f, m, i = line.rstrip("\n").split("\t")
     t.setdefault((s, int(f)), []).append((float(m), float(i)))
 print(f"{'solver':9s} {'f':>4s} {'mfrec s/iter':>13s} {'implicit s/iter':>16s} {'speed-up':>9s}")
+ratios = []
 for (s, f), v in t.items():
     m = statistics.median(x[0] for x in v)
     i = statistics.median(x[1] for x in v)
+    ratios.append(i / m)
     print(f"{s:9s} {f:4d} {m:13.4f} {i:16.4f} {i / m:8.1f}x")
+print(f"smallest speed-up {min(ratios):.1f}x")
 PYEOF
