@@ -324,8 +324,9 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &ru);
     const PhaseTimer::Stat rss =
         PhaseTimer::summarize({{"rss", static_cast<double>(ru.ru_maxrss) / 1024.0}}, world).at("rss");
-    spdlog::info("peak memory per rank: {:.0f} / {:.0f} / {:.0f} MiB (min / mean / max over {} ranks)", rss.min,
-                 rss.mean, rss.max, world.size());
+    if (world.is_root())  // group roots log too: once for the run
+      spdlog::info("peak memory per rank: {:.0f} / {:.0f} / {:.0f} MiB (min / mean / max over {} ranks)", rss.min,
+                   rss.mean, rss.max, world.size());
 
     // Write, register, report: rank 0's files; every rank agrees on the outcome.
     agree_on(world, [&] {
