@@ -155,6 +155,28 @@ if prep 1 -i "$ML/u.data" -o cat1.h5 --encoding latin1 --items "$ML/u.item" --it
 else
   fail "catalogs differ with the rank count" "$(tail -3 log)"
 fi
+# --user-order category moves each user's catalog columns (and, with --split time, its records'
+# times) to the rank that owns its new number: the same bytes on 1, 3 and 8 ranks (8 > 5 users),
+# and each id keeps its occupation. u.item's 6th column (a genre flag) serves as the category.
+uo_args=(-i "$ML/u.data" --encoding latin1 --items "$ML/u.item" --items-columns id,name,-,-,-,category
+  --users "$ML/u.user" --users-columns id,age,gender,occupation,zip --user-order category --split time --holdout-last 1)
+if prep 1 "${uo_args[@]}" -o uo1.h5 && prep 3 "${uo_args[@]}" -o uo3.h5 && prep 8 "${uo_args[@]}" -o uo8.h5 &&
+   cmp -s uo1.h5 uo3.h5 && cmp -s uo1.h5 uo8.h5; then
+  pass "--user-order category with a users catalog and --split time: 1, 3 and 8 ranks write the same bytes"
+else
+  fail "--user-order category with catalogs" "$(tail -3 log)"
+fi
+if "$PY" -c 'import h5py' 2>/dev/null; then
+  if "$PY" - <<'PYEOF'
+import h5py
+with h5py.File("uo1.h5", "r") as f:
+    users = [x.decode() for x in f["users/id"][:]]
+    occ = dict(zip(users, [x.decode() for x in f["users/occupation"][:]]))
+    assert occ == {"1": "technician", "2": "other", "3": "writer", "4": "technician", "5": "other"}, occ
+    assert users != sorted(users) and f.attrs["user_order"] == b"category", users
+PYEOF
+  then pass "--user-order category: users renumbered, each with its own catalog columns"; else fail "--user-order catalog columns"; fi
+fi
 printf 'movieId,title,genres\n1,Toy Story (1995),Animation|Children\n"5","Heat (1995)",Action\n' >movies.csv
 expect_ok "items catalog with a header (movieId,title,genres)" -i "$ML/u.data" -o movies.h5 --items movies.csv
 grep -q "2 of 6 items described" log && pass "header catalog: 2 of 6 described" || fail "header catalog log" "$(cat log)"
