@@ -90,13 +90,13 @@ void order_items_by_category(Loaded& L, const std::string& input) {
 void order_users_by_category(Loaded& L, const std::string& input, const Comm& comm) {
   const dataset::ItemTable& t = L.items;
   require_categories(t, input, "user-order");
-  // Each item's place in the category order, and its category's number in that order.
+  // Each item's place in the category order, and the category number of each place.
   const std::vector<std::int32_t> order = category_order(t);
   std::vector<std::int32_t> place(order.size()), code(order.size());
   for (std::size_t k = 0, c = 0; k < order.size(); ++k) {
     if (k > 0 && t.category[static_cast<std::size_t>(order[k])] != t.category[static_cast<std::size_t>(order[k - 1])]) ++c;
     place[static_cast<std::size_t>(order[k])] = static_cast<std::int32_t>(k);
-    code[static_cast<std::size_t>(order[k])] = static_cast<std::int32_t>(c);
+    code[k] = static_cast<std::int32_t>(c);
   }
   // This rank's users' records grouped by user (a counting sort of the items' places).
   const int rank = comm.rank();
@@ -121,8 +121,8 @@ void order_users_by_category(Loaded& L, const std::string& input, const Comm& co
     e = std::unique(b, e);  // a user's items, not its events: what the solver reads
     std::int64_t best = 0;
     for (auto run = b; run != e;) {
-      const std::int32_t c = code[static_cast<std::size_t>(order[static_cast<std::size_t>(*run)])];
-      auto end = std::find_if(run, e, [&](std::int32_t q) { return code[static_cast<std::size_t>(order[static_cast<std::size_t>(q)])] != c; });
+      const std::int32_t c = code[static_cast<std::size_t>(*run)];
+      auto end = std::find_if(run, e, [&](std::int32_t q) { return code[static_cast<std::size_t>(q)] != c; });
       if (end - run > best) best = end - run, key[static_cast<std::size_t>(u)] = *run;
       run = end;
     }
