@@ -93,8 +93,9 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
   } else {
     // A block whose exchange holds every row of the other side reads them at their ids.
     auto remap = [](Side& s, const CsrBlock& block, const RowExchange& ex) {
-      s.remapped = ex.held() == block.n_cols ? CsrBlock{} : remap_columns(block, ex);
-      s.block = ex.held() == block.n_cols ? &block : &s.remapped;
+      const bool at_ids = ex.held() == block.n_cols;
+      s.remapped = at_ids ? CsrBlock{} : remap_columns(block, ex);
+      s.block = at_ids ? &block : &s.remapped;
     };
     remap(users_, data.users, items_.ex);
     if (items_.stages.empty()) {
@@ -150,27 +151,25 @@ DenseMatrix Trainer::gram(const Side& s, bool metered) const {
 
 void Trainer::half_step(Side& mine, const Side& other) {
   DenseMatrix G = gram(other, true);
-  if (mine.stages.empty())
+  if (mine.stages.empty()) {
     phase("solve", false, [&] { solve_rows(*mine.block, reads(other), G, cfg_.als, mine.own, cfg_.threads); });
-  // One buffer for every stage (each block's n_cols is its rows), so it is not reallocated, and
-  // page-faulted afresh, stage after stage; freed after the half-step. `mine.held` (this side's
-  // rows the other half-step reads) is not read while the stages are solved and is rewritten
-  // whole by the exchange below: it is released meanwhile, so the two are never held at once
-  // (at 100x on 16 ranks, 63 MB of item rows off the busiest rank's peak).
-  if (!mine.stages.empty()) {
+  } else {
+    // One buffer for every stage (each block's n_cols is its rows), so it is not reallocated, and
+    // page-faulted afresh, stage after stage; zeroed once, as the direct solver may transform
+    // every row of it (rows past a stage's own are never used). `mine.held` (this side's rows the other half-step reads) is not read while the
+    // stages are solved and is rewritten whole by the exchange below: it is released meanwhile,
+    // so the two are never held at once (at 100x on 16 ranks, 63 MB of item rows off the peak).
     mine.held.resize(0, cfg_.als.factors);
     resize_huge(stage_held_, mine.stages.front().block.n_cols, cfg_.als.factors);
     stage_held_.setZero();
-  }
-  for (const Stage& st : mine.stages) {
-    phase("exchange", true, [&] { st.ex.run(comm_, other.own, stage_held_, cfg_.threads); });
-    phase("solve", false, [&] {
-      FactorMatrix rows = mine.own.middleRows(st.begin, st.end - st.begin);
-      solve_rows(st.block, stage_held_, G, cfg_.als, rows, cfg_.threads);
-      mine.own.middleRows(st.begin, st.end - st.begin) = rows;
-    });
-  }
-  if (!mine.stages.empty()) {
+    for (const Stage& st : mine.stages) {
+      phase("exchange", true, [&] { st.ex.run(comm_, other.own, stage_held_, cfg_.threads); });
+      phase("solve", false, [&] {
+        FactorMatrix rows = mine.own.middleRows(st.begin, st.end - st.begin);
+        solve_rows(st.block, stage_held_, G, cfg_.als, rows, cfg_.threads);
+        mine.own.middleRows(st.begin, st.end - st.begin) = rows;
+      });
+    }
     stage_held_.resize(0, cfg_.als.factors);  // held only while solving
     resize_huge(mine.held, mine.ex.held(), cfg_.als.factors);
   }
