@@ -39,7 +39,7 @@ RowExchange RowExchange::allgather(const Comm& comm, const Bounds& bounds) {
 }
 
 RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width,
-                                double send_budget) {
+                                double buffer_budget) {
   const int P = comm.size(), me = comm.rank();
   RowExchange ex;
   ex.bounds_ = bounds;
@@ -81,10 +81,11 @@ RowExchange RowExchange::sparse(const Comm& comm, const Bounds& bounds, std::vec
     ex.rows_sent_ += ex.send_counts_[r];
     ex.rows_received_ += ex.recv_counts_[r];
   }
-  // The rows travel in rounds that keep the send buffer under send_budget bytes (the same round
-  // count on every rank, so the slices of each pair's list agree on both sides).
-  const double bytes = static_cast<double>(ex.send_rows_.size()) * width * sizeof(Real);
-  ex.rounds_ = std::max<int>(1, comm.max(static_cast<int>(std::ceil(bytes / std::max(1.0, send_budget)))));
+  // The rows travel in rounds that keep the send buffer, and the receive buffer of a run with
+  // slots, under buffer_budget bytes (the same round count on every rank, so the slices of each
+  // pair's list agree on both sides).
+  const double bytes = static_cast<double>(std::max<Index>(ex.rows_sent_, ex.rows_received_)) * width * sizeof(Real);
+  ex.rounds_ = std::max<int>(1, comm.max(static_cast<int>(std::ceil(bytes / std::max(1.0, buffer_budget)))));
   return ex;
 }
 
@@ -93,18 +94,22 @@ Index RowExchange::position(Index id) const {
   return static_cast<Index>(std::lower_bound(ids_.begin(), ids_.end(), id) - ids_.begin());
 }
 
-void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held, int threads) const {
+void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held, int threads,
+                      const std::vector<std::int32_t>* slots) const {
   const Index f = own.cols();
-  if (held.rows() < this->held() || held.cols() != f)
+  if (held.cols() != f || (slots ? static_cast<Index>(slots->size()) != this->held() : held.rows() < this->held()))
     throw Error("RowExchange: held matrix of the wrong shape");
   if (full_) {
+    if (slots) throw Error("RowExchange: an allgather exchange holds rows at their global ids");
     comm.allgatherv_rows(own.data(), own.rows(), part_sizes(bounds_), f, held.data());
     return;
   }
+  // Held row j goes to row dest(j) of `held`: j itself, or its slot.
+  auto dest = [&](Index j) { return slots ? Index{(*slots)[static_cast<std::size_t>(j)]} : j; };
   const Index first = bounds_[comm.rank()];
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (Index j = self_first_; j < self_first_ + self_count_; ++j)
-    std::memcpy(held.row(j).data(), own.row(ids_[static_cast<std::size_t>(j)] - first).data(), sizeof(Real) * f);
+    std::memcpy(held.row(dest(j)).data(), own.row(ids_[static_cast<std::size_t>(j)] - first).data(), sizeof(Real) * f);
   // Round k sends, of each pair's list of n rows, the slice [k q, min(n, (k+1) q)), q = ceil(n / rounds).
   auto slice = [this](std::int64_t n, int k) {
     const std::int64_t q = (n + rounds_ - 1) / rounds_, b = std::min(n, k * q);
@@ -113,9 +118,10 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
   const int P = comm.size();
   std::vector<int> sc(P), sd(P), rc(P), rd(P);
   // Allocated per run, not kept: a rank may hold many exchanges (stages), each up to the budget.
-  FactorMatrix send_buf;
+  // With slots, rows are received into recv_buf and then copied to their slots.
+  FactorMatrix send_buf, recv_buf;
   for (int k = 0; k < rounds_; ++k) {
-    int packed = 0;
+    int packed = 0, received = 0;
     for (int r = 0; r < P; ++r) {
       const auto [b, n] = slice(send_counts_[r], k);
       sc[r] = static_cast<int>(n);
@@ -123,9 +129,11 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
       packed += sc[r];
       const auto [rb, rn] = slice(recv_counts_[r], k);
       rc[r] = static_cast<int>(rn);
-      rd[r] = recv_displs_[r] + static_cast<int>(rb);
+      rd[r] = slots ? received : recv_displs_[r] + static_cast<int>(rb);
+      received += rc[r];
     }
     if (send_buf.rows() < packed) send_buf.resize(packed, f);
+    if (slots && recv_buf.rows() < received) recv_buf.resize(received, f);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int r = 0; r < P; ++r) {
       const std::int64_t b = slice(send_counts_[r], k).first;
@@ -133,7 +141,14 @@ void RowExchange::run(const Comm& comm, const FactorMatrix& own, FactorMatrix& h
         std::memcpy(send_buf.row(sd[r] + j).data(), own.row(send_rows_[static_cast<std::size_t>(send_displs_[r] + b + j)]).data(),
                     sizeof(Real) * f);
     }
-    comm.alltoallv_rows(send_buf.data(), sc, sd, held.data(), rc, rd, f);
+    comm.alltoallv_rows(send_buf.data(), sc, sd, slots ? recv_buf.data() : held.data(), rc, rd, f);
+    if (!slots) continue;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < P; ++r) {
+      const Index b = recv_displs_[r] + slice(recv_counts_[r], k).first;
+      for (int j = 0; j < rc[r]; ++j)
+        std::memcpy(held.row(dest(b + j)).data(), recv_buf.row(rd[r] + j).data(), sizeof(Real) * f);
+    }
   }
 }
 
@@ -170,66 +185,114 @@ std::vector<Index> wanted_rows(const Bounds& bounds, int rank, const CsrBlock& o
 
 namespace {
 
-// Where consecutive stages of `block` end when each grows row by row while its distinct columns
-// stay within `cap` (a row with more columns is a stage of its own): the fewest stages for that
-// cap, as a distinct count only grows with the range. `pos`: each non-zero's column as its
-// position among the referenced columns (`n` of them).
-std::vector<Index> stage_ends(const CsrBlock& block, const std::vector<std::int32_t>& pos, std::size_t n, Index cap) {
-  std::vector<std::int32_t> counted(n, -1);  // the stage that last counted each column
+// Where consecutive stages of a block end when each grows row by row while the rows live in it
+// stay within `cap` (a row with more is a stage of its own). A column is live from the stage of
+// the first row that references it to the stage of the last, so the rows [b, e) hold
+// arrived[e] - departed[b] columns: those first referenced before e, less those last referenced
+// before b. The fewest stages for that cap, as that count only grows with the range.
+std::vector<Index> stage_ends(const std::vector<Index>& arrived, const std::vector<Index>& departed, Index cap) {
+  const Index rows = static_cast<Index>(arrived.size()) - 1;
   std::vector<Index> ends;
-  Index distinct = 0, begin = 0;
-  for (Index i = 0; i < block.n_rows(); ++i) {
-    const auto first = pos.begin() + block.indptr[static_cast<std::size_t>(i)];
-    const auto last = pos.begin() + block.indptr[static_cast<std::size_t>(i) + 1];
-    auto stage = static_cast<std::int32_t>(ends.size());
-    const auto fresh = std::count_if(first, last, [&](std::int32_t p) { return counted[static_cast<std::size_t>(p)] != stage; });
-    if (i > begin && distinct + fresh > cap) {
-      ends.push_back(i);
-      begin = i;
-      distinct = 0;
-      ++stage;
-    }
-    for (auto p = first; p != last; ++p)
-      if (counted[static_cast<std::size_t>(*p)] != stage) counted[static_cast<std::size_t>(*p)] = stage, ++distinct;
-  }
-  ends.push_back(block.n_rows());
+  for (Index i = 0, b = 0; i < rows; ++i)
+    if (i > b && arrived[i + 1] - departed[b] > cap) ends.push_back(b = i);
+  ends.push_back(rows);
   return ends;
 }
+
+// A stage's packing buffers (sent rows, received rows before they go to their slots): kept small,
+// as they come on top of the stage buffer itself.
+constexpr double kStageBufferBytes = 4.0 * 1024 * 1024;
 
 }  // namespace
 
 std::vector<Stage> plan_stages(const Comm& comm, const CsrBlock& block, const Bounds& other, Index max_held, int width) {
   const std::vector<Index> cols = referenced_columns(block);
-  std::vector<std::int32_t> pos(block.indices.size());
-  for (std::size_t k = 0; k < pos.size(); ++k)
-    pos[k] = static_cast<std::int32_t>(std::lower_bound(cols.begin(), cols.end(), block.indices[k]) - cols.begin());
+  const std::size_t n = cols.size();
+  const Index rows = block.n_rows();
+  // Each non-zero's column as its position among the referenced columns, and the first and last
+  // row that references each.
+  std::vector<std::int32_t> pos(block.indices.size()), first(n, -1), last(n, -1);
+  for (Index i = 0; i < rows; ++i)
+    for (auto k = block.indptr[static_cast<std::size_t>(i)]; k < block.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+      const auto p = static_cast<std::size_t>(std::lower_bound(cols.begin(), cols.end(), block.indices[k]) - cols.begin());
+      pos[k] = static_cast<std::int32_t>(p);
+      if (first[p] < 0) first[p] = static_cast<std::int32_t>(i);
+      last[p] = static_cast<std::int32_t>(i);
+    }
+  // arrived[e]: columns first referenced before row e; departed[b]: last referenced before row b.
+  std::vector<Index> arrived(rows + 1, 0), departed(rows + 1, 0);
+  for (std::size_t p = 0; p < n; ++p) ++arrived[first[p] + 1], ++departed[last[p] + 1];
+  std::partial_sum(arrived.begin(), arrived.end(), arrived.begin());
+  std::partial_sum(departed.begin(), departed.end(), departed.begin());
+  // A stage of one row holds the columns live across that row: no cap can do with fewer, so a
+  // smaller one only makes more stages for the same buffer. Below it, the cap is that floor.
+  Index floor = 0;
+  for (Index i = 0; i < rows; ++i) floor = std::max(floor, arrived[i + 1] - departed[i]);
+  max_held = std::max(max_held, floor);
   // The fewest stages within max_held, then the smallest cap that still needs no more of them:
-  // stages of about equal size, so the largest (what a rank holds) is as small as it can be.
-  std::vector<Index> ends = stage_ends(block, pos, cols.size(), max_held);
-  for (Index lo = 1, hi = max_held; ends.size() > 1 && lo < hi;) {
+  // stages of about equal size, so the rows live at once (what a rank holds) are as few as they can be.
+  std::vector<Index> ends = stage_ends(arrived, departed, max_held);
+  for (Index lo = std::max<Index>(1, floor), hi = max_held; ends.size() > 1 && lo < hi;) {
     const Index mid = lo + (hi - lo) / 2;
-    if (stage_ends(block, pos, cols.size(), mid).size() <= ends.size()) hi = mid;
+    if (stage_ends(arrived, departed, mid).size() <= ends.size()) hi = mid;
     else lo = mid + 1;
-    if (lo == hi) ends = stage_ends(block, pos, cols.size(), lo);
+    if (lo == hi) ends = stage_ends(arrived, departed, lo);
   }
-  pos = {};
   const auto stages = static_cast<std::size_t>(comm.max(static_cast<std::int64_t>(ends.size())));
   if (stages <= 1) return {};
-  ends.resize(stages, block.n_rows());
+  ends.resize(stages, rows);
+  // Each column gets a slot of the shared buffer when its first stage begins and gives it back
+  // when its last stage is done; slots given back are reused (last given back, first reused).
+  auto stage_of = [&](std::int32_t row) {
+    return static_cast<std::size_t>(std::upper_bound(ends.begin(), ends.end(), Index{row}) - ends.begin());
+  };
+  std::vector<std::vector<std::int32_t>> arrive(stages), depart(stages);
+  for (std::size_t p = 0; p < n; ++p) {
+    arrive[stage_of(first[p])].push_back(static_cast<std::int32_t>(p));
+    depart[stage_of(last[p])].push_back(static_cast<std::int32_t>(p));
+  }
+  first = last = {};
+  std::vector<std::int32_t> slot(n), free;
+  std::int32_t slots = 0;
   std::vector<Stage> out(stages);
   for (std::size_t k = 0; k < stages; ++k) {
     Stage& st = out[k];
     st.begin = k == 0 ? 0 : ends[k - 1];
     st.end = ends[k];
-    st.block = block.row_range(st.begin, st.end);
-    st.ex = RowExchange::sparse(comm, other, referenced_columns(st.block), width);
-    st.block = remap_columns(st.block, st.ex);
+    std::vector<Index> ids;
+    for (const std::int32_t p : arrive[k]) {  // in column order: ids sorted
+      if (free.empty()) {
+        slot[p] = slots++;
+      } else {
+        slot[p] = free.back();
+        free.pop_back();
+      }
+      ids.push_back(cols[static_cast<std::size_t>(p)]);
+      st.slots.push_back(slot[p]);
+    }
+    arrive[k] = {};
+    st.ex = RowExchange::sparse(comm, other, std::move(ids), width, kStageBufferBytes);
+    const auto nz0 = block.indptr[static_cast<std::size_t>(st.begin)], nz1 = block.indptr[static_cast<std::size_t>(st.end)];
+    for (auto j = nz0; j < nz1; ++j) st.cols.push_back(slot[pos[j]]);
+    for (const std::int32_t p : depart[k]) free.push_back(slot[p]);
+    depart[k] = {};
   }
-  // Every stage is solved against one buffer of the largest stage's rows (allocated once per
-  // half-step): its columns index that buffer, whose rows past a stage's own are not read.
-  Index most = 0;
-  for (const Stage& st : out) most = std::max(most, st.ex.held());
-  for (Stage& st : out) st.block.n_cols = most;
+  // Every stage is solved against one buffer of `slots` rows (allocated once per half-step).
+  for (Stage& st : out) st.buffer_rows = slots;
+  return out;
+}
+
+CsrBlock Stage::rows_of(const CsrBlock& block) const {
+  CsrBlock out;
+  out.n_rows_global = block.n_rows_global;
+  out.n_cols = buffer_rows;
+  out.row_begin = block.row_begin + begin;
+  const auto nz0 = block.indptr[static_cast<std::size_t>(begin)], nz1 = block.indptr[static_cast<std::size_t>(end)];
+  if (nz1 - nz0 != static_cast<std::int64_t>(cols.size())) throw Error("Stage: not the block it was planned from");
+  out.indptr.assign(block.indptr.begin() + begin, block.indptr.begin() + end + 1);
+  for (auto& k : out.indptr) k -= nz0;
+  out.indices = cols;
+  out.data.assign(block.data.begin() + nz0, block.data.begin() + nz1);
   return out;
 }
 

@@ -1,6 +1,9 @@
 #include "mfrec/huge_pages.hpp"
 
 #include <sys/mman.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cstdint>
 
@@ -14,6 +17,12 @@ void advise_huge_pages(void* data, std::size_t bytes) {
   if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advice: errors ignored
 #else
   (void)data, (void)bytes;
+#endif
+}
+
+void release_free_heap() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
 #endif
 }
 

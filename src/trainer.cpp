@@ -30,6 +30,7 @@ Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg
   users_.bounds = &data.user_bounds;
   items_.bounds = &data.item_bounds;
   plan(cfg_.exchange, data);
+  release_free_heap();  // the plans' temporaries
   const int f = cfg_.als.factors;
   const int r = comm_.rank();
   // Every row is initialised from its global id alone, wherever it is held.
@@ -59,8 +60,8 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
   mode_ = mode == ExchangeMode::kAuto ? ExchangeMode::kSparse : mode;
   if (mode_ == ExchangeMode::kSparse) {
     // The users this rank reads are those its item rows reference, and vice versa. When those
-    // users exceed the budget, the item block is solved in stages that each receive their users
-    // just before they are solved; the users' own exchange then carries only the Gram's tail rows.
+    // users exceed the budget, the item block is solved in stages that receive each user with the
+    // first stage that reads it; the users' own exchange then carries only the Gram's tail rows.
     const double budget = cfg_.exchange_memory_mib * 1024 * 1024;
     if (budget > 0)
       items_.stages = plan_stages(comm_, data.items, data.user_bounds,
@@ -101,14 +102,12 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
     if (items_.stages.empty()) {
       remap(items_, data.items, users_.ex);
     } else {
-      items_.block = &data.items;  // read only for its row lengths (loss); the stages are solved
+      items_.block = &data.items;  // the stages' rows (Stage::rows_of) and row lengths (loss)
       const int stages = static_cast<int>(items_.stages.size());
-      Index most = 0;
-      for (const Stage& st : items_.stages) most = std::max(most, st.ex.held());
-      most = comm_.max(most);
+      const Index most = comm_.max(items_.stages.front().buffer_rows);
       if (comm_.is_root())
-        spdlog::info("exchange sparse: item half-step in {} stages (at most {} user rows, {:.1f} MiB, held at once; "
-                     "--exchange-memory {})", stages, most, mib(row_bytes * static_cast<double>(most)), cfg_.exchange_memory_mib);
+        spdlog::info("exchange sparse: item half-step in {} stages (at most {} user rows, {:.1f} MiB, held at once; each "
+                     "received once; --exchange-memory {})", stages, most, mib(row_bytes * static_cast<double>(most)), cfg_.exchange_memory_mib);
     }
   }
 }
@@ -154,19 +153,20 @@ void Trainer::half_step(Side& mine, const Side& other) {
   if (mine.stages.empty()) {
     phase("solve", false, [&] { solve_rows(*mine.block, reads(other), G, cfg_.als, mine.own, cfg_.threads); });
   } else {
-    // One buffer for every stage (each block's n_cols is its rows), so it is not reallocated, and
-    // page-faulted afresh, stage after stage; zeroed once, as the direct solver may transform
-    // every row of it (rows past a stage's own are never used). `mine.held` (this side's rows the other half-step reads) is not read while the
-    // stages are solved and is rewritten whole by the exchange below: it is released meanwhile,
-    // so the two are never held at once (at 100x on 16 ranks, 63 MB of item rows off the peak).
+    // One buffer for every stage (plan_stages): each user row arrives in its slot with the first
+    // stage that reads it and stays for the later ones. Zeroed once, as the direct solver may
+    // transform every row of it (slots not yet filled are never used). `mine.held` (this side's
+    // rows the other half-step reads) is not read while the stages are solved and is rewritten
+    // whole by the exchange below: it is released meanwhile, so the two are never held at once
+    // (at 100x on 16 ranks, 63 MB of item rows off the peak).
     mine.held.resize(0, cfg_.als.factors);
-    resize_huge(stage_held_, mine.stages.front().block.n_cols, cfg_.als.factors);
+    resize_huge(stage_held_, mine.stages.front().buffer_rows, cfg_.als.factors);
     stage_held_.setZero();
     for (const Stage& st : mine.stages) {
-      phase("exchange", true, [&] { st.ex.run(comm_, other.own, stage_held_, cfg_.threads); });
+      phase("exchange", true, [&] { st.ex.run(comm_, other.own, stage_held_, cfg_.threads, &st.slots); });
       phase("solve", false, [&] {
         FactorMatrix rows = mine.own.middleRows(st.begin, st.end - st.begin);
-        solve_rows(st.block, stage_held_, G, cfg_.als, rows, cfg_.threads);
+        solve_rows(st.rows_of(*mine.block), stage_held_, G, cfg_.als, rows, cfg_.threads);
         mine.own.middleRows(st.begin, st.end - st.begin) = rows;
       });
     }

@@ -31,9 +31,10 @@ class RowExchange {
   static RowExchange allgather(const Comm& comm, const Bounds& bounds);
   // Collective: this rank holds the rows `wanted` (global ids, sorted, unique) of `width` values;
   // one alltoallv of ids tells each owner who wants which of its rows. Rows then travel in as
-  // many alltoallv rounds as keep each rank's packing buffer under `send_budget` bytes.
+  // many alltoallv rounds as keep each rank's packing buffers (what it sends, and what it
+  // receives in a run with slots) under `buffer_budget` bytes.
   static RowExchange sparse(const Comm& comm, const Bounds& bounds, std::vector<Index> wanted, int width,
-                            double send_budget = 16.0 * 1024 * 1024);
+                            double buffer_budget = 16.0 * 1024 * 1024);
 
   bool full() const { return full_; }
   Index held() const { return full_ ? n_ : static_cast<Index>(ids_.size()); }
@@ -42,9 +43,11 @@ class RowExchange {
   // Global id of the held row at `pos`.
   Index id(Index pos) const { return full_ ? pos : ids_[static_cast<std::size_t>(pos)]; }
 
-  // Collective: refresh the first held() rows of `held` (it may have more, left as they are)
-  // from every rank's `own` rows (its range of bounds).
-  void run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held, int threads) const;
+  // Collective: refresh the held rows from every rank's `own` rows (its range of bounds): held
+  // row j into row j of `held` (which may have more rows, left as they are), or, given `slots`
+  // (one per held row; sparse only), into row slots[j].
+  void run(const Comm& comm, const FactorMatrix& own, FactorMatrix& held, int threads,
+           const std::vector<std::int32_t>* slots = nullptr) const;
 
   // Per run(), rows this rank sends to / receives from other ranks.
   Index rows_sent() const { return rows_sent_; }
@@ -64,19 +67,28 @@ class RowExchange {
   Index rows_sent_ = 0, rows_received_ = 0;
 };
 
-// A block of rows solved in stages, to bound the rows of the other side held at once: each stage
-// is a range of the block's rows, and the other side's rows it references are received just
-// before it is solved (the item half-step streams the users this way).
+// A block of rows solved in stages, to bound the rows of the other side held at once (the item
+// half-step streams the users this way). Each stage is a range of the block's rows. Every
+// other-side row the block references is received once, by the first stage that reads it, into
+// a slot of one buffer shared by the stages, and stays there until the last stage that reads it
+// is solved; its slot is then reused. So the stages together move exactly the bytes of one
+// stage, and the buffer holds only the rows live at once.
 struct Stage {
-  Index begin = 0, end = 0;  // the block's local rows
-  CsrBlock block;            // rows [begin, end), columns remapped to the rows `ex` holds;
-                             // n_cols: the largest stage's held rows (the shared buffer's)
-  RowExchange ex;
+  Index begin = 0, end = 0;          // the block's local rows
+  Index buffer_rows = 0;             // the shared buffer's rows: the most live at once
+  std::vector<std::int32_t> cols;    // the slot each non-zero of rows [begin, end) reads
+  RowExchange ex;                    // the rows this stage is the first to read
+  std::vector<std::int32_t> slots;   // the slot of each row `ex` holds, in its held order
+  // Rows [begin, end) of `block` (the block the stage was planned from) with their columns
+  // replaced by slots: made when the stage is solved (only the slots are kept, not a copy of
+  // the values).
+  CsrBlock rows_of(const CsrBlock& block) const;
 };
-// Collective: splits `block` into consecutive stages each referencing at most `max_held` rows of
-// the other side (partitioned by `other`; a row referencing more is a stage of its own); every
-// rank gets as many stages as the rank that needs most (empty ones at its end). Empty when one
-// stage would do on every rank.
+// Collective: splits `block` into consecutive stages, each holding at most `max_held` live rows
+// of the other side (partitioned by `other`), the fewest such stages and then as equal as that
+// count allows; every rank gets as many stages as the rank that needs most (empty ones at its
+// end). Empty when one stage would do on every rank. A budget below what a one-row stage must hold
+// somewhere in the block (the rows live across that row) is raised to it.
 std::vector<Stage> plan_stages(const Comm& comm, const CsrBlock& block, const Bounds& other, Index max_held, int width);
 
 // The columns a CSR block references, sorted and unique.

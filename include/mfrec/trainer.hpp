@@ -2,8 +2,8 @@
 // (balanced by non-zeros). Each rank keeps its own rows of both sides plus the opposite rows its
 // blocks read (exchange.hpp); each half-step solves the local rows against those, then sends
 // every updated row to the ranks that read it. An item block that reads more users than
-// --exchange-memory allows is solved in stages, each receiving its users just before it is
-// solved (exchange.hpp, Stage).
+// --exchange-memory allows is solved in stages: each user row arrives with the first stage that
+// reads it and is kept until the last (exchange.hpp, Stage).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -30,9 +30,9 @@ struct TrainConfig {
   // than the allgather's, else allgather.
   ExchangeMode exchange = ExchangeMode::kAuto;
   // Sparse exchange: the most MiB of user rows a rank holds for its item half-step; beyond it the
-  // item block is solved in stages, each receiving only the users it references just before it
-  // is solved (exchange.hpp, Stage). 0: no limit (one stage).
-  double exchange_memory_mib = 384;
+  // item block is solved in stages, and a user row is held only from the first stage that reads
+  // it to the last (exchange.hpp, Stage): the same bytes as one stage. 0: no limit (one stage).
+  double exchange_memory_mib = 128;
 };
 
 class Trainer {
