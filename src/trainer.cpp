@@ -105,9 +105,14 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
       items_.block = &data.items;  // the stages' rows (Stage::rows_of) and row lengths (loss)
       const int stages = static_cast<int>(items_.stages.size());
       const Index most = comm_.max(items_.stages.front().buffer_rows);
+      // Rows received per user row read: 1 when every user stays from its first stage to its last.
+      Index arrivals = 0;
+      for (const Stage& st : items_.stages) arrivals += st.ex.held();
+      const double again = comm_.max(static_cast<double>(arrivals) / std::max<double>(1, static_cast<double>(referenced_columns(data.items).size())));
       if (comm_.is_root())
-        spdlog::info("exchange sparse: item half-step in {} stages (at most {} user rows, {:.1f} MiB, held at once; each "
-                     "received once; --exchange-memory {})", stages, most, mib(row_bytes * static_cast<double>(most)), cfg_.exchange_memory_mib);
+        spdlog::info("exchange sparse: item half-step in {} stages (at most {} user rows, {:.1f} MiB, held at once; "
+                     "each user row it reads received {:.2f} times at most; --exchange-memory {})",
+                     stages, most, mib(row_bytes * static_cast<double>(most)), again, cfg_.exchange_memory_mib);
     }
   }
 }
