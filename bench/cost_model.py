@@ -2,7 +2,7 @@
 """The cost model of docs/scaling.md: flops, bytes and memory per rank per ALS iteration, for the
 allgather and the sparse exchange, from a prepared file's degree distributions.
 
-  python3 bench/cost_model.py DATA.h5 [--factors 64] [--ranks "1 2 4 8 16"] [--reports DIR]
+  python3 bench/cost_model.py DATA.h5 [--factors 64] [--ranks "1 2 4 8 16"] [--reports DIR] [--exchange-memory MIB]
   python3 bench/cost_model.py DATA.h5 --project 10 --ranks "64 128 256 512 1024" \\
       [--rate 15] [--link-gbs 12.5] [--ranks-per-node 32]
 
@@ -19,6 +19,14 @@ Model (U users, I items, N training non-zeros, f factors, P ranks, s = 3 CG step
                       train_by_item, test, row pointers), + 16 with sparse (the remapped copies of
                       both blocks) and the 32 MiB packing buffer, m0 = the process's fixed part
                       (MPI, HDF5, code), 40 MB here
+  sparse, staged      (mfrec_dist --exchange-memory B MiB, when H_u rows exceed B) the item block is
+                      solved in stages against one buffer of at most B MiB of user rows, the held
+                      items released meanwhile: peak = the larger of the user half-step,
+                      4f (H_i + (U+I)/P), and the stages, 4f (U+I)/P + B; plus (22 + 4) N/P (the
+                      slot of each item non-zero instead of a renumbered copy; + 8 when a rank reads
+                      under 90 % of the items) + m0 + 8 MiB of stage packing buffers. Bytes as
+                      unstaged when the users live at once fit B (each received once), more when
+                      the buffer must evict (not modelled)
 --reports DIR: bench_scale.sh --exchange --keep's report_<size>x_<ranks>_<mode>.json files: the
                model's bytes per rank per iteration next to the measured ones (mean over ranks).
 --project K:   the data scaled K times (users, items and non-zeros; each side's degree
@@ -44,7 +52,7 @@ def held(deg, P, scale=1):
     return float(np.sum(1.0 - (1.0 - 1.0 / P) ** deg)) * scale
 
 
-def model(du, di, f, P, scale=1, s=3):
+def model(du, di, f, P, scale=1, s=3, budget_mib=0.0):
     U, I = len(du) * scale, len(di) * scale
     N = float(du.sum()) * scale
     R = U + I
@@ -52,7 +60,7 @@ def model(du, di, f, P, scale=1, s=3):
     hu, hi = held(du, P, scale), held(di, P, scale)
     row = 4.0 * f
     own = R / P
-    return {
+    out = {
         "U": U, "I": I, "N": N, "flops_rank": F / P,
         "ag_bytes": 2 * row * R * (1 - 1 / P),           # sent + received
         "sp_bytes": 2 * row * (hu + hi) * (1 - 1 / P),
@@ -60,6 +68,11 @@ def model(du, di, f, P, scale=1, s=3):
         "sp_mem": row * (hu + hi + own) + 38 * N / P + 40e6 + (32 * 2**20 if P > 1 else 0),
         "held_u": hu, "held_i": hi,
     }
+    B = budget_mib * 2**20
+    if B > 0 and row * hu > B:  # the item half-step in stages
+        blocks = (22 + 4 + (8 if hi < 0.9 * I else 0)) * N / P + 40e6 + 8 * 2**20
+        out["sp_mem"] = max(row * (hi + own), row * own + B) + blocks
+    return out
 
 
 def main():
@@ -72,6 +85,8 @@ def main():
     ap.add_argument("--rate", type=float, default=15.0, help="GFLOP/s per rank (solve)")
     ap.add_argument("--link-gbs", type=float, default=12.5, help="GB/s per node (100 Gb/s Ethernet: 12.5)")
     ap.add_argument("--ranks-per-node", type=int, default=32)
+    ap.add_argument("--exchange-memory", type=float, default=0.0,
+                    help="mfrec_dist's --exchange-memory MiB for the sparse memory (0: one stage, the default here)")
     a = ap.parse_args()
     du, di = degrees(a.data)
     ranks = [int(x) for x in a.ranks.split()]
@@ -84,7 +99,7 @@ def main():
         hdr += f" {'solve s':>8} {'ag s':>8} {'sp s':>8}"
     print(hdr)
     for P in ranks:
-        m = model(du, di, f, P, scale)
+        m = model(du, di, f, P, scale, budget_mib=a.exchange_memory)
         line = (f"{P:>5} {m['flops_rank'] / 1e9:>10.2f} {m['held_u']:>11.0f} {m['held_i']:>9.0f} "
                 f"{m['ag_bytes'] / 1e6:>12.1f} {m['sp_bytes'] / 1e6:>10.1f} {m['sp_bytes'] / max(m['ag_bytes'], 1e-9):>6.3f} "
                 f"{m['ag_mem'] / 1e6:>10.0f} {m['sp_mem'] / 1e6:>10.0f}")
