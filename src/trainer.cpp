@@ -216,6 +216,13 @@ FactorMatrix gather_side(const Comm& comm, const FactorMatrix& own, const Bounds
 }  // namespace
 
 FactorMatrix Trainer::gather_item_factors() const { return gather_side(comm_, items_.own, *items_.bounds); }
+const FactorMatrix& Trainer::item_factors(FactorMatrix& storage) const {
+  // Held rows are in id order: all of them are every item at its id.
+  if (comm_.min(reads(items_).rows() == items_.bounds->back() ? 1 : 0) == 1) return reads(items_);
+  storage = gather_item_factors();
+  return storage;
+}
+
 FactorMatrix Trainer::gather_user_factors() const { return gather_side(comm_, users_.own, *users_.bounds); }
 
 void Trainer::set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done) {

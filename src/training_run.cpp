@@ -142,7 +142,8 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
     }
     if (next_eval < opt.eval_at.size() && opt.eval_at[next_eval] == it) {
       auto t = trainer->timer().scope("evaluation");
-      const FactorMatrix Y = trainer->gather_item_factors();  // items are the small side
+      FactorMatrix gathered;  // items are the small side: every rank scores its users against all
+      const FactorMatrix& Y = trainer->item_factors(gathered);
       res.evaluations.push_back(evaluate(comm, data.train, data.test, trainer->local_user_factors(), Y, data.popularity,
                                          opt.k, opt.train.threads, nullptr, EvalSample{opt.eval_users, opt.train.seed}));
       if (!data.knn.empty()) {  // the kNN view depends on the data only: evaluated once per group

@@ -93,6 +93,24 @@ TEST(Exchange, ItemsNobodyReferences) {
   expect_modes_agree(world, random_file(world, "sparse_items.h5", 60, 400, 3, 5));
 }
 
+// Evaluation scores against every item: read in place when every rank holds every item (the
+// allgather always), gathered otherwise (sparse, where most items are referenced by nobody);
+// the same values either way.
+TEST(Exchange, EvaluationItemsInPlaceOrGathered) {
+  Comm world = Comm::world();
+  const std::string path = random_file(world, "eval_items.h5", 60, 400, 3, 5);
+  for (ExchangeMode mode : {ExchangeMode::kAllgather, ExchangeMode::kSparse}) {
+    h5::File f = h5::File::open(path, &world);
+    GroupData d = load_group_data(f, world);
+    std::unique_ptr<Trainer> t;
+    run_point(world, d, options(mode), &t);
+    FactorMatrix storage;
+    const FactorMatrix& Y = t->item_factors(storage);
+    EXPECT_EQ(Y, t->gather_item_factors());
+    EXPECT_EQ(&Y == &storage, mode == ExchangeMode::kSparse);
+  }
+}
+
 // Fewer users and items than ranks: some ranks own no rows of either side, also with a budget
 // under one user row (a rank whose block is staged runs stages that ranks with no items run empty).
 TEST(Exchange, RanksThatOwnNoRows) {

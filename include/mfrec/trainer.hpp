@@ -55,6 +55,10 @@ class Trainer {
   // Collective: every item's (user's) factors, in global order. A full copy, for evaluation
   // (items are the small side) and tests.
   FactorMatrix gather_item_factors() const;
+  // Collective: every item's factors in global order, for evaluation. When every rank already
+  // holds every item row for its user half-step (the allgather; the sparse exchange once a rank
+  // reads 90 % of the items; one rank), that copy, read in place; else gathered into `storage`.
+  const FactorMatrix& item_factors(FactorMatrix& storage) const;
   FactorMatrix gather_user_factors() const;
   // Collective: replace this rank's rows (e.g. from a checkpoint) and refresh the rows it reads.
   void set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done);
