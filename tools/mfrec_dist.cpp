@@ -132,7 +132,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .option("checkpoint-every", &o.checkpoint_every, "checkpoint every N iterations (0: only on SIGTERM/SIGUSR1 and at the end of each run, if a directory is set)")
       .flag("resume", &o.resume, "continue from the checkpoints in --checkpoint-dir (completed runs are not trained again)")
       .option("exchange", &o.exchange, "how updated rows reach the other ranks: allgather (every rank holds every row), sparse (each row only to the ranks whose data reference it; memory and traffic fall with the ranks) or auto (the fewer bytes, decided after set-up and logged)")
-      .option("exchange-memory", &o.exchange_memory, "sparse exchange: the most MiB of user rows a rank holds for its item half-step; beyond it the item rows are solved in stages that keep each user row from the first stage reading it to the last (no extra bytes; 0: no limit)")
+      .option("exchange-memory", &o.exchange_memory, "sparse exchange: the most MiB of user rows a rank holds for its item half-step; beyond it the item rows are solved in stages that keep each user row from the first stage reading it to the last (received again only when the users live at once exceed the budget; 0: no limit)")
       .option("threads", &o.threads, "OpenMP threads per rank (0: the cores the rank is bound to / the ranks of the node sharing them)")
       .option("loss-every", &o.loss_every, "log the training loss every N iterations (0: never)")
       .option("log-level", &o.log_level, "debug, info, warn or error");
