@@ -108,7 +108,8 @@ void Trainer::plan(ExchangeMode mode, const TrainData& data) {
       // Rows received per user row read: 1 when every user stays from its first stage to its last.
       Index arrivals = 0;
       for (const Stage& st : items_.stages) arrivals += st.ex.held();
-      const double again = comm_.max(static_cast<double>(arrivals) / std::max<double>(1, static_cast<double>(referenced_columns(data.items).size())));
+      const auto read = static_cast<double>(referenced_columns(data.items).size());
+      const double again = comm_.max(static_cast<double>(arrivals) / std::max(1.0, read));
       if (comm_.is_root())
         spdlog::info("exchange sparse: item half-step in {} stages (at most {} user rows, {:.1f} MiB, held at once; "
                      "each user row it reads received {:.2f} times at most; --exchange-memory {})",
@@ -216,6 +217,7 @@ FactorMatrix gather_side(const Comm& comm, const FactorMatrix& own, const Bounds
 }  // namespace
 
 FactorMatrix Trainer::gather_item_factors() const { return gather_side(comm_, items_.own, *items_.bounds); }
+
 const FactorMatrix& Trainer::item_factors(FactorMatrix& storage) const {
   // Held rows are in id order: all of them are every item at its id.
   if (comm_.min(reads(items_).rows() == items_.bounds->back() ? 1 : 0) == 1) return reads(items_);

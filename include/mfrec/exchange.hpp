@@ -72,7 +72,8 @@ class RowExchange {
 // other-side row the block references is received once, by the first stage that reads it, into
 // a slot of one buffer shared by the stages, and stays there until the last stage that reads it
 // is solved; its slot is then reused. So the stages together move exactly the bytes of one
-// stage, and the buffer holds only the rows live at once.
+// stage, and the buffer holds only the rows live at once. When even those exceed the budget, the
+// buffer evicts the row read again farthest ahead, which a later stage receives again.
 struct Stage {
   Index begin = 0, end = 0;          // the block's local rows
   Index buffer_rows = 0;             // the shared buffer's rows: the most live at once
@@ -84,11 +85,13 @@ struct Stage {
   // the values).
   CsrBlock rows_of(const CsrBlock& block) const;
 };
-// Collective: splits `block` into consecutive stages, each holding at most `max_held` live rows
-// of the other side (partitioned by `other`), the fewest such stages and then as equal as that
-// count allows; every rank gets as many stages as the rank that needs most (empty ones at its
-// end). Empty when one stage would do on every rank. A budget below what a one-row stage must hold
-// somewhere in the block (the rows live across that row) is raised to it.
+// Collective: splits `block` into consecutive stages against a buffer of at most `max_held` rows
+// of the other side (partitioned by `other`): when the rows live across any one row of the block
+// fit, stages that each keep their live rows within it (no row received twice); else stages of at
+// most max_held / 2 distinct rows (a row referencing more is a stage of its own, and the buffer
+// grows to it), with evictions. The fewest such stages, then as equal as that count allows; every
+// rank gets as many stages as the rank that needs most (empty ones at its end). Empty when one
+// stage would do on every rank.
 std::vector<Stage> plan_stages(const Comm& comm, const CsrBlock& block, const Bounds& other, Index max_held, int width);
 
 // The columns a CSR block references, sorted and unique.

@@ -31,7 +31,8 @@ struct TrainConfig {
   ExchangeMode exchange = ExchangeMode::kAuto;
   // Sparse exchange: the most MiB of user rows a rank holds for its item half-step; beyond it the
   // item block is solved in stages, and a user row is held only from the first stage that reads
-  // it to the last (exchange.hpp, Stage): the same bytes as one stage. 0: no limit (one stage).
+  // it to the last (exchange.hpp, Stage): the same bytes as one stage, unless the users live at
+  // once exceed the budget (then some are evicted and received again). 0: no limit (one stage).
   double exchange_memory_mib = 128;
 };
 
