@@ -68,7 +68,7 @@ class RowExchange {
 };
 
 // A block of rows solved in stages, to bound the rows of the other side held at once (the item
-// half-step streams the users this way). Each stage is a range of the block's rows. Every
+// half-step streams the users this way; planned in src/exchange_stages.cpp). Each stage is a range of the block's rows. Every
 // other-side row the block references is received once, by the first stage that reads it, into
 // a slot of one buffer shared by the stages, and stays there until the last stage that reads it
 // is solved; its slot is then reused. So the stages together move exactly the bytes of one
