@@ -78,6 +78,38 @@ Outcome expect_modes_agree(const Comm& world, const std::string& path, Solver so
   return sparse;
 }
 
+// Received rows, buffer and values of a staged plan: after each stage's run, every non-zero of
+// its rows finds its column's row in its slot. Returns the rows received over all stages.
+Index run_stages(const Comm& world, const CsrBlock& block, const Bounds& other, const std::vector<Stage>& stages) {
+  const int r = world.rank();
+  const Index f = 2;
+  FactorMatrix own(other[r + 1] - other[r], f), buffer(stages.front().buffer_rows, f);
+  for (Index i = 0; i < own.rows(); ++i) own.row(i).setConstant(static_cast<Real>(other[r] + i));
+  buffer.setConstant(-1);
+  Index received = 0;
+  for (const Stage& st : stages) {
+    st.ex.run(world, own, buffer, 1, &st.slots);
+    received += st.ex.held();
+    const CsrBlock rows = st.rows_of(block);
+    const auto nz0 = block.indptr[static_cast<std::size_t>(st.begin)];
+    for (std::size_t k = 0; k < rows.indices.size(); ++k)
+      EXPECT_EQ(buffer(rows.indices[k], 1), static_cast<Real>(block.indices[nz0 + k]));
+  }
+  return received;
+}
+
+// A block from its rows' columns.
+CsrBlock block_of(const std::vector<std::vector<std::int32_t>>& rows, Index n_cols) {
+  CsrBlock block;
+  block.n_rows_global = static_cast<Index>(rows.size());
+  block.n_cols = n_cols;
+  for (const auto& row : rows) {
+    for (std::int32_t c : row) block.indices.push_back(c), block.data.push_back(1.0f);
+    block.indptr.push_back(static_cast<std::int64_t>(block.indices.size()));
+  }
+  return block;
+}
+
 }  // namespace
 
 TEST(Exchange, SparseEqualsAllgatherForBothSolvers) {
@@ -177,14 +209,9 @@ TEST(Exchange, StagedItemHalfStepEvicts) {
 // needs 2 stages, and they are made equal (5 rows, 50 columns each), not filled greedily (60 + 40).
 TEST(Exchange, StagesAreBalanced) {
   Comm world = Comm::world();
-  CsrBlock block;
-  block.n_rows_global = 10;
-  block.n_cols = 100;
-  for (std::int32_t c = 0; c < 100; ++c) {
-    block.indices.push_back(c);
-    block.data.push_back(1.0f);
-    if (c % 10 == 9) block.indptr.push_back(c + 1);
-  }
+  std::vector<std::vector<std::int32_t>> rows(10);
+  for (std::int32_t c = 0; c < 100; ++c) rows[static_cast<std::size_t>(c / 10)].push_back(c);
+  const CsrBlock block = block_of(rows, 100);
   const Bounds other = partition_even(100, world.size());
   const std::vector<Stage> stages = plan_stages(world, block, other, 60, 4);
   ASSERT_EQ(stages.size(), 2u);
@@ -200,42 +227,6 @@ TEST(Exchange, StagesAreBalanced) {
   EXPECT_TRUE(plan_stages(world, block, other, 100, 4).empty());  // one stage holds everything
   EXPECT_EQ(plan_stages(world, block, other, 1, 4).size(), 10u);  // a row over the budget: alone
 }
-
-namespace {
-
-// Received rows, buffer and values of a staged plan: after each stage's run, every non-zero of
-// its rows finds its column's row in its slot. Returns the rows received over all stages.
-Index run_stages(const Comm& world, const CsrBlock& block, const Bounds& other, const std::vector<Stage>& stages) {
-  const int r = world.rank();
-  const Index f = 2;
-  FactorMatrix own(other[r + 1] - other[r], f), buffer(stages.front().buffer_rows, f);
-  for (Index i = 0; i < own.rows(); ++i) own.row(i).setConstant(static_cast<Real>(other[r] + i));
-  buffer.setConstant(-1);
-  Index received = 0;
-  for (const Stage& st : stages) {
-    st.ex.run(world, own, buffer, 1, &st.slots);
-    received += st.ex.held();
-    const CsrBlock rows = st.rows_of(block);
-    const auto nz0 = block.indptr[static_cast<std::size_t>(st.begin)];
-    for (std::size_t k = 0; k < rows.indices.size(); ++k)
-      EXPECT_EQ(buffer(rows.indices[k], 1), static_cast<Real>(block.indices[nz0 + k]));
-  }
-  return received;
-}
-
-// A block from its rows' columns.
-CsrBlock block_of(const std::vector<std::vector<std::int32_t>>& rows, Index n_cols) {
-  CsrBlock block;
-  block.n_rows_global = static_cast<Index>(rows.size());
-  block.n_cols = n_cols;
-  for (const auto& row : rows) {
-    for (std::int32_t c : row) block.indices.push_back(c), block.data.push_back(1.0f);
-    block.indptr.push_back(static_cast<std::int64_t>(block.indices.size()));
-  }
-  return block;
-}
-
-}  // namespace
 
 // Rows 0-3 read columns 0-3, one each, and rows 4-7 read them again: all 4 are live across row
 // 3, more than a budget of 2. Stages then hold at most half the budget's distinct columns (here
