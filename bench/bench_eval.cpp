@@ -5,6 +5,7 @@
 //
 //   bench_eval [--threads N] [--items 2465,246500] [--factors 128] [--users U] [--cells C]
 //              [--train T] [--test S] [--k K] [--reps R] [--seed S] [--unfused yes|no] [--time cpu|wall]
+//              [--blocks MIB]
 //
 // Times are the best of R runs, by CPU seconds / threads (default: on a machine shared with
 // other jobs, time spent waiting for a core is not counted) or by wall seconds (--time wall).
@@ -14,6 +15,10 @@
 // to memory), "gemm 256 x tile" 256 users by cache-sized tiles of items (the fused pass's
 // product alone), "gemm 2048^3" a square product (Eigen's own threads): the reference is the best
 // of the three. The fused and unfused passes must give identical sums (checked, and printed).
+// --blocks MIB: also the pass over items fetched in blocks of at most MIB (mfrec_dist
+// --eval-memory; here each fetch copies the block, in place of the ranks' gather), its time
+// against the fused pass over every item in memory, and the items' memory either way (checked
+// identical too).
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -45,12 +50,14 @@ struct Options {
   unsigned seed = 42;
   bool unfused = true;
   bool cpu_time = true;  // --time cpu (default) or wall
+  double blocks_mib = 0;  // > 0: also the pass in item blocks of at most this many MiB
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "bench_eval: %s\nusage: bench_eval [--threads N] [--items 2465,246500] [--factors F] [--users U] "
-               "[--cells C] [--train T] [--test S] [--k K] [--reps R] [--seed S] [--unfused yes|no] [--time cpu|wall]\n",
+               "[--cells C] [--train T] [--test S] [--k K] [--reps R] [--seed S] [--unfused yes|no] [--time cpu|wall] "
+               "[--blocks MIB]\n",
                msg);
   std::exit(2);
 }
@@ -74,6 +81,7 @@ Options parse(int argc, char** argv) {
       else if (key == "--seed") o.seed = static_cast<unsigned>(std::stoul(v));
       else if (key == "--unfused") o.unfused = v == "yes";
       else if (key == "--time") o.cpu_time = v == "cpu";
+      else if (key == "--blocks") o.blocks_mib = std::stod(v);
       else if (key == "--items") {
         o.items.clear();
         for (std::size_t b = 0, e; b <= v.size(); b = e + 1) {
@@ -88,7 +96,8 @@ Options parse(int argc, char** argv) {
       usage(("bad value for " + key + ": " + v).c_str());
     }
   }
-  if (o.threads < 1 || o.factors < 1 || o.users < 1 || o.k < 1 || o.reps < 1 || o.train < 0 || o.test < 1)
+  if (o.threads < 1 || o.factors < 1 || o.users < 1 || o.k < 1 || o.reps < 1 || o.train < 0 || o.test < 1 ||
+      !(o.blocks_mib >= 0))
     usage("values must be positive");
   for (Index n : o.items)
     if (n < 1) usage("--items must be positive");
@@ -179,6 +188,30 @@ double square_gemm_gflops(int threads) {
 
 bool identical(const MetricSums& a, const MetricSums& b) { return a.to_array() == b.to_array(); }
 
+// The pass over items in blocks of at most o.blocks_mib against the fused pass over all of them
+// (t_fused seconds); false when the sums differ.
+bool print_blocked(const Options& o, const FactorMatrix& X, const FactorMatrix& Y, const CsrBlock& train,
+                   const CsrBlock& test, double t_fused) {
+  const double row_mib = static_cast<double>(o.factors) * sizeof(Real) / (1024.0 * 1024.0);
+  ItemFactors items;
+  items.n_items = Y.rows();
+  items.factors = Y.cols();
+  items.block_items = std::max<Index>(1, static_cast<Index>(o.blocks_mib / row_mib));
+  items.fetch = [&Y](Index begin, Index end, FactorMatrix& out) { out = Y.middleRows(begin, end - begin); };
+  const std::vector<Index> b = item_block_bounds(items.n_items, items.factors, items.block_items);
+  Index widest = 0;
+  for (std::size_t j = 0; j + 1 < b.size(); ++j) widest = std::max(widest, b[j + 1] - b[j]);
+  HistorySums blocked;
+  const double t = best_seconds(o.reps, [&] { blocked = evaluate_rows_by_history(X, items, train, test, o.k, o.threads); });
+  const HistorySums whole = evaluate_rows_by_history(X, ItemFactors::in_memory(Y), train, test, o.k, o.threads);
+  const bool same = identical(blocked.warm, whole.warm) && identical(blocked.cold, whole.cold);
+  std::printf("  in %zu blocks of <= %lld items (--blocks %g): %.3f s, %.2fx the fused pass's time; item factors "
+              "held %.1f MiB against %.1f; identical %s\n",
+              b.size() - 1, static_cast<long long>(widest), o.blocks_mib, t, t / t_fused,
+              row_mib * static_cast<double>(widest), row_mib * static_cast<double>(Y.rows()), same ? "yes" : "NO");
+  return same;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -218,6 +251,7 @@ int main(int argc, char** argv) {
                 100 * gflops(t_fused) / reference, o.unfused ? (same ? "yes" : "NO") : "-");
     std::fflush(stdout);
     if (!same) return 1;
+    if (o.blocks_mib > 0 && !print_blocked(o, X, Y, train, test, t_fused)) return 1;
   }
   std::printf("\nGFLOP/s: 2 f users items / seconds; %%GEMM: fused against the best of the three GEMM rates\n");
   return 0;

@@ -33,11 +33,6 @@ CsrBlock keep_rows(const CsrBlock& test, Keep&& keep) {
   return out;
 }
 
-// The test rows of users with (warm = true) or without (warm = false) training non-zeros.
-CsrBlock select_rows(const CsrBlock& test, const CsrBlock& train, bool warm) {
-  return keep_rows(test, [&](Index r) { return (train.indptr[r + 1] > train.indptr[r]) == warm; });
-}
-
 // The sample's hash of a global user id: a bijection of the id for a given seed (splitmix64 is
 // one), so no two users tie.
 std::uint64_t sample_hash(std::uint64_t seed, Index user) {
@@ -89,33 +84,34 @@ MetricSums evaluate_knn(const Comm& comm, const TrainData& data, const CsrBlock&
 }
 
 Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& test_all, const FactorMatrix& X_local,
-                    const FactorMatrix& Y, const std::vector<Index>& popularity, int k, int threads,
+                    const ItemFactors& items, const std::vector<Index>& popularity, int k, int threads,
                     const ItemNeighbours* knn, const EvalSample& sample) {
   if (test_all.row_begin != data.users.row_begin || test_all.n_rows() != data.users.n_rows())
     throw Error("evaluate: test rows do not match the training rows");
   const CsrBlock test = sample_test_rows(comm, test_all, sample);
-  const std::vector<Real> pop = popularity_scores(popularity);
-  const CsrBlock cold = select_rows(test, data.users, false);
-  const CsrBlock warm = select_rows(test, data.users, true);
   Evaluation e;
   e.k = k;
-  MetricSums model_warm = evaluate_rows(X_local, Y, data.users, warm, k, threads);
-  MetricSums model_cold = evaluate_rows(X_local, Y, data.users, cold, k, threads);
-  MetricSums pop_cold = evaluate_fixed_scores(pop, data.users, cold, k, threads);
-  MetricSums pop_warm = evaluate_fixed_scores(pop, data.users, warm, k, threads);
-  MetricSums model = model_warm, system = model_warm, baseline = pop_warm;
-  model += model_cold;
-  system += pop_cold;
-  baseline += pop_cold;
-  e.model = reduce(comm, model).mean();
+  const HistorySums model = evaluate_rows_by_history(X_local, items, data.users, test, k, threads);
+  const HistorySums pop = evaluate_fixed_scores_by_history(popularity_scores(popularity), data.users, test, k, threads);
+  MetricSums all = model.warm, system = model.warm, baseline = pop.warm;
+  all += model.cold;
+  system += pop.cold;
+  baseline += pop.cold;
+  e.model = reduce(comm, all).mean();
   e.system = reduce(comm, system).mean();
   e.baseline = reduce(comm, baseline).mean();
-  e.cold_users = comm.sum(pop_cold.n_users);
+  e.cold_users = comm.sum(pop.cold.n_users);
   if (knn && !knn->empty()) {
     e.knn = evaluate_knn(comm, data, test, *knn, popularity, k, threads);  // already sampled
     e.knn_k = knn->k;
   }
   return e;
+}
+
+Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& test, const FactorMatrix& X_local,
+                    const FactorMatrix& Y, const std::vector<Index>& popularity, int k, int threads,
+                    const ItemNeighbours* knn, const EvalSample& sample) {
+  return evaluate(comm, data, test, X_local, ItemFactors::in_memory(Y), popularity, k, threads, knn, sample);
 }
 
 void evaluation_to_row(const Evaluation& e, double* row) {

@@ -107,17 +107,19 @@ void check_common(const CsrBlock& train, const CsrBlock& test, Index n_items, in
                      ") differ");
 }
 
-// Shared driver: users with test items, in blocks of `block`, parallel over blocks; a worker
-// (one per thread, made by make_worker) writes each block's per-user values into a per-user
-// array, summed afterwards in row order, so the sums do not depend on the thread count.
-template <class MakeWorker>
-MetricSums evaluate_blocks(const CsrBlock& test, Index block, int threads, MakeWorker make_worker) {
+// The users evaluated: the rows of `test` with test items.
+std::vector<Index> evaluated_rows(const CsrBlock& test) {
   std::vector<Index> users;
   for (Index r = 0; r < test.n_rows(); ++r)
     if (test.indptr[r + 1] > test.indptr[r]) users.push_back(r);
-  const Index n_eval = static_cast<Index>(users.size());
-  const Index n_blocks = (n_eval + block - 1) / block;
-  std::vector<double> per_user(static_cast<std::size_t>(n_eval) * 6, 0.0);
+  return users;
+}
+
+// fn(worker, u0, nb) for the blocks [u0, u0 + nb) of n users, `block` at a time, in parallel over
+// `threads` with one worker per thread (make_worker()).
+template <class MakeWorker, class Fn>
+void parallel_blocks(Index n, Index block, int threads, MakeWorker make_worker, Fn fn) {
+  const Index n_blocks = (n + block - 1) / block;
   std::exception_ptr error;
   bool failed = false;
 
@@ -150,18 +152,46 @@ MetricSums evaluate_blocks(const CsrBlock& test, Index block, int threads, MakeW
       if (stop) continue;
       try {
         const Index u0 = b * block;
-        const int nb = static_cast<int>(std::min<Index>(block, n_eval - u0));
-        worker->run(users.data() + u0, nb, per_user.data() + static_cast<std::size_t>(u0) * 6);
+        fn(*worker, u0, static_cast<int>(std::min<Index>(block, n - u0)));
       } catch (...) {
         record();
       }
     }
   }
   if (error) std::rethrow_exception(error);
+}
 
-  MetricSums s;
-  for (Index u = 0; u < n_eval; ++u) s.add_user(per_user.data() + static_cast<std::size_t>(u) * 6);
-  return s;
+// The evaluated users' values (6 each, in row order), written by the workers per block.
+struct PerUser {
+  std::vector<Index> rows;
+  std::vector<double> values;
+  explicit PerUser(const CsrBlock& test) : rows(evaluated_rows(test)), values(rows.size() * 6, 0.0) {}
+  Index size() const { return static_cast<Index>(rows.size()); }
+  double* at(Index u) { return values.data() + static_cast<std::size_t>(u) * 6; }
+  // Summed in row order: the sums do not depend on the thread count.
+  MetricSums sum() const {
+    MetricSums s;
+    for (std::size_t u = 0; u < rows.size(); ++u) s.add_user(values.data() + u * 6);
+    return s;
+  }
+  HistorySums sum_by_history(const CsrBlock& train) const {
+    HistorySums s;
+    for (std::size_t u = 0; u < rows.size(); ++u) {
+      const Index r = rows[u];
+      (train.indptr[r + 1] > train.indptr[r] ? s.warm : s.cold).add_user(values.data() + u * 6);
+    }
+    return s;
+  }
+};
+
+// Shared driver: users with test items, in blocks of `block`, parallel over blocks; a worker
+// (one per thread, made by make_worker) writes each block's per-user values.
+template <class MakeWorker>
+PerUser evaluate_blocks(const CsrBlock& test, Index block, int threads, MakeWorker make_worker) {
+  PerUser p(test);
+  parallel_blocks(p.size(), block, threads, make_worker,
+                  [&](auto& worker, Index u0, int nb) { worker.run(p.rows.data() + u0, nb, p.at(u0)); });
+  return p;
 }
 
 // A worker of the shared driver for a scorer: the block's scores, then the per-user routine.
@@ -194,8 +224,6 @@ class ScoredWorker {
 
 namespace detail {
 
-Index users_per_score_block(Index n_items) { return users_per_block(n_items); }
-
 void evaluate_user_row(const Real* scores, Index n_items, const CsrBlock& train, const CsrBlock& test, Index r, int k,
                        Workspace& w, double* out) {
   const auto tb = train.indptr[r], tn = train.indptr[r + 1] - tb;
@@ -207,46 +235,80 @@ void evaluate_user_row(const Real* scores, Index n_items, const CsrBlock& train,
 
 namespace {
 
-MetricSums evaluate_rows_unfused_impl(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
-                                      const CsrBlock& test, int k, int threads) {
+PerUser evaluate_rows_unfused_impl(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                                   const CsrBlock& test, int k, int threads) {
   const Index n_items = Y.rows();
   return evaluate_blocks(test, users_per_block(n_items), threads,
                          [&]() { return ScoredWorker<GemmScorer>(GemmScorer(X_local, Y), train, test, n_items, k); });
 }
 
-void check_rows_args(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train, const CsrBlock& test,
-                     int k, int threads) {
-  check_common(train, test, Y.rows(), k, threads);
+void check_rows_args(const FactorMatrix& X_local, Index n_items, Index factors, const CsrBlock& train,
+                     const CsrBlock& test, int k, int threads) {
+  check_common(train, test, n_items, k, threads);
   if (X_local.rows() != train.n_rows())
     throw InputError("evaluate_rows: " + std::to_string(X_local.rows()) + " user factor rows for " +
                      std::to_string(train.n_rows()) + " matrix rows");
-  if (X_local.cols() != Y.cols())
+  if (X_local.cols() != factors)
     throw InputError("evaluate_rows: user factors have " + std::to_string(X_local.cols()) +
-                     " columns, item factors " + std::to_string(Y.cols()));
+                     " columns, item factors " + std::to_string(factors));
 }
 
-}  // namespace
+// Fused blocks of users are whole multiples of the unfused blocks (sub_block), so that the scores
+// that depend on a user's place in its GEMM (Eigen's edge items) are computed in the same place
+// (metrics_fused.cpp).
+Index fused_users_per_block(Index sub_block) { return sub_block * std::max<Index>(1, kFusedUsers / sub_block); }
 
-MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
-                         const CsrBlock& test, int k, int threads) {
-  check_rows_args(X_local, Y, train, test, k, threads);
-  const Index old_block = users_per_block(Y.rows());
-  if (old_block < 2) return evaluate_rows_unfused_impl(X_local, Y, train, test, k, threads);
-  // Fused blocks are whole multiples of the unfused blocks, so that the scores that depend on a
-  // user's place in its GEMM (Eigen's edge items) are computed in the same place (metrics_fused.cpp).
-  const Index fused_block = old_block * std::max<Index>(1, kFusedUsers / old_block);
-  return evaluate_blocks(test, fused_block, threads,
-                         [&]() { return FusedWorker(X_local, Y, train, test, k, old_block); });
+PerUser evaluate_rows_impl(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                           const CsrBlock& test, int k, int threads) {
+  const Index sub_block = users_per_block(Y.rows());
+  if (sub_block < 2) return evaluate_rows_unfused_impl(X_local, Y, train, test, k, threads);
+  PerUser p(test);
+  parallel_blocks(
+      p.size(), fused_users_per_block(sub_block), threads,
+      [&]() { return FusedWorker(X_local, Y.rows(), train, test, k, sub_block); },
+      [&](FusedWorker& w, Index u0, int nb) { w.run(Y, p.rows.data() + u0, nb, p.at(u0)); });
+  return p;
 }
 
-MetricSums evaluate_rows_unfused(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
-                                 const CsrBlock& test, int k, int threads) {
-  check_rows_args(X_local, Y, train, test, k, threads);
-  return evaluate_rows_unfused_impl(X_local, Y, train, test, k, threads);
+// The fused pass over item blocks fetched in turn: every block once for the users' scores of their
+// own items, then every block again for the top K and the AUC counts; each user's state
+// (FusedUserState) is kept from one block to the next. The same bits as the unblocked pass.
+PerUser evaluate_rows_blocked(const FactorMatrix& X_local, const ItemFactors& items, const CsrBlock& train,
+                              const CsrBlock& test, int k, int threads) {
+  const Index n_items = items.n_items, sub_block = users_per_block(n_items);
+  const Index user_block = fused_users_per_block(sub_block);
+  const std::vector<Index> bounds = item_block_bounds(n_items, items.factors, items.block_items);
+  PerUser p(test);
+  std::vector<FusedUserState> state(p.rows.size());
+  auto each_block = [&](auto&& fn) {
+    parallel_blocks(
+        p.size(), user_block, threads, [&]() { return FusedWorker(X_local, n_items, train, test, k, sub_block); },
+        [&](FusedWorker& w, Index u0, int nb) { fn(w, p.rows.data() + u0, nb, state.data() + u0, p.at(u0)); });
+  };
+  FactorMatrix Y;
+  for (const bool ranking : {false, true}) {
+    for (std::size_t b = 0; b + 1 < bounds.size(); ++b) {
+      const Index begin = bounds[b], end = bounds[b + 1];
+      items.fetch(begin, end, Y);
+      if (Y.rows() != end - begin || Y.cols() != items.factors)
+        throw Error("evaluate_rows: item block [" + std::to_string(begin) + ", " + std::to_string(end) + ") came as " +
+                    std::to_string(Y.rows()) + " x " + std::to_string(Y.cols()));
+      each_block([&](FusedWorker& w, const Index* rows, int nb, FusedUserState* st, double*) {
+        if (ranking) w.rank(Y, begin, rows, nb, st);
+        else w.own_scores(Y, begin, rows, nb, st);
+      });
+    }
+    if (!ranking)
+      each_block([](FusedWorker& w, const Index* rows, int nb, FusedUserState* st, double*) { w.positives(rows, nb, st); });
+  }
+  each_block([](FusedWorker& w, const Index* rows, int nb, FusedUserState* st, double* out) {
+    w.finish(rows, nb, st, out);
+  });
+  return p;
 }
 
-MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const CsrBlock& train,
-                                 const CsrBlock& test, int k, int threads) {
+PerUser evaluate_fixed_scores_impl(const std::vector<Real>& item_scores, const CsrBlock& train, const CsrBlock& test,
+                                   int k, int threads) {
   const Index n_items = static_cast<Index>(item_scores.size());
   check_common(train, test, n_items, k, threads);
   std::vector<Real> s(item_scores.size());
@@ -256,13 +318,65 @@ MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const Csr
   });
 }
 
+}  // namespace
+
+std::vector<Index> item_block_bounds(Index n_items, Index factors, Index block_items) {
+  const Index tile = FusedWorker::tile_items(factors);
+  const Index block = std::max(tile, block_items / tile * tile);
+  std::vector<Index> b;
+  for (Index i = 0; i < n_items; i += block) b.push_back(i);
+  // A last block under a tile joins the one before: an alone user's GEMV over it then gives the
+  // bits of the GEMV over every item (FusedWorker::Impl::alone_scores).
+  if (b.size() > 1 && n_items - b.back() < tile) b.pop_back();
+  b.push_back(n_items);
+  return b;
+}
+
+MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                         const CsrBlock& test, int k, int threads) {
+  check_rows_args(X_local, Y.rows(), Y.cols(), train, test, k, threads);
+  return evaluate_rows_impl(X_local, Y, train, test, k, threads).sum();
+}
+
+HistorySums evaluate_rows_by_history(const FactorMatrix& X_local, const ItemFactors& items, const CsrBlock& train,
+                                     const CsrBlock& test, int k, int threads) {
+  if (items.all) {
+    check_rows_args(X_local, items.all->rows(), items.all->cols(), train, test, k, threads);
+    return evaluate_rows_impl(X_local, *items.all, train, test, k, threads).sum_by_history(train);
+  }
+  check_rows_args(X_local, items.n_items, items.factors, train, test, k, threads);
+  if (!items.fetch) throw Error("evaluate_rows: item factors neither in memory nor fetched");
+  if (items.block_items <= 0 || items.block_items >= items.n_items) {  // one block: the unblocked pass
+    FactorMatrix Y;
+    items.fetch(0, items.n_items, Y);
+    return evaluate_rows_by_history(X_local, ItemFactors::in_memory(Y), train, test, k, threads);
+  }
+  return evaluate_rows_blocked(X_local, items, train, test, k, threads).sum_by_history(train);
+}
+
+MetricSums evaluate_rows_unfused(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
+                                 const CsrBlock& test, int k, int threads) {
+  check_rows_args(X_local, Y.rows(), Y.cols(), train, test, k, threads);
+  return evaluate_rows_unfused_impl(X_local, Y, train, test, k, threads).sum();
+}
+
+MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const CsrBlock& train,
+                                 const CsrBlock& test, int k, int threads) {
+  return evaluate_fixed_scores_impl(item_scores, train, test, k, threads).sum();
+}
+
+HistorySums evaluate_fixed_scores_by_history(const std::vector<Real>& item_scores, const CsrBlock& train,
+                                             const CsrBlock& test, int k, int threads) {
+  return evaluate_fixed_scores_impl(item_scores, train, test, k, threads).sum_by_history(train);
+}
+
 MetricSums evaluate_scored_rows(const RowScoreFn& score, const CsrBlock& train, const CsrBlock& test, int k,
                                 int threads) {
   const Index n_items = train.n_cols;
   check_common(train, test, n_items, k, threads);
   return evaluate_blocks(test, users_per_block(n_items), threads, [&]() {
-    return ScoredWorker<FnScorer>(FnScorer(score, n_items), train, test, n_items, k);
-  });
+           return ScoredWorker<FnScorer>(FnScorer(score, n_items), train, test, n_items, k);
+         }).sum();
 }
 
 }  // namespace mfrec

@@ -78,21 +78,37 @@ Index tile_items(Index f) {
 
 using Scored = std::pair<Real, std::int32_t>;  // (score, item)
 
-struct UserState {
-  std::vector<std::int32_t> train;  // sorted distinct training items: not ranked, not negatives
-  std::vector<std::int32_t> pos;    // sorted distinct test items
-  std::vector<std::int32_t> excl;   // sorted distinct training or test items
-  std::vector<Real> excl_s, pos_s;  // their (sanitized) scores; pos_s sorted ascending
-  std::vector<Scored> top;          // the top K so far, best first
-  std::int64_t c2 = 0;              // 2 #(s_i < s_p) + #(s_i == s_p) over items i, positives p
-  bool is_train(std::int32_t i) const { return std::binary_search(train.begin(), train.end(), i); }
-};
-
 void sorted_distinct(const std::int32_t* b, const std::int32_t* e, std::vector<std::int32_t>& out) {
   out.assign(b, e);
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
 }
+
+// A user's items as sorted distinct sets, rebuilt from its rows whenever its block is loaded.
+struct UserSets {
+  std::vector<std::int32_t> train;  // training items: not ranked, not negatives
+  std::vector<std::int32_t> pos;    // test items
+  std::vector<std::int32_t> excl;   // training or test items
+  void load(const CsrBlock& tr, const CsrBlock& te, Index r) {
+    sorted_distinct(tr.indices.data() + tr.indptr[r], tr.indices.data() + tr.indptr[r + 1], train);
+    sorted_distinct(te.indices.data() + te.indptr[r], te.indices.data() + te.indptr[r + 1], pos);
+    excl.clear();
+    std::set_union(train.begin(), train.end(), pos.begin(), pos.end(), std::back_inserter(excl));
+  }
+  bool is_train(std::int32_t i) const { return std::binary_search(train.begin(), train.end(), i); }
+  // The index in excl of the first item >= i.
+  Index excl_from(Index i) const {
+    return std::lower_bound(excl.begin(), excl.end(), static_cast<std::int32_t>(std::min<Index>(i, INT32_MAX))) -
+           excl.begin();
+  }
+};
+
+// Items [begin, begin + Y.rows()) of the catalogue.
+struct ItemView {
+  const FactorMatrix& Y;
+  Index begin;
+  Index end() const { return begin + Y.rows(); }
+};
 
 // 2 #(s_i < s_p) + #(s_i == s_p) over the n scores s and the positives' sorted scores ps.
 std::int64_t count_below(const Real* s, Index n, const std::vector<Real>& ps) {
@@ -129,39 +145,59 @@ std::int64_t count_below(const Real* s, Index n, const std::vector<Real>& ps) {
 
 struct FusedWorker::Impl {
   const FactorMatrix& X;
-  const FactorMatrix& Y;
   const CsrBlock& train;
   const CsrBlock& test;
   int k;
   Index sub_block, n_items, f, tile, last0;
   FactorMatrix lhs, row_lhs, row_scores;
   std::vector<Real> buf, last, ybuf;
-  std::vector<UserState> users;
+  std::vector<UserSets> sets;         // per user of the block
+  std::vector<FusedUserState> own;    // run()'s states
   Workspace w;
 
-  Impl(const FactorMatrix& X_, const FactorMatrix& Y_, const CsrBlock& tr, const CsrBlock& te, int k_, Index sb)
-      : X(X_), Y(Y_), train(tr), test(te), k(k_), sub_block(sb), n_items(Y_.rows()), f(Y_.cols()),
-        tile(tile_items(Y_.cols())), last0(n_items > 0 ? (n_items - 1) / tile * tile : 0), w(Y_.rows()) {}
+  Impl(const FactorMatrix& X_, Index n_items_, const CsrBlock& tr, const CsrBlock& te, int k_, Index sb)
+      : X(X_), train(tr), test(te), k(k_), sub_block(sb), n_items(n_items_), f(X_.cols()), tile(tile_items(X_.cols())),
+        last0(n_items_ > 0 ? (n_items_ - 1) / tile * tile : 0), w(n_items_) {}
 
-  // The unfused evaluation of one user: a 1 x n_items product (a GEMV, as the unfused pass did).
-  void run_alone(Index r, double* out) {
-    row_lhs.resize(1, f);
-    row_lhs.row(0) = X.row(r);
-    row_scores.resize(1, n_items);
-    row_scores.noalias() = row_lhs * Y.transpose();
-    sanitize(row_scores.data(), row_scores.data(), n_items);
-    evaluate_user_row(row_scores.data(), n_items, train, test, r, k, w, out);
+  // Users [0, fused) of a block of nb are fused; the others are alone, a GEMV each as in the unfused
+  // pass: the last one when the unfused blocks leave it alone, or all with unfused blocks of one.
+  int fused_users(int nb) const { return sub_block < 2 ? 0 : nb % sub_block == 1 ? nb - 1 : nb; }
+
+  // The sets of users rows[0..nb), and the factors of the fused ones.
+  void load(const Index* rows, int nb, int nf) {
+    if (sets.size() < static_cast<std::size_t>(nb)) sets.resize(static_cast<std::size_t>(nb));
+    for (int j = 0; j < nb; ++j) sets[static_cast<std::size_t>(j)].load(train, test, rows[j]);
+    lhs.resize(nf, f);
+    for (int j = 0; j < nf; ++j) lhs.row(j) = X.row(rows[j]);
   }
 
-  // Scores of user j on `items` (all before last0) by the chain of Eigen's full panels, kLanes
-  // items at a time from a transposed copy of their factors.
-  void chain_scores(int j, const std::int32_t* items, Index n, Real* out) {
+  // The unfused evaluation of one user: a 1 x n_items product (a GEMV, as the unfused pass did).
+  void run_alone(const FactorMatrix& Y, Index r, double* out) {
+    const Real* s = alone_scores(r, ItemView{Y, 0});
+    evaluate_user_row(s, n_items, train, test, r, k, w, out);
+  }
+
+  // An alone user's scores on the items of v: a GEMV over them. On a view from a multiple of the
+  // tile with more than a tile of items it gives the bits of the GEMV over every item
+  // (tests/test_metrics_fused.cpp, blocked against unblocked).
+  const Real* alone_scores(Index r, const ItemView& v) {
+    row_lhs.resize(1, f);
+    row_lhs.row(0) = X.row(r);
+    row_scores.resize(1, v.Y.rows());
+    row_scores.noalias() = row_lhs * v.Y.transpose();
+    sanitize(row_scores.data(), row_scores.data(), v.Y.rows());
+    return row_scores.data();
+  }
+
+  // Scores of fused user j on `items` (all in v, before last0) by the chain of Eigen's full
+  // panels, kLanes items at a time from a transposed copy of their factors.
+  void chain_scores(int j, const ItemView& v, const std::int32_t* items, Index n, Real* out) {
     ybuf.resize(static_cast<std::size_t>(f * kLanes));  // lanes past n hold stale values: ignored
     const Real* x = lhs.row(j).data();
     for (Index g = 0; g < n; g += kLanes) {
       const int m = static_cast<int>(std::min<Index>(kLanes, n - g));
       for (int l = 0; l < m; ++l) {
-        const Real* y = Y.row(items[g + l]).data();
+        const Real* y = v.Y.row(items[g + l] - v.begin).data();
         for (Index d = 0; d < f; ++d) ybuf[d * kLanes + l] = y[d];
       }
       Real acc[kLanes] = {};
@@ -175,24 +211,47 @@ struct FusedWorker::Impl {
     }
   }
 
-  void prepare_user(int j, Index r, const Real* last_row) {
-    UserState& u = users[static_cast<std::size_t>(j)];
-    const std::int32_t* ti = train.indices.data();
-    const std::int32_t* si = test.indices.data();
-    sorted_distinct(ti + train.indptr[r], ti + train.indptr[r + 1], u.train);
-    sorted_distinct(si + test.indptr[r], si + test.indptr[r + 1], u.pos);
-    u.excl.clear();
-    std::set_union(u.train.begin(), u.train.end(), u.pos.begin(), u.pos.end(), std::back_inserter(u.excl));
-    const Index ne = static_cast<Index>(u.excl.size());
-    u.excl_s.resize(u.excl.size());
-    const Index n_before = std::lower_bound(u.excl.begin(), u.excl.end(), static_cast<std::int32_t>(last0)) -
-                           u.excl.begin();
-    chain_scores(j, u.excl.data(), n_before, u.excl_s.data());
-    sanitize(u.excl_s.data(), u.excl_s.data(), n_before);
-    for (Index e = n_before; e < ne; ++e) u.excl_s[e] = last_row[u.excl[e] - last0];
+  // The fused users' scores on the last tile, per unfused block of users (see the top of the
+  // file), when v holds it.
+  void last_tile(const ItemView& v, int nf) {
+    if (last0 < v.begin || last0 >= v.end()) return;
+    const Index nl = n_items - last0;
+    last.resize(static_cast<std::size_t>(nf * nl));
+    for (Index b = 0; b < nf; b += sub_block) {
+      const Index m = std::min<Index>(sub_block, nf - b);
+      Eigen::Map<FactorMatrix> T(last.data() + b * nl, m, nl);
+      T.noalias() = lhs.middleRows(b, m) * v.Y.middleRows(last0 - v.begin, nl).transpose();
+    }
+    sanitize(last.data(), last.data(), static_cast<Index>(last.size()));
+  }
+
+  // The scores of the users' training and test items in v (the last tile's from `last`: the
+  // caller ran last_tile on v).
+  void own_scores_fused(const ItemView& v, int nf, FusedUserState* st) {
+    const Index nl = n_items - last0;
+    for (int j = 0; j < nf; ++j) {
+      const UserSets& S = sets[static_cast<std::size_t>(j)];
+      FusedUserState& u = st[j];
+      u.excl_s.resize(S.excl.size());
+      const Index a = S.excl_from(v.begin), b = S.excl_from(v.end());
+      const Index m = std::clamp(S.excl_from(last0), a, b);
+      chain_scores(j, v, S.excl.data() + a, m - a, u.excl_s.data() + a);
+      sanitize(u.excl_s.data() + a, u.excl_s.data() + a, m - a);
+      for (Index e = m; e < b; ++e) u.excl_s[e] = last[j * nl + S.excl[e] - last0];
+    }
+  }
+  void own_scores_alone(Index r, const UserSets& S, const ItemView& v, FusedUserState& u) {
+    const Real* s = alone_scores(r, v);
+    u.excl_s.resize(S.excl.size());
+    for (Index e = S.excl_from(v.begin), b = S.excl_from(v.end()); e < b; ++e) u.excl_s[e] = s[S.excl[e] - v.begin];
+  }
+
+  // Once every training and test item's score is known: the positives' sorted scores, and the
+  // counts started.
+  static void positives(const UserSets& S, FusedUserState& u) {
     u.pos_s.clear();
-    for (std::size_t p = 0, e = 0; p < u.pos.size(); ++p) {
-      while (u.excl[e] != u.pos[p]) ++e;
+    for (std::size_t p = 0, e = 0; p < S.pos.size(); ++p) {
+      while (S.excl[e] != S.pos[p]) ++e;
       u.pos_s.push_back(u.excl_s[e]);
     }
     std::sort(u.pos_s.begin(), u.pos_s.end());
@@ -208,7 +267,7 @@ struct FusedWorker::Impl {
   static constexpr Index kScanChunk = 64;
   // Items come by increasing index, so a new one ranks before a kept one only with a strictly
   // higher score (RanksBefore's tie rule).
-  static void insert(UserState& u, Real s, std::int32_t item, std::size_t kk) {
+  static void insert(FusedUserState& u, Real s, std::int32_t item, std::size_t kk) {
     if (u.top.size() < kk) u.top.emplace_back();
     std::size_t j = u.top.size() - 1;
     for (; j > 0 && s > u.top[j - 1].first; --j) u.top[j] = u.top[j - 1];
@@ -219,8 +278,9 @@ struct FusedWorker::Impl {
   // least K candidates score at least that much; an item below it never reaches the top K. It
   // saves most of the insertions of the first tile. -inf when the tile is too small.
   static constexpr Index kMaxBoundGroups = 64;
-  Real first_bound(const UserState& u, const Real* s, Index n) const {
-    const Index t = std::lower_bound(u.train.begin(), u.train.end(), static_cast<std::int32_t>(n)) - u.train.begin();
+  Real first_bound(const UserSets& S, const Real* s, Index n) const {
+    const Index t = std::lower_bound(S.train.begin(), S.train.end(), static_cast<std::int32_t>(std::min<Index>(n, INT32_MAX))) -
+                    S.train.begin();
     const Index groups = (k + t + 15) / 16 * 16;  // group l: items l, l + groups, l + 2 groups, ...
     const Index rows = groups > 0 ? n / groups : 0;
     if (groups > kMaxBoundGroups || rows < 4) return -std::numeric_limits<Real>::infinity();
@@ -236,13 +296,15 @@ struct FusedWorker::Impl {
     return b;
   }
 
-  void scan(UserState& u, const Real* s, Index i0, Index n) {
+  // The top K and the AUC counts over the scores s of items [i0, i0 + n).
+  void scan(FusedUserState& u, const UserSets& S, const Real* s, Index i0, Index n) {
     const std::size_t kk = static_cast<std::size_t>(k);
-    const Real bound = u.top.size() < kk && i0 == 0 ? first_bound(u, s, n) : -std::numeric_limits<Real>::infinity();
+    const Real bound =
+        u.top.size() < kk && i0 == 0 ? first_bound(S, s, n) : -std::numeric_limits<Real>::infinity();
     auto visit = [&](Index j) {
       const auto item = static_cast<std::int32_t>(i0 + j);
       const bool candidate = u.top.size() < kk ? s[j] >= bound : s[j] > u.top.back().first;
-      if (candidate && !u.is_train(item)) insert(u, s[j], item, kk);
+      if (candidate && !S.is_train(item)) insert(u, s[j], item, kk);
     };
     Index i = 0;
     for (; i + kScanChunk <= n; i += kScanChunk) {
@@ -253,79 +315,104 @@ struct FusedWorker::Impl {
       for (std::uint64_t m = mask; m != 0; m &= m - 1) visit(i + __builtin_ctzll(m));
     }
     for (; i < n; ++i) visit(i);
+    u.c2 += count_below(s, n, u.pos_s);
   }
 
-  void finish_user(UserState& u, double* out) {
+  // The tiles of v (the last from `last`: the caller ran last_tile on v), for the fused users.
+  void rank_fused(const ItemView& v, int nf, FusedUserState* st) {
+    buf.resize(static_cast<std::size_t>(nf * tile));
+    for (Index i0 = v.begin; i0 < v.end(); i0 += tile) {
+      const Index n = std::min(tile, v.end() - i0);
+      const Real* T = last.data();
+      if (i0 != last0) {
+        Eigen::Map<FactorMatrix> M(buf.data(), nf, n);
+        M.noalias() = lhs * v.Y.middleRows(i0 - v.begin, n).transpose();
+        sanitize(buf.data(), buf.data(), nf * n);
+        T = buf.data();
+      }
+      for (int j = 0; j < nf; ++j) scan(st[j], sets[static_cast<std::size_t>(j)], T + j * n, i0, n);
+    }
+  }
+
+  void finish_user(const UserSets& S, const FusedUserState& u, double* out) {
     std::vector<std::int32_t>& top = w.top;
     top.clear();
     for (const Scored& e : u.top) top.push_back(e.second);
-    const RankStats r = rank_stats(top.data(), top.size(), u.pos.size(), k, [&u](std::int32_t item) {
-      return std::binary_search(u.pos.begin(), u.pos.end(), item);
+    const RankStats r = rank_stats(top.data(), top.size(), S.pos.size(), k, [&S](std::int32_t item) {
+      return std::binary_search(S.pos.begin(), S.pos.end(), item);
     });
     out[0] = r.ap;
     out[1] = r.ap_seed;
     out[2] = r.precision;
     out[3] = r.recall;
     out[4] = r.ndcg;
-    const Index n_neg = n_items - static_cast<Index>(u.excl.size());
-    if (u.pos.empty() || n_neg <= 0) {
+    const Index n_neg = n_items - static_cast<Index>(S.excl.size());
+    if (S.pos.empty() || n_neg <= 0) {
       out[5] = 0.5;
       return;
     }
     const std::int64_t c2 = u.c2 - count_below(u.excl_s.data(), static_cast<Index>(u.excl_s.size()), u.pos_s);
     // 0.5 c2 = less + equal / 2 exactly (integers below 2^52): the unfused pass's numerator.
     out[5] = 0.5 * static_cast<double>(c2) /
-             (static_cast<double>(u.pos.size()) * static_cast<double>(n_neg));
+             (static_cast<double>(S.pos.size()) * static_cast<double>(n_neg));
   }
 
-  void run(const Index* rows, int nb, double* out) {
-    int nf = nb;
-    if (nb % sub_block == 1) {  // a last unfused block of one user: evaluated as it was
-      --nf;
-      run_alone(rows[nf], out + static_cast<std::size_t>(nf) * 6);
-    }
+  void run(const FactorMatrix& Y, const Index* rows, int nb, double* out) {
+    const int nf = fused_users(nb);
+    for (int j = nf; j < nb; ++j) run_alone(Y, rows[j], out + static_cast<std::size_t>(j) * 6);
     if (nf == 0) return;
-    lhs.resize(nf, f);
-    for (int j = 0; j < nf; ++j) lhs.row(j) = X.row(rows[j]);
-    if (users.size() < static_cast<std::size_t>(nf)) users.resize(static_cast<std::size_t>(nf));
+    load(rows, nf, nf);
+    if (own.size() < static_cast<std::size_t>(nf)) own.resize(static_cast<std::size_t>(nf));
+    const ItemView v{Y, 0};
+    last_tile(v, nf);  // the last tile first: it gives its own items' scores
+    own_scores_fused(v, nf, own.data());
+    for (int j = 0; j < nf; ++j) positives(sets[static_cast<std::size_t>(j)], own[static_cast<std::size_t>(j)]);
+    rank_fused(v, nf, own.data());
+    for (int j = 0; j < nf; ++j)
+      finish_user(sets[static_cast<std::size_t>(j)], own[static_cast<std::size_t>(j)], out + static_cast<std::size_t>(j) * 6);
+  }
 
-    // The last tile first, per unfused block of users (see the top of the file).
-    const Index nl = n_items - last0;
-    last.resize(static_cast<std::size_t>(nf * nl));
-    for (Index b = 0; b < nf; b += sub_block) {
-      const Index m = std::min<Index>(sub_block, nf - b);
-      Eigen::Map<FactorMatrix> T(last.data() + b * nl, m, nl);
-      T.noalias() = lhs.middleRows(b, m) * Y.middleRows(last0, nl).transpose();
-    }
-    sanitize(last.data(), last.data(), static_cast<Index>(last.size()));
-    for (int j = 0; j < nf; ++j) prepare_user(j, rows[j], last.data() + j * nl);
-
-    buf.resize(static_cast<std::size_t>(nf * tile));
-    for (Index i0 = 0; i0 < n_items; i0 += tile) {
-      const Index n = std::min(tile, n_items - i0);
-      const Real* T = last.data();
-      if (i0 != last0) {
-        Eigen::Map<FactorMatrix> M(buf.data(), nf, n);
-        M.noalias() = lhs * Y.middleRows(i0, n).transpose();
-        sanitize(buf.data(), buf.data(), nf * n);
-        T = buf.data();
-      }
-      for (int j = 0; j < nf; ++j) {
-        UserState& u = users[static_cast<std::size_t>(j)];
-        const Real* s = T + j * n;
-        scan(u, s, i0, n);
-        u.c2 += count_below(s, n, u.pos_s);
-      }
-    }
-    for (int j = 0; j < nf; ++j) finish_user(users[static_cast<std::size_t>(j)], out + static_cast<std::size_t>(j) * 6);
+  // The blocked pass's steps (metrics_internal.hpp).
+  void own_scores(const ItemView& v, const Index* rows, int nb, FusedUserState* st) {
+    const int nf = fused_users(nb);
+    load(rows, nb, nf);
+    last_tile(v, nf);
+    own_scores_fused(v, nf, st);
+    for (int j = nf; j < nb; ++j) own_scores_alone(rows[j], sets[static_cast<std::size_t>(j)], v, st[j]);
+  }
+  void positives(const Index* rows, int nb, FusedUserState* st) {
+    load(rows, nb, 0);
+    for (int j = 0; j < nb; ++j) positives(sets[static_cast<std::size_t>(j)], st[j]);
+  }
+  void rank(const ItemView& v, const Index* rows, int nb, FusedUserState* st) {
+    const int nf = fused_users(nb);
+    load(rows, nb, nf);
+    last_tile(v, nf);
+    rank_fused(v, nf, st);
+    for (int j = nf; j < nb; ++j) scan(st[j], sets[static_cast<std::size_t>(j)], alone_scores(rows[j], v), v.begin, v.Y.rows());
+  }
+  void finish(const Index* rows, int nb, FusedUserState* st, double* out) {
+    load(rows, nb, 0);
+    for (int j = 0; j < nb; ++j) finish_user(sets[static_cast<std::size_t>(j)], st[j], out + static_cast<std::size_t>(j) * 6);
   }
 };
 
-FusedWorker::FusedWorker(const FactorMatrix& X, const FactorMatrix& Y, const CsrBlock& train, const CsrBlock& test,
-                         int k, Index sub_block)
-    : impl_(std::make_unique<Impl>(X, Y, train, test, k, sub_block)) {}
+FusedWorker::FusedWorker(const FactorMatrix& X, Index n_items, const CsrBlock& train, const CsrBlock& test, int k,
+                         Index sub_block)
+    : impl_(std::make_unique<Impl>(X, n_items, train, test, k, sub_block)) {}
 FusedWorker::FusedWorker(FusedWorker&&) noexcept = default;
 FusedWorker::~FusedWorker() = default;
-void FusedWorker::run(const Index* rows, int nb, double* out) { impl_->run(rows, nb, out); }
+Index FusedWorker::tile_items(Index f) { return mfrec::detail::tile_items(f); }
+void FusedWorker::run(const FactorMatrix& Y, const Index* rows, int nb, double* out) { impl_->run(Y, rows, nb, out); }
+void FusedWorker::own_scores(const FactorMatrix& Y, Index begin, const Index* rows, int nb, FusedUserState* state) {
+  impl_->own_scores(ItemView{Y, begin}, rows, nb, state);
+}
+void FusedWorker::positives(const Index* rows, int nb, FusedUserState* state) { impl_->positives(rows, nb, state); }
+void FusedWorker::rank(const FactorMatrix& Y, Index begin, const Index* rows, int nb, FusedUserState* state) {
+  impl_->rank(ItemView{Y, begin}, rows, nb, state);
+}
+void FusedWorker::finish(const Index* rows, int nb, FusedUserState* state, double* out) {
+  impl_->finish(rows, nb, state, out);
+}
 
 }  // namespace mfrec::detail

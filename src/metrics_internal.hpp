@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "mfrec/metrics.hpp"
@@ -121,16 +122,35 @@ void evaluate_user_row(const Real* scores, Index n_items, const CsrBlock& train,
 // The fused score-and-rank pass of evaluate_rows (metrics_fused.cpp): per block of users, the
 // scores of one tile of items at a time (a GEMM), each tile consumed at once by a streaming
 // top K and the AUC counts; no user's full score row is ever stored. `sub_block`: the users per
-// GEMM of the unfused evaluation; blocks given to run() start at multiples of it.
+// GEMM of the unfused evaluation; blocks given to the worker start at multiples of it.
 constexpr Index kFusedUsers = 256;  // users per fused block (rounded down to sub_block multiples)
+
+// What a user's evaluation keeps from one block of items to the next (the blocked pass).
+struct FusedUserState {
+  std::vector<Real> excl_s, pos_s;               // scores of the user's training-or-test items, positives' sorted
+  std::vector<std::pair<Real, std::int32_t>> top;  // the top K so far, best first
+  std::int64_t c2 = 0;                           // 2 #(s_i < s_p) + #(s_i == s_p) over items i, positives p
+};
+
 class FusedWorker {
  public:
-  FusedWorker(const FactorMatrix& X, const FactorMatrix& Y, const CsrBlock& train, const CsrBlock& test, int k,
+  FusedWorker(const FactorMatrix& X, Index n_items, const CsrBlock& train, const CsrBlock& test, int k,
               Index sub_block);
   FusedWorker(FusedWorker&&) noexcept;
   ~FusedWorker();
-  // The per-user values (6 each, as evaluate_user_row) of the users at local rows rows[0..nb).
-  void run(const Index* rows, int nb, double* out);
+  // Items per tile at f factors: the blocks of the blocked pass are whole tiles.
+  static Index tile_items(Index f);
+  // Every item's factors in Y: the per-user values (6 each, as evaluate_user_row) of the users at
+  // local rows rows[0..nb).
+  void run(const FactorMatrix& Y, const Index* rows, int nb, double* out);
+  // The blocked pass, for the items in blocks Y = items [begin, begin + Y.rows()): blocks start at
+  // tile multiples and end at one (the last at n_items, with more than a tile when there are
+  // several). `state` holds one entry per user of rows[0..nb). First own_scores for every block,
+  // then positives once, then rank for every block, then finish.
+  void own_scores(const FactorMatrix& Y, Index begin, const Index* rows, int nb, FusedUserState* state);
+  void positives(const Index* rows, int nb, FusedUserState* state);
+  void rank(const FactorMatrix& Y, Index begin, const Index* rows, int nb, FusedUserState* state);
+  void finish(const Index* rows, int nb, FusedUserState* state, double* out);
 
  private:
   struct Impl;

@@ -218,11 +218,30 @@ FactorMatrix gather_side(const Comm& comm, const FactorMatrix& own, const Bounds
 
 FactorMatrix Trainer::gather_item_factors() const { return gather_side(comm_, items_.own, *items_.bounds); }
 
-const FactorMatrix& Trainer::item_factors(FactorMatrix& storage) const {
+ItemFactors Trainer::evaluation_items(Index block_items) const {
+  ItemFactors items;
   // Held rows are in id order: all of them are every item at its id.
-  if (comm_.min(reads(items_).rows() == items_.bounds->back() ? 1 : 0) == 1) return reads(items_);
-  storage = gather_item_factors();
-  return storage;
+  if (comm_.min(reads(items_).rows() == items_.bounds->back() ? 1 : 0) == 1) {
+    items.all = &reads(items_);
+    return items;
+  }
+  items.n_items = items_.bounds->back();
+  items.factors = items_.own.cols();
+  items.block_items = block_items;
+  items.fetch = [this](Index begin, Index end, FactorMatrix& out) { gather_item_rows(begin, end, out); };
+  return items;
+}
+
+void Trainer::gather_item_rows(Index begin, Index end, FactorMatrix& out) const {
+  const Bounds& b = *items_.bounds;
+  std::vector<std::int64_t> rows(b.size() - 1);
+  for (std::size_t r = 0; r + 1 < b.size(); ++r)
+    rows[r] = std::max<Index>(0, std::min(end, b[r + 1]) - std::max(begin, b[r]));
+  const Index mine = b[static_cast<std::size_t>(comm_.rank())];
+  const Index first = std::min(std::max<Index>(0, begin - mine), items_.own.rows());  // of this rank's rows
+  out.resize(end - begin, items_.own.cols());
+  comm_.allgatherv_rows(items_.own.data() + first * items_.own.cols(), rows[static_cast<std::size_t>(comm_.rank())],
+                        rows, items_.own.cols(), out.data());
 }
 
 FactorMatrix Trainer::gather_user_factors() const { return gather_side(comm_, users_.own, *users_.bounds); }

@@ -142,10 +142,25 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
     }
     if (next_eval < opt.eval_at.size() && opt.eval_at[next_eval] == it) {
       auto t = trainer->timer().scope("evaluation");
-      FactorMatrix gathered;  // items are the small side: every rank scores its users against all
-      const FactorMatrix& Y = trainer->item_factors(gathered);
-      res.evaluations.push_back(evaluate(comm, data.train, data.test, trainer->local_user_factors(), Y, data.popularity,
-                                         opt.k, opt.train.threads, nullptr, EvalSample{opt.eval_users, opt.train.seed}));
+      // Items are the small side: every rank scores its users against all of them, held or
+      // gathered (in blocks above --eval-memory).
+      const double row_bytes = static_cast<double>(opt.train.als.factors) * sizeof(Real);
+      const Index block_items =
+          opt.eval_memory_mib > 0
+              ? std::max<Index>(1, static_cast<Index>(std::min(opt.eval_memory_mib * 1024 * 1024 / row_bytes, 1e15)))
+              : 0;
+      const ItemFactors items = trainer->evaluation_items(block_items);
+      if (next_eval == 0 && comm.is_root() && !items.all && block_items > 0 && block_items < items.n_items) {
+        const std::vector<Index> b = item_block_bounds(items.n_items, items.factors, block_items);
+        Index widest = 0;
+        for (std::size_t j = 0; j + 1 < b.size(); ++j) widest = std::max(widest, b[j + 1] - b[j]);
+        spdlog::info("{}evaluation: the {} item rows are gathered in {} blocks of up to {} (--eval-memory {} MiB), "
+                     "each block twice",
+                     opt.label, items.n_items, b.size() - 1, widest, opt.eval_memory_mib);
+      }
+      res.evaluations.push_back(evaluate(comm, data.train, data.test, trainer->local_user_factors(), items,
+                                         data.popularity, opt.k, opt.train.threads, nullptr,
+                                         EvalSample{opt.eval_users, opt.train.seed}));
       if (!data.knn.empty()) {  // the kNN view depends on the data only: evaluated once per group
         res.evaluations.back().knn = data.knn_view;
         res.evaluations.back().knn_k = data.knn.k;

@@ -3,7 +3,8 @@
 # point evaluates the same N users with the same metrics (model, system, popularity, kNN); the
 # report gives users = N and a standard error per metric, the printed table a ±SE per value and
 # the sample size; N beyond the test users is everybody (the same numbers as the default 0);
-# a bad N is refused with one line naming --eval-users.
+# a bad N is refused with one line naming --eval-users; items scored in blocks (--eval-memory)
+# give the metrics of one gather.
 # Env: MFREC_BIN (build dir), MPIEXEC, MFREC_FIXTURE (the shared tiny data set: 3,000 users).
 # fixture: tiny_pipeline
 set -uo pipefail
@@ -63,6 +64,23 @@ then
 else
   fail "sampled metrics differ"
 fi
+
+# --eval-memory: sparse on 3 ranks holds no rank every item; gathered in blocks (f = 128: three
+# blocks of the 2,465 items) the metrics are those of one gather, to the last bit.
+BLOCKS=(--data prep.h5 --factors 128 --iterations 2 --threads 1 --output "" --knn-k 0 --exchange sparse)
+run 3 300 mfrec_dist "${BLOCKS[@]}" --report whole.json
+cp log whole.log
+run 3 300 mfrec_dist "${BLOCKS[@]}" --eval-memory 0.1 --report blocks.json
+cp log blocks.log
+check "--eval-memory 0.1: the items gathered in 3 blocks, logged" \
+  grep -q 'evaluation: the 2465 item rows are gathered in 3 blocks of up to 929 (--eval-memory 0.1 MiB)' blocks.log
+check "--eval-memory: the same metrics in blocks as in one gather" "$PY" -c "
+import json
+a, b = json.load(open('whole.json')), json.load(open('blocks.json'))
+assert a['metrics']['users'] > 0 and b['config']['eval_memory'] == 0.1
+for view in ('metrics', 'system', 'baseline'):
+    assert a[view] == b[view], (view, a[view], b[view])
+"
 
 check "the table prints ±SE and the sample size" \
   bash -c "grep -q 'MAP@K  *[0-9.]* ±[0-9.]*' s1.log && grep -q 'users evaluated: 500 (a seeded sample: --eval-users 500)' s1.log"

@@ -97,6 +97,7 @@ ALLOW = {
     ("mfrec_dist", "regularization", "99999999999999999999"): "1e20 is a finite double; no upper bound documented",
     ("mfrec_dist", "exchange-memory", "0"): "documented: 0 = no limit (one stage)",
     ("mfrec_dist", "exchange-memory", "99999999999999999999"): "1e20 MiB is a finite budget: one stage, valid",
+    ("mfrec_dist", "eval-memory", "0"): "documented: 0 = no limit (every item gathered at once)",
     ("mfrec_dist", "model-name", "*"): "any name: it is only used with --registry (checked there)",
     ("mfrec_recommend", "user", "*"): "an unknown user gets the popular list (documented behaviour)",
     ("mfrec_recommend", "sample", "0"): "zero sample users: none printed",

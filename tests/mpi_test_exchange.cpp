@@ -136,11 +136,37 @@ TEST(Exchange, EvaluationItemsInPlaceOrGathered) {
     GroupData d = load_group_data(f, world);
     std::unique_ptr<Trainer> t;
     run_point(world, d, options(mode), &t);
-    FactorMatrix storage;
-    const FactorMatrix& Y = t->item_factors(storage);
+    const ItemFactors items = t->evaluation_items(0);
+    ASSERT_EQ(items.all == nullptr, mode == ExchangeMode::kSparse);
+    FactorMatrix Y;
+    if (items.all) Y = *items.all;
+    else items.fetch(0, items.n_items, Y);
     EXPECT_EQ(Y, t->gather_item_factors());
-    EXPECT_EQ(&Y == &storage, mode == ExchangeMode::kSparse);
   }
+}
+
+// Items above --eval-memory are gathered and scored in blocks: the evaluation is the one of every
+// item at once, bit for bit, at any rank count (5,000 items at f = 7: blocks of one tile of 2,016
+// items, the last with the rest). Sparse with 60 users: no rank holds every item.
+TEST(Exchange, EvaluationInItemBlocks) {
+  Comm world = Comm::world();
+  const std::string path = random_file(world, "eval_blocks.h5", 60, 5000, 3, 11, {4, 9});
+  RunOptions o = options(ExchangeMode::kSparse, Solver::kConjugateGradient, 2);
+  o.eval_memory_mib = 0;  // every item gathered at once
+  const Outcome whole = train_on(world, path, o);
+  o.eval_memory_mib = 0.01;  // 374 items at f = 7: one tile per block
+  const Outcome blocked = train_on(world, path, o);
+  ASSERT_GT(whole.e.model.n_users, 0);
+  ASSERT_GT(whole.e.cold_users, 0);
+  std::vector<double> a(kEvaluationFields), b(kEvaluationFields);
+  evaluation_to_row(whole.e, a.data());
+  evaluation_to_row(blocked.e, b.data());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(blocked.X, whole.X);
+  // And at one rank, where every item is held: the same metrics as the gathered ones.
+  Comm self = world.split(world.rank(), 0);
+  if (world.rank() == 0) expect_same(train_on(self, path, o), blocked);
+  world.barrier();
 }
 
 // Fewer users and items than ranks: some ranks own no rows of either side, also with a budget

@@ -1,7 +1,8 @@
 // The fused score-and-rank pass (src/metrics_fused.cpp) against the unfused one it replaced:
 // the same sums, bit for bit, over catalogue sizes around Eigen's panel and the tiles, blocks that
 // leave one user alone, ties, NaN scores, many positives (the binary-search AUC), users without
-// training items, duplicates, and 1 to 3 threads.
+// training items, duplicates, and 1 to 3 threads; and the pass over items in blocks against the
+// pass over all of them at once.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "mfrec/metrics.hpp"
@@ -66,11 +68,52 @@ void expect_identical(const MetricSums& a, const MetricSums& b, const std::strin
   for (int j = 0; j < MetricSums::kFields; ++j) EXPECT_EQ(va[j], vb[j]) << what << ", field " << j;
 }
 
+// The item factors of c fetched in blocks of at most block_items, recording the blocks fetched.
+ItemFactors in_blocks(const Case& c, Index block_items, std::vector<std::pair<Index, Index>>& fetched) {
+  ItemFactors items;
+  items.n_items = c.Y.rows();
+  items.factors = c.Y.cols();
+  items.block_items = block_items;
+  items.fetch = [&c, &fetched](Index begin, Index end, FactorMatrix& out) {
+    fetched.emplace_back(begin, end);
+    out = c.Y.middleRows(begin, end - begin);
+  };
+  return items;
+}
+
+// Blocked against unblocked: identical sums, each block fetched twice, blocks of whole tiles
+// starting at tile multiples (the last may add a partial tile), together every item.
+void check_blocked(const Case& c, int k, Index block_items, int threads, const std::string& what) {
+  const HistorySums whole =
+      evaluate_rows_by_history(c.X, ItemFactors::in_memory(c.Y), c.train, c.test, k, threads);
+  std::vector<std::pair<Index, Index>> fetched;
+  const HistorySums blocked = evaluate_rows_by_history(c.X, in_blocks(c, block_items, fetched), c.train, c.test, k, threads);
+  const std::string w = what + ", blocks of " + std::to_string(block_items) + " items";
+  expect_identical(blocked.warm, whole.warm, w + ", warm");
+  expect_identical(blocked.cold, whole.cold, w + ", cold");
+  const Index n_items = c.Y.rows(), tile = std::min<Index>(2016, std::max<Index>(48, 98304 / c.Y.cols() / 48 * 48));
+  if (block_items >= n_items) {  // one fetch of every item, then the unblocked pass
+    EXPECT_EQ(fetched, (std::vector<std::pair<Index, Index>>{{0, n_items}})) << w;
+    return;
+  }
+  ASSERT_EQ(fetched.size() % 2, 0u) << w;
+  const std::size_t blocks = fetched.size() / 2;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    EXPECT_EQ(fetched[b], fetched[blocks + b]) << w << ": the second pass fetches the same blocks";
+    EXPECT_EQ(fetched[b].first, b == 0 ? 0 : fetched[b - 1].second) << w;
+    EXPECT_EQ(fetched[b].first % tile, 0) << w;
+    if (b + 1 < blocks) EXPECT_LE(fetched[b].second - fetched[b].first, std::max(block_items, tile)) << w;
+  }
+  EXPECT_EQ(fetched[blocks - 1].second, n_items) << w;
+}
+
 void check(const Case& c, int k, const std::string& what) {
   const MetricSums ref = evaluate_rows_unfused(c.X, c.Y, c.train, c.test, k, 1);
   for (int threads : {1, 2, 3})
     expect_identical(evaluate_rows(c.X, c.Y, c.train, c.test, k, threads), ref,
                      what + ", " + std::to_string(threads) + " threads");
+  const Index n_items = c.Y.rows();
+  for (Index block_items : {Index(1), std::max<Index>(1, n_items / 3)}) check_blocked(c, k, block_items, 2, what);
 }
 
 }  // namespace
@@ -100,6 +143,27 @@ TEST(MetricsFused, IdenticalOnLargeCataloguesWithSmallerUnfusedBlocks) {
     const Case c = make_case(n_items > 100000 ? 52 : 210, n_items, 8, static_cast<std::uint32_t>(n_items));
     check(c, 20, "items " + std::to_string(n_items));
   }
+}
+
+TEST(MetricsFused, InBlocksWhenEveryUserIsAlone) {
+  // Beyond 2^21 items the unfused blocks hold one user (a GEMV each, over every item): in blocks,
+  // a GEMV over each block gives the same scores. Blocks of 700,000 items are 347 tiles of 2,016,
+  // and leave 5 items after the third: they join it (a GEMV of 5 items is Eigen's coefficient-wise
+  // product, another rounding).
+  Case c = make_case(7, 3 * 347 * 2016 + 5, 8, 3, false, true);
+  const Index n = c.Y.rows();
+  for (Index i = n - 63; i < n; ++i) {  // the last 64 items one unit in the last place apart (see below)
+    c.Y.row(i) = c.Y.row(n - 64);
+    Real& y = c.Y(i, i % 8);
+    y = std::nextafter(y, i % 2 ? Real(1) : Real(-1));
+  }
+  const HistorySums whole = evaluate_rows_by_history(c.X, ItemFactors::in_memory(c.Y), c.train, c.test, 20, 2);
+  const MetricSums ref = evaluate_rows_unfused(c.X, c.Y, c.train, c.test, 20, 1);
+  MetricSums sum = whole.warm;
+  sum += whole.cold;
+  EXPECT_EQ(sum.n_users, ref.n_users);
+  EXPECT_NEAR(sum.map, ref.map, 1e-12);
+  for (Index block_items : {Index(700000), c.Y.rows() - 1}) check_blocked(c, 20, block_items, 2, "2,098,661 items");
 }
 
 TEST(MetricsFused, IdenticalWithTiesAndNaN) {

@@ -41,6 +41,7 @@ struct Options {
   int checkpoint_every = 0;
   long long eval_users = 0;  // a seeded sample of this many test users; 0: all
   double exchange_memory = TrainConfig{}.exchange_memory_mib;
+  double eval_memory = RunOptions{}.eval_memory_mib;
   bool scale_regularization = false, auto_promote = true, resume = false;
   unsigned long seed = defaults::kSeed;  // unsigned: "-1" is refused by the parser
 };
@@ -122,6 +123,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .option("seed", &o.seed, "seed of the initial factors (0 or more)")
       .option("k", &o.k, "cut-off K of the ranking metrics")
       .option("eval-users", &o.eval_users, "evaluate a seeded sample of this many test users (the same users for any rank count and group; the smallest hashes of --seed and the user) and report standard errors; 0: every test user")
+      .option("eval-memory", &o.eval_memory, "the most MiB of item factors a rank gathers at once to evaluate when it does not hold them all; beyond it the items are scored in blocks (two passes, twice the gathers; the same results; 0: no limit)")
       .option("groups,g", &o.groups, "grid: split the ranks into this many groups, each training one point at a time")
       .option("knn-k", &o.knn_k, "neighbours per item of the item-kNN baseline (cosine, as implicit's CosineRecommender), reported next to popularity and stored in the model; 0: none")
       .option("select-metric", &o.select_metric, "grid: the metric that picks the best point (map_at_k, map_at_k_seed, precision_at_k, recall_at_k, ndcg_at_k, auc)")
@@ -149,6 +151,8 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   require_option(o.eval_users >= 0, "eval-users", "must not be negative (0: every test user)");
   require_option(std::isfinite(o.exchange_memory) && o.exchange_memory >= 0, "exchange-memory",
                  "must be a non-negative number of MiB (0: no limit)");
+  require_option(std::isfinite(o.eval_memory) && o.eval_memory >= 0, "eval-memory",
+                 "must be a non-negative number of MiB (0: no limit)");
   require_option(o.cg_steps >= 1, "cg-steps", "must be at least 1");
   require_option(o.threads >= 0, "threads", "must not be negative (0: automatic)");
   require_option(o.loss_every >= 0, "loss-every", "must not be negative");
@@ -173,6 +177,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
   go.base.train.exchange_memory_mib = o.exchange_memory;
   go.base.k = o.k;
   go.base.eval_users = o.eval_users;
+  go.base.eval_memory_mib = o.eval_memory;
   go.base.loss_every = o.loss_every;
   go.checkpoint_dir = o.checkpoint_dir;
   go.base.checkpoint_every = o.checkpoint_every;
@@ -251,7 +256,7 @@ nlohmann::json report_json(const GridResult& res, const Setup& s, int ranks, con
                  {"scale_regularization", o.scale_regularization}, {"seed", o.seed}, {"k", o.k},
                  {"groups", o.groups},       {"select_metric", o.select_metric}, {"output", o.output},
                  {"knn_k", o.knn_k}, {"exchange", o.exchange}, {"exchange_memory", o.exchange_memory},
-                 {"eval_users", o.eval_users}};
+                 {"eval_users", o.eval_users}, {"eval_memory", o.eval_memory}};
   j["ranks"] = ranks;
   j["threads"] = s.grid.base.train.threads;
   j["binding"] = s.bindings;

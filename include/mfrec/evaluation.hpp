@@ -48,9 +48,13 @@ struct EvalSample {
 CsrBlock sample_test_rows(const Comm& comm, const CsrBlock& test, const EvalSample& sample);
 
 // Collective: `test` holds this rank's user rows of /matrix/test (same rows as data.users);
-// X_local the same users' factors, Y all item factors; `knn` every item's neighbours (null or
-// empty: no kNN view); `sample` the users to evaluate. Returns means over evaluated users, with
-// standard errors.
+// X_local the same users' factors, `items` all item factors (in memory, or fetched in blocks:
+// metrics.hpp); `knn` every item's neighbours (null or empty: no kNN view); `sample` the users to
+// evaluate. Returns means over evaluated users, with standard errors.
+Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& test, const FactorMatrix& X_local,
+                    const ItemFactors& items, const std::vector<Index>& popularity, int k, int threads,
+                    const ItemNeighbours* knn = nullptr, const EvalSample& sample = {});
+// The same with every item's factors Y in memory.
 Evaluation evaluate(const Comm& comm, const TrainData& data, const CsrBlock& test, const FactorMatrix& X_local,
                     const FactorMatrix& Y, const std::vector<Index>& popularity, int k, int threads,
                     const ItemNeighbours* knn = nullptr, const EvalSample& sample = {});

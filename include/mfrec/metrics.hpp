@@ -91,6 +91,43 @@ void top_k_excluding(const Real* scores, Index n_items, const std::int32_t* excl
 MetricSums evaluate_rows(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
                          const CsrBlock& test, int k, int threads);
 
+// The item factors of an evaluation: every item in memory, or blocks fetched in turn (the
+// distributed evaluation gathers them from the ranks that own them when they are not all held).
+struct ItemFactors {
+  const FactorMatrix* all = nullptr;  // every item's factors, used in place; else the fields below
+  Index n_items = 0;
+  Index factors = 0;
+  // Items per fetch at most, rounded down to whole tiles of the fused pass (at least one; the last
+  // block also takes a last partial tile). 0 or >= n_items: one fetch of every item.
+  Index block_items = 0;
+  // Rows [begin, end) of the item factors into `out` (resized). Every rank is called for the same
+  // blocks in the same order (twice each when blocked), also without users to evaluate: it may be
+  // collective.
+  std::function<void(Index begin, Index end, FactorMatrix& out)> fetch;
+  // Every item's factors in Y, used in place.
+  static ItemFactors in_memory(const FactorMatrix& Y) {
+    ItemFactors items;
+    items.all = &Y;
+    return items;
+  }
+};
+
+// The item blocks of an evaluation in blocks, as bounds (first 0, last n_items): whole tiles of the
+// fused pass of at most block_items items (at least one tile), a last partial tile joining the
+// block before.
+std::vector<Index> item_block_bounds(Index n_items, Index factors, Index block_items);
+
+// Sums split by history: the evaluated users with training items, and those without.
+struct HistorySums {
+  MetricSums warm, cold;
+};
+
+// evaluate_rows on ItemFactors, the sums split by history. In blocks, every user keeps its top K,
+// AUC counts and its own items' scores from one block to the next (about 8 bytes per training or
+// test item and 8 per K), and the results are the unblocked pass's, bit for bit.
+HistorySums evaluate_rows_by_history(const FactorMatrix& X_local, const ItemFactors& items, const CsrBlock& train,
+                                     const CsrBlock& test, int k, int threads);
+
 // The same evaluation as it was before the fused pass: a full row of scores per user, then the
 // per-user routine. Identical results; kept as the reference of the tests and bench_eval.
 MetricSums evaluate_rows_unfused(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
@@ -100,6 +137,10 @@ MetricSums evaluate_rows_unfused(const FactorMatrix& X_local, const FactorMatrix
 // item_scores = popularity_scores(counts)). item_scores.size() must equal train.n_cols.
 MetricSums evaluate_fixed_scores(const std::vector<Real>& item_scores, const CsrBlock& train,
                                  const CsrBlock& test, int k, int threads);
+
+// The same, the sums split by history.
+HistorySums evaluate_fixed_scores_by_history(const std::vector<Real>& item_scores, const CsrBlock& train,
+                                             const CsrBlock& test, int k, int threads);
 
 // The same evaluation with a score vector per user: score(local_row, out) writes the n_items
 // scores of the block's row `local_row` (called concurrently from the threads; e.g. the kNN

@@ -15,6 +15,7 @@
 #include "mfrec/dataset.hpp"
 #include "mfrec/exchange.hpp"
 #include "mfrec/log.hpp"
+#include "mfrec/metrics.hpp"
 #include "mfrec/partition.hpp"
 #include "mfrec/types.hpp"
 
@@ -53,13 +54,17 @@ class Trainer {
   // This rank's rows: users [user_bounds[r], user_bounds[r+1]), items likewise.
   const FactorMatrix& local_user_factors() const { return users_.own; }
   const FactorMatrix& local_item_factors() const { return items_.own; }
-  // Collective: every item's (user's) factors, in global order. A full copy, for evaluation
-  // (items are the small side) and tests.
+  // Collective: every item's (user's) factors, in global order. A full copy, for tests (nothing
+  // in the programs needs one: evaluation_items, model files by hyperslab).
   FactorMatrix gather_item_factors() const;
-  // Collective: every item's factors in global order, for evaluation. When every rank already
-  // holds every item row for its user half-step (the allgather; the sparse exchange once a rank
-  // reads 90 % of the items; one rank), that copy, read in place; else gathered into `storage`.
-  const FactorMatrix& item_factors(FactorMatrix& storage) const;
+  // Collective: every item's factors for evaluation. When every rank already holds every item row
+  // for its user half-step (the allgather; the sparse exchange once a rank reads 90 % of the
+  // items; one rank), that copy, read in place; else gathered from the ranks that own them
+  // (gather_item_rows), in blocks of at most `block_items` items (0: all at once). Valid while
+  // the trainer lives and its factors do not change.
+  ItemFactors evaluation_items(Index block_items) const;
+  // Collective: items [begin, end)'s factors, gathered from the ranks that own them.
+  void gather_item_rows(Index begin, Index end, FactorMatrix& out) const;
   FactorMatrix gather_user_factors() const;
   // Collective: replace this rank's rows (e.g. from a checkpoint) and refresh the rows it reads.
   void set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done);

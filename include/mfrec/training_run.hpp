@@ -19,6 +19,9 @@ struct RunOptions {
   std::vector<int> eval_at;  // iteration counts to evaluate at (sorted, unique; the last = iterations)
   int k = 20;
   Index eval_users = 0;      // evaluate a seeded sample of this many test users (train.seed); 0: all
+  // The most MiB of item factors a rank gathers at once for an evaluation when it does not hold
+  // them all: beyond it they come in blocks (the same results; twice the gathers); 0: no limit.
+  double eval_memory_mib = 128;
   int loss_every = 0;        // 0: never
   bool progress = true;      // per-iteration progress on rank 0
   std::string label;         // prefix for progress lines
