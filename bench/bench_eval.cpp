@@ -205,9 +205,9 @@ bool print_blocked(const Options& o, const FactorMatrix& X, const FactorMatrix& 
   const double t = best_seconds(o.reps, [&] { blocked = evaluate_rows_by_history(X, items, train, test, o.k, o.threads); });
   const HistorySums whole = evaluate_rows_by_history(X, ItemFactors::in_memory(Y), train, test, o.k, o.threads);
   const bool same = identical(blocked.warm, whole.warm) && identical(blocked.cold, whole.cold);
-  std::printf("  in %zu blocks of <= %lld items (--blocks %g): %.3f s, %.2fx the fused pass's time; item factors "
+  std::printf("  in %zu block%s of <= %lld items (--blocks %g): %.3f s, %.2fx the fused pass's time; item factors "
               "held %.1f MiB against %.1f; identical %s\n",
-              b.size() - 1, static_cast<long long>(widest), o.blocks_mib, t, t / t_fused,
+              b.size() - 1, b.size() == 2 ? "" : "s", static_cast<long long>(widest), o.blocks_mib, t, t / t_fused,
               row_mib * static_cast<double>(widest), row_mib * static_cast<double>(Y.rows()), same ? "yes" : "NO");
   return same;
 }

@@ -19,12 +19,14 @@ namespace {
 using namespace detail;
 
 // Users per score GEMM: 128, fewer when a block of scores would exceed 4M floats (16 MiB per
-// thread). Depends on n_items only, so the blocks (and every score) do not depend on threads.
+// thread), but at least 2 (a block of one user is a GEMV, far slower, and the fused pass follows
+// these blocks: metrics_fused.cpp). Depends on n_items only, so the blocks (and every score) do
+// not depend on threads.
 constexpr Index kMaxUsersPerBlock = 128;
 constexpr Index kMaxScoresPerBlock = Index(1) << 22;
 Index users_per_block(Index n_items) {
   const Index by_memory = kMaxScoresPerBlock / std::max<Index>(1, n_items);
-  return std::max<Index>(1, std::min<Index>(kMaxUsersPerBlock, by_memory));
+  return std::max<Index>(2, std::min<Index>(kMaxUsersPerBlock, by_memory));
 }
 
 // The one per-user routine, from sanitized scores: out = {ap, ap_seed, precision, recall,
@@ -261,7 +263,6 @@ Index fused_users_per_block(Index sub_block) { return sub_block * std::max<Index
 PerUser evaluate_rows_impl(const FactorMatrix& X_local, const FactorMatrix& Y, const CsrBlock& train,
                            const CsrBlock& test, int k, int threads) {
   const Index sub_block = users_per_block(Y.rows());
-  if (sub_block < 2) return evaluate_rows_unfused_impl(X_local, Y, train, test, k, threads);
   PerUser p(test);
   parallel_blocks(
       p.size(), fused_users_per_block(sub_block), threads,
@@ -325,7 +326,7 @@ std::vector<Index> item_block_bounds(Index n_items, Index factors, Index block_i
   const Index block = std::max(tile, block_items / tile * tile);
   std::vector<Index> b;
   for (Index i = 0; i < n_items; i += block) b.push_back(i);
-  // A last block under a tile joins the one before: an alone user's GEMV over it then gives the
+  // A last block under a tile joins the one before: a lone user's GEMV over it then gives the
   // bits of the GEMV over every item (FusedWorker::Impl::alone_scores).
   if (b.size() > 1 && n_items - b.back() < tile) b.pop_back();
   b.push_back(n_items);

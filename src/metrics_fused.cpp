@@ -15,11 +15,16 @@
 //   user's place in its GEMM: the last tile is computed per unfused block of users (the fused
 //   blocks are whole multiples of them), so each user sits where it sat before.
 // - A block of one user is a matrix-vector product in Eigen (another rounding): such a user (the
-//   last one, when the unfused blocks leave one alone) is evaluated the unfused way.
+//   last one, when the unfused blocks leave one alone) is evaluated the unfused way, or in item
+//   blocks by a GEMV over each block.
 // - The AUC needs the scores of a user's positives before the tiles are counted: the same chain
 //   (madd below) computes them for the items before the last tile; the last tile is computed
 //   first and gives the others.
-// tests/test_metrics_fused.cpp checks the per-user values against evaluate_rows_unfused bitwise.
+// Items in blocks (own_scores, positives, rank, finish): the blocks are whole tiles from tile
+// multiples, so every tile and score is the one above; each user's state (FusedUserState) is
+// kept from one block to the next, and its item sets are rebuilt from its rows per block.
+// tests/test_metrics_fused.cpp checks the per-user values against evaluate_rows_unfused bitwise,
+// and the blocked pass against the unblocked one.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -150,7 +155,7 @@ struct FusedWorker::Impl {
   int k;
   Index sub_block, n_items, f, tile, last0;
   FactorMatrix lhs, row_lhs, row_scores;
-  std::vector<Real> buf, last, ybuf;
+  std::vector<Real> buf, last, wide, ybuf;
   std::vector<UserSets> sets;         // per user of the block
   std::vector<FusedUserState> own;    // run()'s states
   Workspace w;
@@ -159,9 +164,9 @@ struct FusedWorker::Impl {
       : X(X_), train(tr), test(te), k(k_), sub_block(sb), n_items(n_items_), f(X_.cols()), tile(tile_items(X_.cols())),
         last0(n_items_ > 0 ? (n_items_ - 1) / tile * tile : 0), w(n_items_) {}
 
-  // Users [0, fused) of a block of nb are fused; the others are alone, a GEMV each as in the unfused
-  // pass: the last one when the unfused blocks leave it alone, or all with unfused blocks of one.
-  int fused_users(int nb) const { return sub_block < 2 ? 0 : nb % sub_block == 1 ? nb - 1 : nb; }
+  // Users [0, fused) of a block of nb are fused; the last one is alone when the unfused blocks
+  // leave it alone (a GEMV, as in the unfused pass).
+  int fused_users(int nb) const { return nb % sub_block == 1 ? nb - 1 : nb; }
 
   // The sets of users rows[0..nb), and the factors of the fused ones.
   void load(const Index* rows, int nb, int nf) {
@@ -177,7 +182,7 @@ struct FusedWorker::Impl {
     evaluate_user_row(s, n_items, train, test, r, k, w, out);
   }
 
-  // An alone user's scores on the items of v: a GEMV over them. On a view from a multiple of the
+  // A lone user's scores on the items of v: a GEMV over them. On a view from a multiple of the
   // tile with more than a tile of items it gives the bits of the GEMV over every item
   // (tests/test_metrics_fused.cpp, blocked against unblocked).
   const Real* alone_scores(Index r, const ItemView& v) {
@@ -212,15 +217,21 @@ struct FusedWorker::Impl {
   }
 
   // The fused users' scores on the last tile, per unfused block of users (see the top of the
-  // file), when v holds it.
+  // file), when v holds it. A last tile under a panel is computed with the panel before it: Eigen
+  // computes a small product (users + items + factors < 20) coefficient-wise, another rounding
+  // than the unfused pass's GEMM over every item. (A view holding the last tile holds more than
+  // a tile when it is not the first.)
   void last_tile(const ItemView& v, int nf) {
     if (last0 < v.begin || last0 >= v.end()) return;
-    const Index nl = n_items - last0;
+    const Index nl = n_items - last0, from = last0 > 0 && nl < kPanel ? last0 - kPanel : last0;
+    const Index nw = n_items - from;
+    wide.resize(static_cast<std::size_t>(sub_block * nw));
     last.resize(static_cast<std::size_t>(nf * nl));
     for (Index b = 0; b < nf; b += sub_block) {
       const Index m = std::min<Index>(sub_block, nf - b);
-      Eigen::Map<FactorMatrix> T(last.data() + b * nl, m, nl);
-      T.noalias() = lhs.middleRows(b, m) * v.Y.middleRows(last0 - v.begin, nl).transpose();
+      Eigen::Map<FactorMatrix> W(wide.data(), m, nw);
+      W.noalias() = lhs.middleRows(b, m) * v.Y.middleRows(from - v.begin, nw).transpose();
+      Eigen::Map<FactorMatrix>(last.data() + b * nl, m, nl) = W.rightCols(nl);
     }
     sanitize(last.data(), last.data(), static_cast<Index>(last.size()));
   }
