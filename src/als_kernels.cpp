@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <Eigen/Cholesky>
+#include <Eigen/Eigenvalues>
 
 #include "als_rows.hpp"
 #include "mfrec/error.hpp"
@@ -58,8 +59,23 @@ struct CgWork {
 };
 
 
+// AP = A YtY for the n rows of A (row stride lda); S is YtY padded (padded_copy). With a diagonal
+// YtY (diag: its f entries) the product is a_j d_j: the bits of the product's chain, whose other
+// terms add exact zeros.
+void gram_product(Index n, Index f, const float* a, Index lda, const float* S, const float* diag, Index ld,
+                  float* ap) {
+  if (!diag) return small_gemm(n, f, a, lda, 1, S, ld, ld, ap, ld);
+  for (Index k = 0; k < n; ++k) {
+    const float* x = a + k * lda;
+    float* out = ap + k * ld;
+#pragma omp simd
+    for (Index j = 0; j < f; ++j) out[j] = x[j] * diag[j];
+    std::fill(out + f, out + ld, 0.0f);
+  }
+}
+
 void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, const float* S,
-              Index ld, const AlsParams& prm, FactorMatrix& X, CgWork& w) {
+              const float* diag, Index ld, const AlsParams& prm, FactorMatrix& X, CgWork& w) {
   const simd::Kernels& K = simd::kernels();
   const Index f = Y.cols(), n = u1 - u0;
   // Gather the block's y_i once, so that the 1 + cg_steps sweeps below read contiguous memory; a
@@ -87,7 +103,7 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
     }
   };
   float* x0 = X.data() + u0 * f;
-  small_gemm(n, f, x0, f, 1, S, ld, ld, w.ap.data(), ld);  // AP = X YtY
+  gram_product(n, f, x0, f, S, diag, ld, w.ap.data());  // AP = X YtY
   bool any = false;
   for (Index k = 0; k < n; ++k) {
     const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
@@ -115,7 +131,7 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
     any = any || w.active[k];
   }
   for (int step = 0; step < prm.cg_steps && any; ++step) {
-    small_gemm(n, f, w.p.data(), ld, 1, S, ld, ld, w.ap.data(), ld);  // AP = P YtY
+    gram_product(n, f, w.p.data(), ld, S, diag, ld, w.ap.data());  // AP = P YtY
     // A_u p = YtY p + sum_i (c_ui - 1)(y_i.p) y_i + lambda_u p, then the step. A row stops where
     // p = 0 or A_u is not positive definite along p (c < 1), or where it converged.
     if (gathered) {
@@ -150,6 +166,11 @@ void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& 
                    const AlsParams& prm, FactorMatrix& X, int nt) {
   const Index f = Y.cols(), ld = round_up(f, kPad);
   const FloatBuf S = padded_copy(YtY, ld);
+  bool diagonal = true;  // exactly: solve_rows_eigenbasis's Gram
+  for (Index i = 0; i < f && diagonal; ++i)
+    for (Index j = 0; j < f && diagonal; ++j) diagonal = i == j || YtY(i, j) == 0.0f;
+  FloatBuf d(static_cast<std::size_t>(f));
+  for (Index j = 0; j < f; ++j) d[j] = YtY(j, j);
   const std::vector<Index> blocks =
       make_blocks(R, kCgBlockRows, std::max<Index>(1, kCgBlockFloats / f));
   const Index nb = static_cast<Index>(blocks.size()) - 1;
@@ -158,7 +179,24 @@ void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& 
     CgWork w(kCgBlockRows, ld);
 #pragma omp for schedule(dynamic, 1)
     for (Index bi = 0; bi < nb; ++bi)
-      cg_block(R, blocks[bi], blocks[bi + 1], Y, S.data(), ld, prm, X, w);
+      cg_block(R, blocks[bi], blocks[bi + 1], Y, S.data(), diagonal ? d.data() : nullptr, ld, prm, X, w);
+  }
+}
+
+// M = M Q for the rows of M (n x f, row-major), Q f x f padded to ld columns: by chunks of rows, a
+// row-deterministic product each (a row's result does not depend on the chunk).
+void rotate_rows(FactorMatrix& M, const FloatBuf& Q, Index ld, int nt) {
+  const Index n = M.rows(), f = M.cols(), chunk = 256;
+  const Index n_chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel num_threads(nt)
+  {
+    FloatBuf tmp(static_cast<std::size_t>(chunk * ld));
+#pragma omp for schedule(static)
+    for (Index c = 0; c < n_chunks; ++c) {
+      const Index r0 = c * chunk, m = std::min(chunk, n - r0);
+      small_gemm(m, f, M.data() + r0 * f, f, 1, Q.data(), ld, ld, tmp.data(), ld);
+      for (Index r = 0; r < m; ++r) std::copy(tmp.data() + r * ld, tmp.data() + r * ld + f, M.data() + (r0 + r) * f);
+    }
   }
 }
 
@@ -279,6 +317,27 @@ void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY
     solve_rows_cholesky(R, Y, YtY, p, X, nt);
 }
 
+void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen::MatrixXd& YtY, const AlsParams& p,
+                           FactorMatrix& X, int threads) {
+  check_inputs(R, Y, YtY.cast<Real>(), X, "solve_rows_eigenbasis");
+  if (p.solver != Solver::kConjugateGradient) throw Error("solve_rows_eigenbasis: the conjugate gradient only");
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+  const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(YtY);
+  if (eig.info() != Eigen::Success) return solve_rows(R, Y, YtY.cast<Real>(), p, X, nt);  // NaN in YtY
+  const Index f = Y.cols(), ld = round_up(f, kPad);
+  const DenseMatrix Q = eig.eigenvectors().cast<Real>();
+  DenseMatrix D = DenseMatrix::Zero(f, f);
+  D.diagonal() = eig.eigenvalues().cast<Real>();
+  const FloatBuf Qp = padded_copy(Q, ld);
+  FactorMatrix Yq = Y;  // a copy, so that Y keeps its bits
+  rotate_rows(Yq, Qp, ld, nt);
+  rotate_rows(X, Qp, ld, nt);
+  solve_rows(R, Yq, D, p, X, nt);
+  Yq.resize(0, f);
+  const DenseMatrix Qt = Q.transpose();
+  rotate_rows(X, padded_copy(Qt, ld), ld, nt);
+}
+
 LossTerms loss_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                     const AlsParams& p, const FactorMatrix& X, int threads) {
   check_inputs(R, Y, YtY, X, "loss_rows");
@@ -339,6 +398,17 @@ Eigen::VectorXd solve_row_dense_oracle(const CsrBlock& R, Index local_row, const
                             static_cast<double>(row_lambda(p, row.n)) *
                                 Eigen::MatrixXd::Identity(f, f);
   return A.ldlt().solve(Yd.transpose() * C * pref);
+}
+
+double solve_rows_eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) {
+  const double f = p.factors;
+  // rotations (X there and back, a copy of Y there), the eigensolver (about 9 f^3)
+  double flops = 2 * f * f * static_cast<double>(2 * R.n_rows() + rows_read) + 9 * f * f * f;
+  for (Index u = 0; u < R.n_rows(); ++u) {
+    const double k = static_cast<double>(row_nz(R, u).n);
+    flops += (p.cg_steps + 1) * (f + 4 * f * k) + p.cg_steps * 10 * f;  // diagonal YtY v, sparse part, vector ops
+  }
+  return flops;
 }
 
 double solve_rows_flops(const CsrBlock& R, const AlsParams& p) {

@@ -131,7 +131,7 @@ void Trainer::phase(const char* name, bool metered, F&& f) const {
   acc.received += comm_.traffic().received - before.received;
 }
 
-DenseMatrix Trainer::gram(const Side& s, bool metered) const {
+Eigen::MatrixXd Trainer::gram(const Side& s, bool metered) const {
   // The kernel bench_als times (als_kernels): this rank's share of whole aligned chunks, so every
   // chunk's float products are the same for any partition; the allreduce adds them in double.
   // The last chunk may reach past this rank's rows into rows it holds for that purpose.
@@ -151,12 +151,16 @@ DenseMatrix Trainer::gram(const Side& s, bool metered) const {
     }
   });
   phase("allreduce", metered, [&] { comm_.allreduce_sum(G.data(), static_cast<std::size_t>(G.size())); });
-  return G.cast<Real>();
+  return G;
 }
 
 void Trainer::half_step(Side& mine, const Side& other) {
-  DenseMatrix G = gram(other, true);
-  if (mine.stages.empty()) {
+  const Eigen::MatrixXd Gd = gram(other, true);
+  const DenseMatrix G = Gd.cast<Real>();
+  if (mine.stages.empty() && use_eigenbasis(cfg_.als, mine.bounds->back(), other.bounds->back())) {
+    // The side with more rows: CG in the eigenbasis of G (als_kernels.hpp).
+    phase("solve", false, [&] { solve_rows_eigenbasis(*mine.block, reads(other), Gd, cfg_.als, mine.own, cfg_.threads); });
+  } else if (mine.stages.empty()) {
     phase("solve", false, [&] { solve_rows(*mine.block, reads(other), G, cfg_.als, mine.own, cfg_.threads); });
   } else {
     // One buffer for every stage (plan_stages): each user row arrives in its slot with the first
@@ -191,7 +195,7 @@ void Trainer::iterate() {
 }
 
 double Trainer::loss() const {
-  DenseMatrix YtY = gram(items_, false);
+  const DenseMatrix YtY = gram(items_, false).cast<Real>();
   LossTerms lu = loss_rows(*users_.block, reads(items_), YtY, cfg_.als, users_.own, cfg_.threads);
   // The item side's regulariser: lambda_i ||y_i||^2 over the local items.
   double reg_items = 0;

@@ -424,3 +424,87 @@ TEST(Solvers, RejectInconsistentInputs) {
 
 }  // namespace
 }  // namespace mfrec
+
+namespace mfrec {
+namespace {
+
+// Largest |a_u - b_u| / |b_u| over the rows with a non-zero b_u.
+double worst_row_error(const FactorMatrix& a, const FactorMatrix& b) {
+  double worst = 0;
+  for (Index u = 0; u < b.rows(); ++u)
+    if (b.row(u).norm() > 0) worst = std::max<double>(worst, (a.row(u) - b.row(u)).norm() / b.row(u).norm());
+  return worst;
+}
+
+}  // namespace
+
+// CG in the eigenbasis of YtY (the user half-step's): the same solution as in the standard basis up
+// to rounding, after 3 steps and converged (against the dense oracle); each row's bits independent
+// of the threads and of where the CsrBlock boundaries fall; rows with no non-zeros give 0.
+TEST(Solvers, EigenbasisCgEqualsTheStandardBasis) {
+  for (Index f : {8, 20, 64}) {
+    const Index n_items = 150;
+    const FactorMatrix Y = random_factors(n_items, f, 4, 0.2f);
+    const Eigen::MatrixXd G = Y.cast<double>().transpose() * Y.cast<double>();
+    std::vector<Index> counts(500);
+    std::mt19937 rng(static_cast<unsigned>(f));
+    for (Index& k : counts) k = rng() % 3 == 0 ? static_cast<Index>(rng() % 60) : rng() % 6;
+    const CsrBlock R = random_csr(counts, n_items, 9);
+    for (const Case& c : kCases) {
+      AlsParams p = params(c, f, Solver::kConjugateGradient);
+      const FactorMatrix X0 = random_factors(R.n_rows(), f, 5, 0.1f);
+      FactorMatrix standard = X0, rotated = X0;
+      solve_rows(R, Y, G.cast<Real>(), p, standard, 2);
+      solve_rows_eigenbasis(R, Y, G, p, rotated, 2);
+      EXPECT_LT(worst_row_error(rotated, standard), 1e-4) << "f " << f << ", 3 steps";
+      for (Index u = 0; u < R.n_rows(); ++u)
+        if (counts[static_cast<std::size_t>(u)] == 0) EXPECT_EQ(rotated.row(u).norm(), 0.0f);
+      for (int t : {1, 3}) {
+        FactorMatrix X = X0;
+        solve_rows_eigenbasis(R, Y, G, p, X, t);
+        EXPECT_TRUE(bitwise_equal(X, rotated)) << "threads " << t;
+      }
+      for (Index cut : {1, 131, 333}) {
+        FactorMatrix a = X0.topRows(cut), b = X0.bottomRows(R.n_rows() - cut);
+        solve_rows_eigenbasis(R.row_range(0, cut), Y, G, p, a, 2);
+        solve_rows_eigenbasis(R.row_range(cut, R.n_rows()), Y, G, p, b, 2);
+        FactorMatrix X(R.n_rows(), f);
+        X << a, b;
+        EXPECT_TRUE(bitwise_equal(X, rotated)) << "cut " << cut;
+      }
+      if (c.rule == ConfidenceRule::kHu) {  // c >= 1: A_u positive definite, CG converges in f steps
+        p.cg_steps = static_cast<int>(2 * f);
+        FactorMatrix X = X0;
+        solve_rows_eigenbasis(R, Y, G, p, X, 2);
+        FactorMatrix oracle(R.n_rows(), f);
+        for (Index u = 0; u < R.n_rows(); ++u) oracle.row(u) = solve_row_dense_oracle(R, u, Y, p).cast<Real>().transpose();
+        EXPECT_LT(worst_row_error(X, oracle), 1e-3) << "f " << f << ", converged";
+      }
+    }
+  }
+}
+
+// A diagonal YtY takes an elementwise product in place of the f x f one: the same bits, since the
+// product's other terms add exact zeros (here against off-diagonal entries too small to change a
+// sum, which keep the product).
+TEST(Solvers, DiagonalGramGivesTheProductsBits) {
+  const Index f = 24, n_items = 90;
+  const FactorMatrix Y = random_factors(n_items, f, 8, 0.3f);
+  DenseMatrix D = DenseMatrix::Zero(f, f);
+  for (Index j = 0; j < f; ++j) D(j, j) = 0.5f + 0.1f * static_cast<float>(j);
+  DenseMatrix nearly = D;
+  nearly(3, 5) = nearly(5, 3) = 1e-30f;
+  std::vector<Index> counts(300);
+  std::mt19937 rng(3);
+  for (Index& k : counts) k = rng() % 12;
+  const CsrBlock R = random_csr(counts, n_items, 4);
+  const AlsParams p = params(kCases[0], f, Solver::kConjugateGradient);
+  const FactorMatrix X0 = random_factors(R.n_rows(), f, 9, 0.1f);
+  FactorMatrix a = X0, b = X0;
+  solve_rows(R, Y, D, p, a, 2);
+  solve_rows(R, Y, nearly, p, b, 2);
+  EXPECT_TRUE(bitwise_equal(a, b));
+  EXPECT_FALSE(bitwise_equal(a, X0));
+}
+
+}  // namespace mfrec

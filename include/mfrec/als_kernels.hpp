@@ -87,6 +87,19 @@ Index gram_chunk_start(Index row);
 void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                 const AlsParams& p, FactorMatrix& X, int threads);
 
+// solve_rows for kConjugateGradient in the eigenbasis of YtY = Q diag(d) Q^T: a copy of Y and the
+// rows of X are rotated by Q, X is solved against the diagonal Gram diag(d) and rotated back. CG
+// is invariant under an orthogonal change of basis, so X is solve_rows's up to rounding, but each
+// YtY v costs f flops instead of 2 f^2: per row of R 4 f^2 of rotations instead of
+// 2 (cg_steps + 1) f^2, and 2 f^2 per row of Y (and a copy of Y). use_eigenbasis says when that
+// is less work; the Trainer and bench_als decide it from global row counts, so that every rank
+// and partition solves a side the same way. Each row's result depends on that row and on YtY.
+void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen::MatrixXd& YtY, const AlsParams& p,
+                           FactorMatrix& X, int threads);
+inline bool use_eigenbasis(const AlsParams& p, Index rows_solved, Index rows_read) {
+  return p.solver == Solver::kConjugateGradient && p.cg_steps >= 2 && rows_solved > rows_read;
+}
+
 // Loss terms of the local rows (paper, eq. 3, this side's part):
 //   data = sum_u sum_i c_ui (p_ui - x_u.y_i)^2 over ALL columns i (c_ui = 1 where r_ui = 0),
 //   reg  = sum_u lambda_u ||x_u||^2.
@@ -119,5 +132,7 @@ Eigen::VectorXd solve_row_dense_oracle(const CsrBlock& R, Index local_row, const
 // The floating-point operations solve_rows performs on R with f = p.factors (the model used by
 // the benchmark; multiply and add count as two, symmetric products count one triangle).
 double solve_rows_flops(const CsrBlock& R, const AlsParams& p);
+// The same for solve_rows_eigenbasis with `rows_read` rows of Y.
+double solve_rows_eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p);
 
 }  // namespace mfrec

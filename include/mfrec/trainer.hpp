@@ -92,7 +92,7 @@ class Trainer {
   void plan(ExchangeMode mode, const TrainData& data);
   void half_step(Side& mine, const Side& other);
   // Collective: the Gram matrix of a side from each rank's whole aligned chunks (als_kernels).
-  DenseMatrix gram(const Side& s, bool metered) const;  // metered: counted in traffic()
+  Eigen::MatrixXd gram(const Side& s, bool metered) const;  // metered: counted in traffic()
   // Runs f() timed as `phase` and, when `metered`, counts its traffic under that phase.
   template <class F> void phase(const char* name, bool metered, F&& f) const;
 
