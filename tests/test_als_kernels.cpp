@@ -342,6 +342,30 @@ TEST(CholeskySolver, SolvesIndefiniteSystems) {
   EXPECT_NEAR(X(0, 1), -1.0f, 1e-5);
 }
 
+namespace {
+
+// solve(rows, X, threads) from X0 gives the bits of `ref` with 1, 2 and 3 threads, and with R cut in
+// two "ranks" at several places.
+template <class Solve>
+void expect_same_bits_any_threads_and_cut(const CsrBlock& R, const FactorMatrix& X0, const FactorMatrix& ref,
+                                          Solve solve) {
+  for (int t : {1, 2, 3}) {
+    FactorMatrix X = X0;
+    solve(R, X, t);
+    EXPECT_TRUE(bitwise_equal(X, ref)) << "threads " << t;
+  }
+  for (Index cut : {1, 131, 333}) {
+    FactorMatrix a = X0.topRows(cut), b = X0.bottomRows(R.n_rows() - cut);
+    solve(R.row_range(0, cut), a, 2);
+    solve(R.row_range(cut, R.n_rows()), b, 2);
+    FactorMatrix X(R.n_rows(), X0.cols());
+    X << a, b;
+    EXPECT_TRUE(bitwise_equal(X, ref)) << "cut " << cut;
+  }
+}
+
+}  // namespace
+
 // Results are bitwise independent of the thread count and of where the CsrBlock boundaries fall.
 TEST(Solvers, BitwiseIndependentOfThreadsAndPartition) {
   const Index f = 20, n_items = 150;
@@ -357,19 +381,9 @@ TEST(Solvers, BitwiseIndependentOfThreadsAndPartition) {
       const FactorMatrix X0 = random_factors(R.n_rows(), f, 5, 0.1f);
       FactorMatrix ref = X0;
       solve_rows(R, Y, YtY, p, ref, 1);
-      for (int t : {2, 3}) {
-        FactorMatrix X = X0;
-        solve_rows(R, Y, YtY, p, X, t);
-        EXPECT_TRUE(bitwise_equal(X, ref)) << "threads " << t;
-      }
-      for (Index cut : {1, 131, 333}) {  // two "ranks"
-        FactorMatrix a = X0.topRows(cut), b = X0.bottomRows(R.n_rows() - cut);
-        solve_rows(R.row_range(0, cut), Y, YtY, p, a, 2);
-        solve_rows(R.row_range(cut, R.n_rows()), Y, YtY, p, b, 2);
-        FactorMatrix X(R.n_rows(), f);
-        X << a, b;
-        EXPECT_TRUE(bitwise_equal(X, ref)) << "cut " << cut;
-      }
+      expect_same_bits_any_threads_and_cut(R, X0, ref, [&](const CsrBlock& part, FactorMatrix& X, int t) {
+        solve_rows(part, Y, YtY, p, X, t);
+      });
       const LossTerms l1 = loss_rows(R, Y, YtY, p, ref, 1), l3 = loss_rows(R, Y, YtY, p, ref, 3);
       EXPECT_EQ(l1.data, l3.data);
       EXPECT_EQ(l1.reg, l3.reg);
@@ -459,19 +473,9 @@ TEST(Solvers, EigenbasisCgEqualsTheStandardBasis) {
       EXPECT_LT(worst_row_error(rotated, standard), 1e-4) << "f " << f << ", 3 steps";
       for (Index u = 0; u < R.n_rows(); ++u)
         if (counts[static_cast<std::size_t>(u)] == 0) EXPECT_EQ(rotated.row(u).norm(), 0.0f);
-      for (int t : {1, 3}) {
-        FactorMatrix X = X0;
-        solve_rows_eigenbasis(R, Y, G, p, X, t);
-        EXPECT_TRUE(bitwise_equal(X, rotated)) << "threads " << t;
-      }
-      for (Index cut : {1, 131, 333}) {
-        FactorMatrix a = X0.topRows(cut), b = X0.bottomRows(R.n_rows() - cut);
-        solve_rows_eigenbasis(R.row_range(0, cut), Y, G, p, a, 2);
-        solve_rows_eigenbasis(R.row_range(cut, R.n_rows()), Y, G, p, b, 2);
-        FactorMatrix X(R.n_rows(), f);
-        X << a, b;
-        EXPECT_TRUE(bitwise_equal(X, rotated)) << "cut " << cut;
-      }
+      expect_same_bits_any_threads_and_cut(R, X0, rotated, [&](const CsrBlock& part, FactorMatrix& X, int t) {
+        solve_rows_eigenbasis(part, Y, G, p, X, t);
+      });
       if (c.rule == ConfidenceRule::kHu) {  // c >= 1: A_u positive definite, CG converges in f steps
         p.cg_steps = static_cast<int>(2 * f);
         FactorMatrix X = X0;
