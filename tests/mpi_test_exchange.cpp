@@ -110,6 +110,20 @@ CsrBlock block_of(const std::vector<std::vector<std::int32_t>>& rows, Index n_co
   return block;
 }
 
+// A staging case: the block of `rows` over n_cols columns, those columns spread evenly over the
+// ranks, and the block's stages for at most max_held rows held (plan_stages, rows `width` wide).
+struct Staged {
+  CsrBlock block;
+  Bounds other;
+  std::vector<Stage> stages;
+};
+Staged staged(const Comm& comm, const std::vector<std::vector<std::int32_t>>& rows, Index n_cols, Index max_held,
+              int width) {
+  Staged s{block_of(rows, n_cols), partition_even(n_cols, comm.size()), {}};
+  s.stages = plan_stages(comm, s.block, s.other, max_held, width);
+  return s;
+}
+
 }  // namespace
 
 TEST(Exchange, SparseEqualsAllgatherForBothSolvers) {
@@ -237,9 +251,7 @@ TEST(Exchange, StagesAreBalanced) {
   Comm world = Comm::world();
   std::vector<std::vector<std::int32_t>> rows(10);
   for (std::int32_t c = 0; c < 100; ++c) rows[static_cast<std::size_t>(c / 10)].push_back(c);
-  const CsrBlock block = block_of(rows, 100);
-  const Bounds other = partition_even(100, world.size());
-  const std::vector<Stage> stages = plan_stages(world, block, other, 60, 4);
+  const auto [block, other, stages] = staged(world, rows, 100, 60, 4);
   ASSERT_EQ(stages.size(), 2u);
   EXPECT_EQ(stages[0].begin, 0);
   EXPECT_EQ(stages[0].end, 5);
@@ -261,23 +273,19 @@ TEST(Exchange, StagesAreBalanced) {
 // where keeping all takes 4 slots and receiving each stage's afresh takes 8.
 TEST(Exchange, OverBudgetEvictsTheFarthest) {
   Comm world = Comm::world();
-  const CsrBlock block = block_of({{0}, {1}, {2}, {3}, {0}, {1}, {2}, {3}}, 4);
-  const Bounds other = partition_even(4, world.size());
-  const std::vector<Stage> stages = plan_stages(world, block, other, 2, 2);
-  ASSERT_EQ(stages.size(), 8u);
-  EXPECT_EQ(stages[0].buffer_rows, 2);
-  EXPECT_EQ(run_stages(world, block, other, stages), 6);
+  const Staged band = staged(world, {{0}, {1}, {2}, {3}, {0}, {1}, {2}, {3}}, 4, 2, 2);
+  ASSERT_EQ(band.stages.size(), 8u);
+  EXPECT_EQ(band.stages[0].buffer_rows, 2);
+  EXPECT_EQ(run_stages(world, band.block, band.other, band.stages), 6);
   // Row 0 reads 10 columns, rows 1-9 one each, a budget of 1: row 0 is a stage of its own and the
   // buffer takes its 10 columns; nothing is read twice, nothing received twice.
   std::vector<std::vector<std::int32_t>> rows = {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}};
   for (std::int32_t c = 10; c < 19; ++c) rows.push_back({c});
-  const CsrBlock wide = block_of(rows, 19);
-  const Bounds other19 = partition_even(19, world.size());
-  const std::vector<Stage> alone = plan_stages(world, wide, other19, 1, 2);
-  ASSERT_EQ(alone.size(), 10u);
-  EXPECT_EQ(alone[0].end, 1);
-  EXPECT_EQ(alone[0].buffer_rows, 10);
-  EXPECT_EQ(run_stages(world, wide, other19, alone), 19);
+  const Staged wide = staged(world, rows, 19, 1, 2);
+  ASSERT_EQ(wide.stages.size(), 10u);
+  EXPECT_EQ(wide.stages[0].end, 1);
+  EXPECT_EQ(wide.stages[0].buffer_rows, 10);
+  EXPECT_EQ(run_stages(world, wide.block, wide.other, wide.stages), 19);
 }
 
 // Row i reads columns i and i + 1 (a band): with 4 live columns allowed, stages of 3 rows. Each
@@ -289,9 +297,7 @@ TEST(Exchange, StagesReceiveEachRowOnce) {
   const Index rows = 12, n = rows + 1;
   std::vector<std::vector<std::int32_t>> cols;
   for (std::int32_t i = 0; i < rows; ++i) cols.push_back({i, i + 1});
-  const CsrBlock block = block_of(cols, n);
-  const Bounds other = partition_even(n, world.size());
-  const std::vector<Stage> stages = plan_stages(world, block, other, 4, 2);
+  const auto [block, other, stages] = staged(world, cols, n, 4, 2);
   ASSERT_EQ(stages.size(), 4u);
   for (const Stage& st : stages) {
     EXPECT_EQ(st.end - st.begin, 3);
