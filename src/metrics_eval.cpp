@@ -347,7 +347,8 @@ HistorySums evaluate_rows_by_history(const FactorMatrix& X_local, const ItemFact
   }
   check_rows_args(X_local, items.n_items, items.factors, train, test, k, threads);
   if (!items.fetch) throw Error("evaluate_rows: item factors neither in memory nor fetched");
-  if (items.block_items <= 0 || items.block_items >= items.n_items) {  // one block: the unblocked pass
+  if (items.block_items <= 0 || item_block_bounds(items.n_items, items.factors, items.block_items).size() == 2) {
+    // one block: one fetch, and the unblocked pass
     FactorMatrix Y;
     items.fetch(0, items.n_items, Y);
     return evaluate_rows_by_history(X_local, ItemFactors::in_memory(Y), train, test, k, threads);

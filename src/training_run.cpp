@@ -150,8 +150,9 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
               ? std::max<Index>(1, static_cast<Index>(std::min(opt.eval_memory_mib * 1024 * 1024 / row_bytes, 1e15)))
               : 0;
       const ItemFactors items = trainer->evaluation_items(block_items);
-      if (next_eval == 0 && comm.is_root() && !items.all && block_items > 0 && block_items < items.n_items) {
-        const std::vector<Index> b = item_block_bounds(items.n_items, items.factors, block_items);
+      const std::vector<Index> b =
+          items.all || block_items <= 0 ? std::vector<Index>{} : item_block_bounds(items.n_items, items.factors, block_items);
+      if (next_eval == 0 && comm.is_root() && b.size() > 2) {
         Index widest = 0;
         for (std::size_t j = 0; j + 1 < b.size(); ++j) widest = std::max(widest, b[j + 1] - b[j]);
         spdlog::info("{}evaluation: the {} item rows are gathered in {} blocks of up to {} (--eval-memory {} MiB), "

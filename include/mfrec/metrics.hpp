@@ -98,7 +98,8 @@ struct ItemFactors {
   Index n_items = 0;
   Index factors = 0;
   // Items per fetch at most, rounded down to whole tiles of the fused pass (at least one; the last
-  // block also takes a last partial tile). 0 or >= n_items: one fetch of every item.
+  // block also takes a last partial tile: item_block_bounds). 0, or a budget that makes one block:
+  // one fetch of every item.
   Index block_items = 0;
   // Rows [begin, end) of the item factors into `out` (resized). Every rank is called for the same
   // blocks in the same order (twice each when blocked), also without users to evaluate: it may be
