@@ -285,6 +285,17 @@ struct Timing {
   double cpu, cpu_gram, cpu_user, cpu_item;  // CPU seconds / threads
 };
 
+// A half-step as the Trainer solves it: in the eigenbasis of YtY when use_eigenbasis, where X and Y
+// stay (the next half-step works in any basis).
+void half_step(const CsrBlock& R, FactorMatrix& Y, const Eigen::MatrixXd& YtY, const AlsParams& p, FactorMatrix& X,
+               int threads) {
+  const std::optional<Eigenbasis> e = use_eigenbasis(p, R.n_rows(), Y.rows()) ? eigenbasis(YtY) : std::nullopt;
+  if (!e) return solve_rows(R, Y, YtY.cast<float>(), p, X, threads);
+  rotate_rows(Y, e->vectors, threads);
+  rotate_rows(X, e->vectors, threads);
+  solve_rows(R, Y, e->gram, p, X, threads);
+}
+
 // One ALS iteration; returns its parts in seconds.
 Timing iteration(const CsrBlock& Ru, const CsrBlock& Ri, const AlsParams& p, FactorMatrix& X,
                  FactorMatrix& Y, int threads) {
@@ -297,8 +308,7 @@ Timing iteration(const CsrBlock& Ru, const CsrBlock& Ri, const AlsParams& p, Fac
   t.cpu_gram = cpu_per_thread(c0, threads);
   auto t1 = Clock::now();
   auto c1 = std::clock();
-  if (use_eigenbasis(p, Ru.n_rows(), Y.rows())) solve_rows_eigenbasis(Ru, Y, G, p, X, threads);  // as the Trainer
-  else solve_rows(Ru, Y, G.cast<float>(), p, X, threads);
+  half_step(Ru, Y, G, p, X, threads);
   t.user = seconds_since(t1);
   t.cpu_user = cpu_per_thread(c1, threads);
   t1 = Clock::now();
@@ -309,8 +319,7 @@ Timing iteration(const CsrBlock& Ru, const CsrBlock& Ri, const AlsParams& p, Fac
   t.cpu_gram += cpu_per_thread(c1, threads);
   t1 = Clock::now();
   c1 = std::clock();
-  if (use_eigenbasis(p, Ri.n_rows(), X.rows())) solve_rows_eigenbasis(Ri, X, G, p, Y, threads);
-  else solve_rows(Ri, X, G.cast<float>(), p, Y, threads);
+  half_step(Ri, X, G, p, Y, threads);
   t.item = seconds_since(t1);
   t.cpu_item = cpu_per_thread(c1, threads);
   t.total = seconds_since(t0);
@@ -369,9 +378,9 @@ int bench(const Options& o, const CsrBlock& Ru, const CsrBlock& Ri, const std::s
       p.cg_steps = o.cg_steps;
       FactorMatrix X = o.input.empty() ? random_factors(users, f, 1) : trainer_factors(users, f, 0, o.seed);
       FactorMatrix Y = o.input.empty() ? random_factors(items, f, 2) : trainer_factors(items, f, 1, o.seed);
-      const double fu = use_eigenbasis(p, Ru.n_rows(), Ri.n_rows()) ? solve_rows_eigenbasis_flops(Ru, Ri.n_rows(), p)
+      const double fu = use_eigenbasis(p, Ru.n_rows(), Ri.n_rows()) ? eigenbasis_flops(Ru, Ri.n_rows(), p)
                                                                       : solve_rows_flops(Ru, p);
-      const double fi = use_eigenbasis(p, Ri.n_rows(), Ru.n_rows()) ? solve_rows_eigenbasis_flops(Ri, Ru.n_rows(), p)
+      const double fi = use_eigenbasis(p, Ri.n_rows(), Ru.n_rows()) ? eigenbasis_flops(Ri, Ru.n_rows(), p)
                                                                       : solve_rows_flops(Ri, p);
       const double flops = fu + fi + static_cast<double>(users + items) * f * (f + 1);
       // A 4096-row panel per thread (cache-resident: the GEMM's best case at this shape), repeated

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Seconds per ALS iteration of mfrec_dist (the README's launch: mpirun -n 2, one thread per rank)
+# Seconds per ALS iteration of mfrec_dist (a README launch: mpirun -n 2, one thread per rank; or, with
+# RANKS=1, mpirun -n 1 --bind-to none, one process with every core a thread)
 # and of the Python `implicit` package (AlternatingLeastSquares on the CPU, 2 threads, on the same
 # 2 cores) on the same matrix: the default data set, prepared once, which mfrec_dist reads as HDF5
 # and implicit reads as the CSV that mfrec_prep --export-csv writes from it, given mfrec's shape
@@ -19,7 +20,7 @@
 # failed or the two matrices differ; 2 bad settings.
 # Environment (defaults in brackets):
 #   WORK        scratch directory, the data set is made there once [${TMPDIR:-/tmp}/mfrec_bench_implicit]
-#   FACTORS     ["64 128 200"]   SOLVERS ["cg cholesky"]   ITERATIONS [5]   ROUNDS [1]
+#   FACTORS     ["64 128 200"]   SOLVERS ["cg cholesky"]   ITERATIONS [5]   ROUNDS [1]   RANKS [2]
 #   PYTHON      [/usr/bin/python3]; PYTHONPATH, when exported, is passed to it unchanged
 #   OPENBLAS_NUM_THREADS  for implicit's process [1, as implicit asks: its threads call BLAS per row]
 set -euo pipefail
@@ -27,9 +28,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$(cd "${1:-$root/build}" && pwd)"
 WORK=${WORK:-${TMPDIR:-/tmp}/mfrec_bench_implicit}
 FACTORS=${FACTORS:-64 128 200} SOLVERS=${SOLVERS:-cg cholesky}
-ITERATIONS=${ITERATIONS:-5} ROUNDS=${ROUNDS:-1} PYTHON=${PYTHON:-/usr/bin/python3}
+ITERATIONS=${ITERATIONS:-5} ROUNDS=${ROUNDS:-1} PYTHON=${PYTHON:-/usr/bin/python3} RANKS=${RANKS:-2}
 ((ITERATIONS >= 1 && ROUNDS >= 1 && ROUNDS <= 20)) ||
   { echo "bench_implicit: ITERATIONS must be >= 1 and ROUNDS 1..20" >&2; exit 2; }
+case $RANKS in
+  1) launch=(mpirun -n 1 --bind-to none) ;;  # the README's one process, every core a thread
+  2) launch=(mpirun -n 2) ;;                 # a rank per core, one thread each
+  *) echo "bench_implicit: RANKS: 1 or 2, got '$RANKS'" >&2; exit 2 ;;
+esac
 for s in $SOLVERS; do
   [[ $s == cg || $s == cholesky ]] || { echo "bench_implicit: SOLVERS: cg or cholesky, got '$s'" >&2; exit 2; }
 done
@@ -70,7 +76,7 @@ shown_shape=""
 for ((r = 1; r <= ROUNDS; r++)); do
   for s in $SOLVERS; do
     for f in $FACTORS; do
-      mpirun -n 2 "$bin/mfrec_dist" --data "$data" --output "" --factors "$f" --solver "$s" \
+      "${launch[@]}" "$bin/mfrec_dist" --data "$data" --output "" --factors "$f" --solver "$s" \
         --iterations "$ITERATIONS" --confidence implicit --alpha 40 --regularization 10 --cg-steps 3 \
         --report "$WORK/run.json" >"$WORK/run.log" 2>&1 ||
         { echo "bench_implicit: mfrec_dist failed:" >&2; tail -20 "$WORK/run.log" >&2; exit 1; }

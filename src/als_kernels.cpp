@@ -166,7 +166,7 @@ void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& 
                    const AlsParams& prm, FactorMatrix& X, int nt) {
   const Index f = Y.cols(), ld = round_up(f, kPad);
   const FloatBuf S = padded_copy(YtY, ld);
-  bool diagonal = true;  // exactly: solve_rows_eigenbasis's Gram
+  bool diagonal = true;  // exactly: an Eigenbasis's Gram
   for (Index i = 0; i < f && diagonal; ++i)
     for (Index j = 0; j < f && diagonal; ++j) diagonal = i == j || YtY(i, j) == 0.0f;
   FloatBuf d(static_cast<std::size_t>(f));
@@ -317,25 +317,20 @@ void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY
     solve_rows_cholesky(R, Y, YtY, p, X, nt);
 }
 
-void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen::MatrixXd& YtY, const AlsParams& p,
-                           FactorMatrix& X, int threads) {
-  check_inputs(R, Y, YtY.cast<Real>(), X, "solve_rows_eigenbasis");
-  if (p.solver != Solver::kConjugateGradient) throw Error("solve_rows_eigenbasis: the conjugate gradient only");
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
+std::optional<Eigenbasis> eigenbasis(const Eigen::MatrixXd& YtY) {
   const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(YtY);
-  if (eig.info() != Eigen::Success) return solve_rows(R, Y, YtY.cast<Real>(), p, X, nt);  // NaN in YtY
-  const Index f = Y.cols(), ld = round_up(f, kPad);
-  const DenseMatrix Q = eig.eigenvectors().cast<Real>();
-  DenseMatrix D = DenseMatrix::Zero(f, f);
-  D.diagonal() = eig.eigenvalues().cast<Real>();
-  const FloatBuf Qp = padded_copy(Q, ld);
-  FactorMatrix Yq = Y;  // a copy, so that Y keeps its bits
-  rotate_rows(Yq, Qp, ld, nt);
-  rotate_rows(X, Qp, ld, nt);
-  solve_rows(R, Yq, D, p, X, nt);
-  Yq.resize(0, f);
-  const DenseMatrix Qt = Q.transpose();
-  rotate_rows(X, padded_copy(Qt, ld), ld, nt);
+  if (eig.info() != Eigen::Success || !eig.eigenvectors().allFinite()) return std::nullopt;  // NaN in YtY
+  Eigenbasis e{eig.eigenvectors(), DenseMatrix::Zero(YtY.rows(), YtY.cols())};
+  e.gram.diagonal() = eig.eigenvalues().cast<Real>();
+  return e;
+}
+
+void rotate_rows(FactorMatrix& M, const Eigen::MatrixXd& Q, int threads) {
+  if (M.rows() == 0) return;
+  if (Q.rows() != M.cols() || Q.cols() != M.cols()) throw Error("rotate_rows: the rotation does not match the rows");
+  kernel_path();  // chosen here, outside the parallel region: a bad MFREC_KERNELS throws cleanly
+  const Index ld = round_up(M.cols(), kPad);
+  rotate_rows(M, padded_copy(DenseMatrix(Q.cast<Real>()), ld), ld, resolve_threads(threads));
 }
 
 LossTerms loss_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
@@ -400,10 +395,10 @@ Eigen::VectorXd solve_row_dense_oracle(const CsrBlock& R, Index local_row, const
   return A.ldlt().solve(Yd.transpose() * C * pref);
 }
 
-double solve_rows_eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) {
+double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) {
   const double f = p.factors;
-  // rotations (X there and back, a copy of Y there), the eigensolver (about 9 f^3)
-  double flops = 2 * f * f * static_cast<double>(2 * R.n_rows() + rows_read) + 9 * f * f * f;
+  // one rotation of the rows solved and of the rows read, the eigensolver (about 9 f^3)
+  double flops = 2 * f * f * static_cast<double>(R.n_rows() + rows_read) + 9 * f * f * f;
   for (Index u = 0; u < R.n_rows(); ++u) {
     const double k = static_cast<double>(row_nz(R, u).n);
     flops += (p.cg_steps + 1) * (f + 4 * f * k) + p.cg_steps * 10 * f;  // diagonal YtY v, sparse part, vector ops

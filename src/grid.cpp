@@ -58,8 +58,8 @@ namespace {
 // exactly one contributing rank; the others add zeros).
 // present, group, ranks, threads, seconds, seconds_per_iteration, exchange (0 allgather, 1 sparse)
 constexpr int kHead = 7;
-const char* const kPhases[] = {"gram", "allreduce", "solve", "exchange", "evaluation", "loss"};
-constexpr int kNumPhases = 6;
+const char* const kPhases[] = {"gram", "allreduce", "solve", "exchange", "evaluation", "loss", "basis"};
+constexpr int kNumPhases = 7;
 const char* const kTraffic[] = {"allreduce", "exchange"};  // bytes sent, received: min, mean, max
 constexpr int kNumTraffic = 2;
 constexpr int kFields = kHead + kEvaluationFields + 3 * kNumPhases + 6 * kNumTraffic;
@@ -215,8 +215,7 @@ bool schedule_runs(const GroupContext& g, const std::vector<GridRun>& runs, cons
       if (g.keep_best && better(v, point, best.value, best.point)) {
         best.point = point;
         best.value = v;
-        best.X = t.local_user_factors();
-        best.Y = t.local_item_factors();
+        t.copy_standard_factors(best.X, best.Y);
         best.ro = ro;
         best.iterations = it;
         best.e = e;
@@ -294,8 +293,7 @@ void write_best_model(const GroupContext& g, const GridResult& res, BestModel& b
     std::unique_ptr<Trainer> t;
     RunResult rr = run_point(g.gc, g.data, ro, &t);
     best.point = res.best;
-    best.X = t->local_user_factors();
-    best.Y = t->local_item_factors();
+    t->copy_standard_factors(best.X, best.Y);
     best.ro = ro;
     best.iterations = bp.iterations;
     best.e = rr.evaluations.back();

@@ -33,6 +33,7 @@ Trainer::Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg
   release_free_heap();  // the plans' temporaries
   const int f = cfg_.als.factors;
   const int r = comm_.rank();
+  basis_ = Eigen::MatrixXd::Identity(f, f);
   // Every row is initialised from its global id alone, wherever it is held.
   auto init = [&](Side& s, int side) {
     const Index begin = (*s.bounds)[r], n = (*s.bounds)[r + 1] - begin;
@@ -154,12 +155,32 @@ Eigen::MatrixXd Trainer::gram(const Side& s, bool metered) const {
   return G;
 }
 
-void Trainer::half_step(Side& mine, const Side& other) {
+void Trainer::half_step(Side& mine, Side& other) {
   const Eigen::MatrixXd Gd = gram(other, true);
   const DenseMatrix G = Gd.cast<Real>();
+  std::optional<Eigenbasis> e;
   if (mine.stages.empty() && use_eigenbasis(cfg_.als, mine.bounds->back(), other.bounds->back())) {
-    // The side with more rows: CG in the eigenbasis of G (als_kernels.hpp).
-    phase("solve", false, [&] { solve_rows_eigenbasis(*mine.block, reads(other), Gd, cfg_.als, mine.own, cfg_.threads); });
+    // The side with more rows: CG in the eigenbasis of G (als_kernels.hpp). Root's basis for
+    // every rank: the ranks must agree on it to the bit, as their rows meet in the other half-step.
+    phase("solve", false, [&] {
+      e = eigenbasis(Gd);
+      int ok = e ? 1 : 0;
+      comm_.bcast(&ok, 1);
+      if (!ok) return e.reset();
+      if (!e) e = Eigenbasis{Eigen::MatrixXd(Gd.rows(), Gd.cols()), DenseMatrix::Zero(Gd.rows(), Gd.cols())};
+      comm_.bcast(e->vectors.data(), static_cast<std::size_t>(e->vectors.size()));
+      comm_.bcast(e->gram.data(), static_cast<std::size_t>(e->gram.size()));
+    });
+  }
+  if (e) {
+    // Every row kept of both sides turns to the new basis and stays there (iterate()); `mine.held`
+    // is rewritten by the exchange below.
+    phase("solve", false, [&] {
+      for (FactorMatrix* m : {&mine.own, &other.own, &other.held}) rotate_rows(*m, e->vectors, cfg_.threads);
+      basis_ = basis_ * e->vectors;
+      standard_ = false;
+      solve_rows(*mine.block, reads(other), e->gram, cfg_.als, mine.own, cfg_.threads);
+    });
   } else if (mine.stages.empty()) {
     phase("solve", false, [&] { solve_rows(*mine.block, reads(other), G, cfg_.als, mine.own, cfg_.threads); });
   } else {
@@ -220,7 +241,11 @@ FactorMatrix gather_side(const Comm& comm, const FactorMatrix& own, const Bounds
 
 }  // namespace
 
-FactorMatrix Trainer::gather_item_factors() const { return gather_side(comm_, items_.own, *items_.bounds); }
+FactorMatrix Trainer::gather_item_factors() const {
+  FactorMatrix all = gather_side(comm_, items_.own, *items_.bounds);
+  to_standard(all);
+  return all;
+}
 
 ItemFactors Trainer::evaluation_items(Index block_items) const {
   ItemFactors items;
@@ -248,12 +273,39 @@ void Trainer::gather_item_rows(Index begin, Index end, FactorMatrix& out) const 
                         rows, items_.own.cols(), out.data());
 }
 
-FactorMatrix Trainer::gather_user_factors() const { return gather_side(comm_, users_.own, *users_.bounds); }
+FactorMatrix Trainer::gather_user_factors() const {
+  FactorMatrix all = gather_side(comm_, users_.own, *users_.bounds);
+  to_standard(all);
+  return all;
+}
 
-void Trainer::set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done) {
+void Trainer::to_standard(FactorMatrix& rows) const {
+  if (!standard_) rotate_rows(rows, basis_.transpose(), cfg_.threads);
+}
+
+void Trainer::copy_standard_factors(FactorMatrix& X, FactorMatrix& Y) const {
+  X = users_.own;
+  Y = items_.own;
+  to_standard(X);
+  to_standard(Y);
+}
+
+void Trainer::to_standard_basis() {
+  if (standard_) return;
+  // Held copies too, rotated as their owners rotate their own rows: the same bits.
+  for (FactorMatrix* m : {&users_.own, &items_.own, &users_.held, &items_.held}) to_standard(*m);
+  basis_.setIdentity();
+  standard_ = true;
+}
+
+void Trainer::set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done, const Eigen::MatrixXd& basis) {
   if (X.rows() != users_.own.rows() || X.cols() != users_.own.cols() || Y.rows() != items_.own.rows() ||
       Y.cols() != items_.own.cols())
     throw InputError("checkpoint factors have the wrong shape");
+  if (basis.size() != 0 && (basis.rows() != X.cols() || basis.cols() != X.cols()))
+    throw InputError("checkpoint basis has the wrong shape");
+  standard_ = basis.size() == 0 || basis.isIdentity(0);
+  basis_ = standard_ ? Eigen::MatrixXd::Identity(X.cols(), X.cols()) : basis;
   // Moved, not copied (a copy would double the peak at resume). The storage was touched when it
   // was read: advised now, its pages become huge ones as the kernel's khugepaged collapses them.
   users_.own = std::move(X);

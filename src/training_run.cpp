@@ -50,6 +50,8 @@ GroupData read_group_data(const std::string& path, const Comm& comm) {
 
 namespace {
 
+using RowMajorD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
 // The checkpoint of a run: both factor matrices, the evaluations so far and where it stopped.
 void write_checkpoint(const std::string& path, const Comm& comm, const GroupData& data, const Trainer& t,
                       const RunOptions& opt, const std::vector<Evaluation>& evals, double train_seconds) {
@@ -63,6 +65,11 @@ void write_checkpoint(const std::string& path, const Comm& comm, const GroupData
   file.create_dataset<float>("/item_factors", {data.train.n_items, f});
   file.write_rows("/user_factors", ub, X.rows(), X.data());
   file.write_rows("/item_factors", ib, Y.rows(), Y.data());
+  // The factors as the trainer keeps them, in its working basis, so that a resumed run goes on with
+  // the same bits; the basis rotates them to the standard one (Trainer::basis()).
+  const RowMajorD basis = t.basis();
+  file.create_dataset<double>("/basis", {f, f});
+  file.write_rows("/basis", 0, comm.is_root() ? f : 0, basis.data());
   std::vector<double> rows(evals.size() * kEvaluationFields);
   for (std::size_t i = 0; i < evals.size(); ++i) evaluation_to_row(evals[i], &rows[i * kEvaluationFields]);
   file.create_dataset<double>("/evaluations", {static_cast<Index>(evals.size()), static_cast<Index>(kEvaluationFields)});
@@ -118,7 +125,14 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
     for (std::size_t i = 0; i + kEvaluationFields <= rows.size(); i += kEvaluationFields)
       res.evaluations.push_back(evaluation_from_row(&rows[i]));
     train_seconds = f.attr_double("/", "train_seconds");
-    trainer->set_local_factors(std::move(X), std::move(Y), it);
+    Eigen::MatrixXd basis;  // absent in checkpoints from before the working basis: the standard one
+    if (f.exists("/basis")) {
+      f.require<double>("/basis", 2, fdim);
+      const std::vector<double> b = f.read_all<double>("/basis");
+      if (b.size() != static_cast<std::size_t>(fdim) * fdim) throw InputError(opt.checkpoint + ": /basis is not factors x factors");
+      basis = Eigen::Map<const RowMajorD>(b.data(), fdim, fdim);
+    }
+    trainer->set_local_factors(std::move(X), std::move(Y), it, basis);
     next_eval = res.evaluations.size();
     res.resumed_from = it;
     if (comm.is_root()) spdlog::info("{}resumed from {} at iteration {}", opt.label, opt.checkpoint, it);
@@ -129,6 +143,10 @@ RunResult run_point(const Comm& comm, const GroupData& data, const RunOptions& o
     trainer->iterate();
     const double dt = comm.max(Comm::wtime() - s);
     train_seconds += dt;
+    if (it == n_iter) {  // the model's factors (and the last checkpoint's): once per run, not per iteration
+      auto t = trainer->timer().scope("basis");
+      trainer->to_standard_basis();
+    }
     std::string extra;
     if (opt.loss_every > 0 && (it % opt.loss_every == 0 || it == n_iter)) {
       auto t = trainer->timer().scope("loss");

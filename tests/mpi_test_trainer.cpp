@@ -2,6 +2,8 @@
 // depend on the rank count.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "mfrec/training_run.hpp"
 #include "mfrec/model.hpp"
 #include "test_data.hpp"
@@ -72,6 +74,41 @@ TEST(Trainer, InvariantWhenRanksSplitGramChunks) {
 
 INSTANTIATE_TEST_SUITE_P(Solvers, TrainerInvariance,
                          ::testing::Values(Solver::kConjugateGradient, Solver::kCholesky));
+
+// Stopped after 3 of 6 iterations (a checkpoint in the working basis of CG's user half-step) and
+// resumed: the same model and evaluation as a run never stopped. A checkpoint without its basis
+// would rotate the model away.
+TEST(Trainer, CheckpointInTheWorkingBasisResumesExactly) {
+  Comm world = Comm::world();
+  const std::string path = scratch(world, "resume.h5"), ckpt = scratch(world, "resume_ckpt.h5");
+  testdata::write_random_prepared(path, world, 300, 40, 6, 21);
+  if (world.is_root()) std::remove(ckpt.c_str());  // left by a failed run, it would be resumed
+  world.barrier();
+  RunOptions o = options(Solver::kConjugateGradient);
+  const Outcome whole = train_on(world, path, o);
+  o.checkpoint = ckpt;
+  o.resume = true;
+  o.signature = "test";
+  int calls = 0;
+  o.should_stop = [&] { return ++calls == 3; };
+  h5::File f = h5::File::open(path, &world);
+  GroupData d = load_group_data(f, world);
+  f.close();
+  ASSERT_TRUE(run_point(world, d, o).interrupted);
+  {
+    h5::File c = h5::File::open(ckpt, &world);
+    const std::vector<double> basis = c.read_all<double>("/basis");
+    ASSERT_EQ(basis.size(), 36u);
+    EXPECT_FALSE(Eigen::Map<const Eigen::MatrixXd>(basis.data(), 6, 6).isIdentity(0));  // stopped in a rotated basis
+  }
+  std::unique_ptr<Trainer> t;
+  const RunResult r = run_point(world, d, o, &t);
+  EXPECT_EQ(r.resumed_from, 3);
+  EXPECT_TRUE(t->gather_user_factors() == whole.X);
+  EXPECT_TRUE(t->gather_item_factors() == whole.Y);
+  EXPECT_EQ(r.evaluations.back().model.map, whole.e.model.map);
+  if (world.is_root()) std::remove(ckpt.c_str());
+}
 
 TEST(Trainer, ExactSolverNeverIncreasesTheLoss) {
   Comm world = Comm::world();

@@ -450,6 +450,20 @@ double worst_row_error(const FactorMatrix& a, const FactorMatrix& b) {
   return worst;
 }
 
+// CG in the eigenbasis of YtY, X rotated there and back (the Trainer rotates back only for its
+// model; a copy of Y here).
+void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen::MatrixXd& YtY, const AlsParams& p,
+                           FactorMatrix& X, int threads) {
+  const std::optional<Eigenbasis> e = eigenbasis(YtY);
+  ASSERT_TRUE(e.has_value());
+  ASSERT_LT((e->vectors.transpose() * e->vectors - Eigen::MatrixXd::Identity(YtY.rows(), YtY.cols())).norm(), 1e-12);
+  FactorMatrix Yq = Y;
+  rotate_rows(Yq, e->vectors, threads);
+  rotate_rows(X, e->vectors, threads);
+  solve_rows(R, Yq, e->gram, p, X, threads);
+  rotate_rows(X, e->vectors.transpose(), threads);
+}
+
 }  // namespace
 
 // CG in the eigenbasis of YtY (the user half-step's): the same solution as in the standard basis up

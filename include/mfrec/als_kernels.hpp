@@ -10,6 +10,7 @@
 // only on that row, Y, YtY and the parameters -- never on the thread count, on how rows are
 // grouped into blocks, or on which rows sit in the same CsrBlock (MPI partition).
 #pragma once
+#include <optional>
 #include <utility>
 #include <Eigen/Core>
 
@@ -87,15 +88,22 @@ Index gram_chunk_start(Index row);
 void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                 const AlsParams& p, FactorMatrix& X, int threads);
 
-// solve_rows for kConjugateGradient in the eigenbasis of YtY = Q diag(d) Q^T: a copy of Y and the
-// rows of X are rotated by Q, X is solved against the diagonal Gram diag(d) and rotated back. CG
-// is invariant under an orthogonal change of basis, so X is solve_rows's up to rounding, but each
-// YtY v costs f flops instead of 2 f^2: per row of R 4 f^2 of rotations instead of
-// 2 (cg_steps + 1) f^2, and 2 f^2 per row of Y (and a copy of Y). use_eigenbasis says when that
-// is less work; the Trainer and bench_als decide it from global row counts, so that every rank
-// and partition solves a side the same way. Each row's result depends on that row and on YtY.
-void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen::MatrixXd& YtY, const AlsParams& p,
-                           FactorMatrix& X, int threads);
+// CG does not depend on the basis. With YtY = Q diag(d) Q^T, the rows of Y and X rotated by Q
+// (Y Q, X Q) give the same iterates, rotated, and YtY v becomes d (.) v: f flops instead of 2 f^2
+// (solve_rows sees an exactly diagonal Gram and multiplies elementwise, the bits of its f x f
+// product). The Trainer leaves both sides' factors in that basis until the next such half-step, so
+// each row is rotated once per iteration (2 f^2) in place of 2 (cg_steps + 1) f^2 of Gram products;
+// scores x.y do not depend on the basis, and it rotates back to the standard basis for model files.
+// use_eigenbasis says when that is less work; the Trainer and bench_als decide it from global row
+// counts, so that every rank and partition solves a side the same way.
+struct Eigenbasis {
+  Eigen::MatrixXd vectors;  // Q: orthonormal columns
+  DenseMatrix gram;         // diag(d): YtY in the basis Q, for solve_rows
+};
+// std::nullopt when the eigensolver fails (a NaN in YtY): then solve in the current basis.
+std::optional<Eigenbasis> eigenbasis(const Eigen::MatrixXd& YtY);
+// M = M Q (Q f x f, rounded to float), in place: each row's bits depend only on that row and Q.
+void rotate_rows(FactorMatrix& M, const Eigen::MatrixXd& Q, int threads);
 inline bool use_eigenbasis(const AlsParams& p, Index rows_solved, Index rows_read) {
   return p.solver == Solver::kConjugateGradient && p.cg_steps >= 2 && rows_solved > rows_read;
 }
@@ -132,7 +140,8 @@ Eigen::VectorXd solve_row_dense_oracle(const CsrBlock& R, Index local_row, const
 // The floating-point operations solve_rows performs on R with f = p.factors (the model used by
 // the benchmark; multiply and add count as two, symmetric products count one triangle).
 double solve_rows_flops(const CsrBlock& R, const AlsParams& p);
-// The same for solve_rows_eigenbasis with `rows_read` rows of Y.
-double solve_rows_eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p);
+// The same for a half-step in the eigenbasis as the Trainer runs it, reading `rows_read` rows of Y:
+// the eigensolver, one rotation of each row solved and read, CG against the diagonal Gram.
+double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p);
 
 }  // namespace mfrec

@@ -44,18 +44,29 @@ class Trainer {
   // exchange give the same factors.
   Trainer(const Comm& comm, const TrainData& data, const TrainConfig& cfg);
 
-  // One iteration: the user half-step, then the item half-step. Collective.
+  // One iteration: the user half-step, then the item half-step. Collective. With CG in the
+  // eigenbasis (als_kernels.hpp) both sides' rows are left in the working basis of that half-step:
+  // own rows = standard rows x basis(), for every rank alike. Scores, the loss and the evaluation
+  // do not depend on it; model files and anything compared across rank counts want
+  // to_standard_basis() (run_point calls it after the last iteration).
   void iterate();
   int iterations_done() const { return done_; }
 
   // Training loss (Hu et al. eq. 3) over all ranks: data term + regularisers. Collective.
   double loss() const;
 
-  // This rank's rows: users [user_bounds[r], user_bounds[r+1]), items likewise.
+  // This rank's rows, in the working basis: users [user_bounds[r], user_bounds[r+1]), items likewise.
   const FactorMatrix& local_user_factors() const { return users_.own; }
   const FactorMatrix& local_item_factors() const { return items_.own; }
-  // Collective: every item's (user's) factors, in global order. A full copy, for tests (nothing
-  // in the programs needs one: evaluation_items, model files by hyperslab).
+  // The working basis (orthogonal, f x f, the same on every rank; the identity when standard).
+  const Eigen::MatrixXd& basis() const { return basis_; }
+  // Rotates every row this rank keeps back to the standard basis, in place (no communication).
+  void to_standard_basis();
+  // Copies of this rank's rows in the standard basis, what a model file holds, into X and Y (their
+  // storage reused when the shapes match).
+  void copy_standard_factors(FactorMatrix& X, FactorMatrix& Y) const;
+  // Collective: every item's (user's) factors in the standard basis, in global order. A full copy,
+  // for tests (nothing in the programs needs one: evaluation_items, model files by hyperslab).
   FactorMatrix gather_item_factors() const;
   // Collective: every item's factors for evaluation. When every rank already holds every item row
   // for its user half-step (the allgather; the sparse exchange once a rank reads 90 % of the
@@ -66,8 +77,9 @@ class Trainer {
   // Collective: items [begin, end)'s factors, gathered from the ranks that own them.
   void gather_item_rows(Index begin, Index end, FactorMatrix& out) const;
   FactorMatrix gather_user_factors() const;
-  // Collective: replace this rank's rows (e.g. from a checkpoint) and refresh the rows it reads.
-  void set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done);
+  // Collective: replace this rank's rows (e.g. from a checkpoint), given in `basis` (empty: the
+  // standard one), and refresh the rows it reads.
+  void set_local_factors(FactorMatrix X, FactorMatrix Y, int iterations_done, const Eigen::MatrixXd& basis = {});
 
   ExchangeMode exchange() const { return mode_; }  // allgather or sparse (auto is resolved)
   int item_stages() const { return static_cast<int>(std::max<std::size_t>(1, items_.stages.size())); }
@@ -90,7 +102,8 @@ class Trainer {
   // aliased (one rank, allgather: every row is its own).
   const FactorMatrix& reads(const Side& s) const { return alias_ ? s.own : s.held; }
   void plan(ExchangeMode mode, const TrainData& data);
-  void half_step(Side& mine, const Side& other);
+  void half_step(Side& mine, Side& other);
+  void to_standard(FactorMatrix& rows) const;
   // Collective: the Gram matrix of a side from each rank's whole aligned chunks (als_kernels).
   Eigen::MatrixXd gram(const Side& s, bool metered) const;  // metered: counted in traffic()
   // Runs f() timed as `phase` and, when `metered`, counts its traffic under that phase.
@@ -101,6 +114,8 @@ class Trainer {
   ExchangeMode mode_ = ExchangeMode::kAllgather;
   bool alias_ = false;  // reads() is `own`: no held copy, no exchange
   Side users_, items_;
+  Eigen::MatrixXd basis_;  // the working basis (basis())
+  bool standard_ = true;   // basis_ is the identity
   FactorMatrix stage_held_;  // the other side's rows of the stage being solved
   int done_ = 0;
   mutable PhaseTimer timer_;  // also times the const loss()
