@@ -301,8 +301,9 @@ void Trainer::copy_standard_factors(FactorMatrix& X, FactorMatrix& Y) const {
 
 void Trainer::to_standard_basis() {
   if (standard_) return;
-  // Held copies too, rotated as their owners rotate their own rows: the same bits.
-  for (FactorMatrix* m : {&users_.own, &items_.own, &users_.held, &items_.held}) to_standard(*m);
+  // The held item rows too, rotated as their owners rotate them: the same bits. The held user rows
+  // are rewritten by the exchange after the next user half-step before anything reads them.
+  for (FactorMatrix* m : {&users_.own, &items_.own, &items_.held}) to_standard(*m);
   basis_.setIdentity();
   standard_ = true;
 }
