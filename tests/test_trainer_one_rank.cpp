@@ -2,6 +2,7 @@
 // allgather has nothing to send, so a trainer may read its own rows in place instead of a copy.
 // Whatever it reads must stay current: after each half-step, and after set_local_factors (a
 // resumed checkpoint), training continues exactly as an uninterrupted run, with the same loss.
+// CG's working basis (Trainer::basis) is standard ALS rotated, and rotates back to it.
 #include <gtest/gtest.h>
 
 #include <cstdio>
