@@ -164,27 +164,27 @@ Eigen::MatrixXd Trainer::gram(const Side& s, bool metered) const {
   return G;
 }
 
+std::optional<Eigenbasis> Trainer::agreed_eigenbasis(const Eigen::MatrixXd& G) const {
+  const Index f = G.rows();
+  std::optional<Eigenbasis> e = comm_.is_root() ? eigenbasis(G) : Eigenbasis{Eigen::MatrixXd(f, f), DenseMatrix(f, f)};
+  int ok = e ? 1 : 0;
+  comm_.bcast(&ok, 1);
+  if (!ok) return std::nullopt;
+  comm_.bcast(e->vectors.data(), static_cast<std::size_t>(e->vectors.size()));
+  comm_.bcast(e->gram.data(), static_cast<std::size_t>(e->gram.size()));
+  return e;
+}
+
 void Trainer::half_step(Side& mine, Side& other) {
   const Eigen::MatrixXd Gd = gram(other, true);
   const DenseMatrix G = Gd.cast<Real>();
-  std::optional<Eigenbasis> e;
   if (mine.stages.empty() && use_eigenbasis(cfg_.als, mine.bounds->back(), other.bounds->back())) {
-    // The side with more rows: CG in the eigenbasis of G (als_kernels.hpp). Root's basis for
-    // every rank: the ranks must agree on it to the bit, as their rows meet in the other half-step.
+    // The side with more rows: CG in the eigenbasis of G (als_kernels.hpp).
     phase("solve", false, [&] {
-      e = eigenbasis(Gd);
-      int ok = e ? 1 : 0;
-      comm_.bcast(&ok, 1);
-      if (!ok) return e.reset();
-      if (!e) e = Eigenbasis{Eigen::MatrixXd(Gd.rows(), Gd.cols()), DenseMatrix::Zero(Gd.rows(), Gd.cols())};
-      comm_.bcast(e->vectors.data(), static_cast<std::size_t>(e->vectors.size()));
-      comm_.bcast(e->gram.data(), static_cast<std::size_t>(e->gram.size()));
-    });
-  }
-  if (e) {
-    // Every row kept of both sides turns to the new basis and stays there (iterate()); `mine.held`
-    // is rewritten by the exchange below.
-    phase("solve", false, [&] {
+      const std::optional<Eigenbasis> e = agreed_eigenbasis(Gd);
+      if (!e) return solve_rows(*mine.block, reads(other), G, cfg_.als, mine.own, cfg_.threads);  // a NaN in G
+      // Every row kept of both sides turns to the new basis and stays there (iterate()); `mine.held`
+      // is rewritten by the exchange below.
       for (FactorMatrix* m : {&mine.own, &other.own, &other.held}) rotate_rows(*m, e->vectors, cfg_.threads);
       basis_ = basis_ * e->vectors;
       standard_ = false;

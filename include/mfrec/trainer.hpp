@@ -103,6 +103,9 @@ class Trainer {
   const FactorMatrix& reads(const Side& s) const { return alias_ ? s.own : s.held; }
   void plan(ExchangeMode mode, const TrainData& data);
   void half_step(Side& mine, Side& other);
+  // Collective: root's eigenbasis of G for every rank (their rows meet in the other half-step, so
+  // they must agree on it to the bit); nullopt on every rank when root's eigensolver fails.
+  std::optional<Eigenbasis> agreed_eigenbasis(const Eigen::MatrixXd& G) const;
   void to_standard(FactorMatrix& rows) const;
   // Collective: the Gram matrix of a side from each rank's whole aligned chunks (als_kernels).
   Eigen::MatrixXd gram(const Side& s, bool metered) const;  // metered: counted in traffic()
