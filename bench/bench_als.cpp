@@ -285,15 +285,14 @@ struct Timing {
   double cpu, cpu_gram, cpu_user, cpu_item;  // CPU seconds / threads
 };
 
-// A half-step as the Trainer solves it: in the eigenbasis of YtY when use_eigenbasis, where X and Y
-// stay (the next half-step works in any basis).
+// A half-step as the Trainer solves it: in the eigenbasis of YtY when use_eigenbasis, where Y is
+// rotated and X solved afresh, and both stay (the next half-step works in any basis).
 void half_step(const CsrBlock& R, FactorMatrix& Y, const Eigen::MatrixXd& YtY, const AlsParams& p, FactorMatrix& X,
                int threads) {
   const std::optional<Eigenbasis> e = use_eigenbasis(p, R.n_rows(), Y.rows()) ? eigenbasis(YtY) : std::nullopt;
   if (!e) return solve_rows(R, Y, YtY.cast<float>(), p, X, threads);
   rotate_rows(Y, e->vectors, threads);
-  rotate_rows(X, e->vectors, threads);
-  solve_rows(R, Y, e->gram, p, X, threads);
+  solve_rows_eigenbasis(R, Y, *e, p, X, threads);
 }
 
 // One ALS iteration; returns its parts in seconds.

@@ -52,10 +52,15 @@ struct CgWork {
   FloatBuf yg, wgt, negw, rhs;  // gathered y_i (nnz x ld), c_ui - 1, 1 - c_ui, c_ui p_ui
   std::vector<Index> yb, ye;              // each row's gathered y_i: [yb, ye)
   FloatBuf lambda, pap, rsn;    // lambda_u, and cg_steps's scratch
+  // In the eigenbasis: 1 / (d_j + lambda_u) per row (rows x ld, zero padding), the steps each row
+  // takes, and the warm rows' x before and after their rotation (rows x ld).
+  FloatBuf minv, xw, xr;
+  std::vector<int> steps;
+  std::vector<Index> warm;
   CgWork(Index rows, Index ld)
       : r(rows * ld, 0.0f), p(rows * ld, 0.0f), ap(rows * ld), xp(ld, 0.0f), rs(rows),
         active(rows), yg(kGatherRows * ld, 0.0f), yb(rows), ye(rows), lambda(rows), pap(rows),
-        rsn(rows) {}
+        rsn(rows), minv(rows * ld, 0.0f), xw(rows * ld), xr(rows * ld), steps(rows), warm(rows) {}
 };
 
 
@@ -74,8 +79,15 @@ void gram_product(Index n, Index f, const float* a, Index lda, const float* S, c
   }
 }
 
+// In the eigenbasis (rotation: Q padded, f x ld, not null; diag, the Gram's diagonal, not null;
+// solve_rows_eigenbasis): a row with at most eigenbasis_cold_rows non-zeros starts from
+// x = M_u^-1 b_u (M_u = diag(d) + lambda_u I), whose residual is -sum_i (c_ui - 1)(y_i.x) y_i
+// (b_u - M_u x dropped: zero but for rounding), and takes a step per non-zero (at least cg_steps)
+// preconditioned by M_u; the others start from their x of the previous basis, turned by Q, and take
+// cg_steps plain steps (minv = 1: the bits of no preconditioner).
 void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, const float* S,
-              const float* diag, Index ld, const AlsParams& prm, FactorMatrix& X, CgWork& w) {
+              const float* diag, const float* rotation, Index ld, const AlsParams& prm,
+              FactorMatrix& X, CgWork& w) {
   const simd::Kernels& K = simd::kernels();
   const Index f = Y.cols(), n = u1 - u0;
   // Gather the block's y_i once, so that the 1 + cg_steps sweeps below read contiguous memory; a
@@ -94,22 +106,45 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
   // out += sum_{t in [b, e)} (alpha_t + beta_t y_t.v) y_t
   auto sparse = [&](Index b, Index e, const float* alpha, const float* beta, const float* v,
                     float* out) {
-    if (gathered) return K.sweep(e - b, w.yg.data() + b * ld, ld, alpha ? alpha + b : nullptr,
-                                 beta + b, v, out, ld);
+    if (gathered)
+      return K.sweep(e - b, w.yg.data() + b * ld, ld, alpha ? alpha + b : nullptr,
+                     beta ? beta + b : nullptr, v, out, ld);
     for (Index c = b; c < e; c += kGatherRows) {
       const Index k = std::min(kGatherRows, e - c);
       gather_rows(Y, R.indices.data() + t0 + c, k, ld, w.yg.data());
-      K.sweep(k, w.yg.data(), ld, alpha ? alpha + c : nullptr, beta + c, v, out, ld);
+      K.sweep(k, w.yg.data(), ld, alpha ? alpha + c : nullptr, beta ? beta + c : nullptr, v, out, ld);
     }
   };
   float* x0 = X.data() + u0 * f;
-  gram_product(n, f, x0, f, S, diag, ld, w.ap.data());  // AP = X YtY
+  const bool precondition = rotation != nullptr;
+  const Index cold_limit = precondition ? eigenbasis_cold_rows(f, prm.cg_steps) : -1;
+  Index n_warm = 0;
+  int most_steps = prm.cg_steps;
+  for (Index k = 0; k < n; ++k) {
+    const Index kn = R.indptr[u0 + k + 1] - R.indptr[u0 + k];
+    const bool cold = kn <= cold_limit;
+    w.steps[k] = cold ? std::max(prm.cg_steps, static_cast<int>(kn)) : prm.cg_steps;
+    most_steps = std::max(most_steps, w.steps[k]);
+    if (precondition && !cold) {  // its x turns to this basis: the block's warm rows in one product
+      std::copy(x0 + k * f, x0 + (k + 1) * f, w.xw.data() + n_warm * f);
+      w.warm[n_warm++] = k;
+    }
+  }
+  if (n_warm > 0) {
+    small_gemm(n_warm, f, w.xw.data(), f, 1, rotation, ld, ld, w.xr.data(), ld);
+    for (Index q = 0; q < n_warm; ++q)
+      std::copy(w.xr.data() + q * ld, w.xr.data() + q * ld + f, x0 + w.warm[q] * f);
+  }
+  if (!precondition || n_warm > 0) gram_product(n, f, x0, f, S, diag, ld, w.ap.data());  // AP = X YtY
   bool any = false;
   for (Index k = 0; k < n; ++k) {
     const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
     float* x = x0 + k * f;
     float* r = w.r.data() + k * ld;
     float* p = w.p.data() + k * ld;
+    w.yb[k] = b;
+    w.ye[k] = e;
+    w.lambda[k] = -1.0f;
     if (e == b) {  // b_u = 0: the solution is 0
       std::fill(x, x + f, 0.0f);
       w.active[k] = 0;
@@ -118,52 +153,76 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
     // r = b - A x = sum_i c_ui p_ui y_i - (YtY + lambda_u I) x - sum_i (c_ui - 1)(y_i.x) y_i
     const float lambda = row_lambda(prm, e - b);
     const float* ap = w.ap.data() + k * ld;
-    if (gathered) {
-      w.rs[k] = K.cg_start(e - b, w.yg.data() + b * ld, ld, w.rhs.data() + b, w.negw.data() + b,
-                           lambda, x, f, w.xp.data(), r, p, ap, ld);
-    } else {  // the same arithmetic, the sweep in chunks
-      K.cg_start(0, nullptr, ld, nullptr, nullptr, lambda, x, f, w.xp.data(), r, p, ap, ld);
-      sparse(b, e, w.rhs.data(), w.negw.data(), w.xp.data(), r);
-      std::copy(r, r + ld, p);
-      w.rs[k] = K.dot(r, r, ld);
+    float* m = w.minv.data() + k * ld;
+    w.lambda[k] = lambda;
+    if (e - b <= cold_limit) {
+      if (k > 0 && w.lambda[k - 1] == lambda && w.ye[k - 1] - w.yb[k - 1] <= cold_limit)
+        std::copy(m - ld, m, m);  // as the row before's
+      else
+        for (Index j = 0; j < f; ++j) m[j] = 1.0f / (diag[j] + lambda);
+      float* xp = w.xp.data();
+      std::fill(r, r + ld, 0.0f);
+      sparse(b, e, w.rhs.data(), nullptr, nullptr, r);  // b_u
+      for (Index j = 0; j < ld; ++j) xp[j] = r[j] * m[j];
+      std::copy(xp, xp + f, x);
+      std::fill(r, r + ld, 0.0f);
+      sparse(b, e, nullptr, w.negw.data(), xp, r);
+      for (Index j = 0; j < ld; ++j) p[j] = r[j] * m[j];
+      w.rs[k] = K.dot(r, p, ld);
+    } else {
+      if (gathered) {
+        w.rs[k] = K.cg_start(e - b, w.yg.data() + b * ld, ld, w.rhs.data() + b, w.negw.data() + b,
+                             lambda, x, f, w.xp.data(), r, p, ap, ld);
+      } else {  // the same arithmetic, the sweep in chunks
+        K.cg_start(0, nullptr, ld, nullptr, nullptr, lambda, x, f, w.xp.data(), r, p, ap, ld);
+        sparse(b, e, w.rhs.data(), w.negw.data(), w.xp.data(), r);
+        std::copy(r, r + ld, p);
+        w.rs[k] = K.dot(r, r, ld);
+      }
+      if (precondition) std::fill(m, m + f, 1.0f);  // z = r: not preconditioned, the same bits
     }
     w.active[k] = w.rs[k] > kCgTiny;
     any = any || w.active[k];
   }
-  for (int step = 0; step < prm.cg_steps && any; ++step) {
-    gram_product(n, f, w.p.data(), ld, S, diag, ld, w.ap.data());  // AP = P YtY
+  for (int step = 0; step < most_steps && any; ++step) {
+    if (diag) {  // AP = P YtY, for the rows still active
+      for (Index k = 0; k < n; ++k)
+        if (w.active[k]) gram_product(1, f, w.p.data() + k * ld, ld, S, diag, ld, w.ap.data() + k * ld);
+    } else {
+      gram_product(n, f, w.p.data(), ld, S, diag, ld, w.ap.data());
+    }
     // A_u p = YtY p + sum_i (c_ui - 1)(y_i.p) y_i + lambda_u p, then the step. A row stops where
     // p = 0 or A_u is not positive definite along p (c < 1), or where it converged.
     if (gathered) {
-      for (Index k = 0; k < n; ++k) {
-        w.yb[k] = R.indptr[u0 + k] - t0;
-        w.ye[k] = R.indptr[u0 + k + 1] - t0;
-        w.lambda[k] = row_lambda(prm, w.ye[k] - w.yb[k]);
-      }
       any = K.cg_steps(n, w.yb.data(), w.ye.data(), w.yg.data(), ld, w.wgt.data(),
                        w.lambda.data(), w.rs.data(), kCgTiny, x0, f, f, w.r.data(), w.p.data(),
-                       w.ap.data(), ld, w.active.data(), w.pap.data(), w.rsn.data());
-      continue;
-    }
-    any = false;  // a single huge row, its sweep in chunks: the same arithmetic
-    for (Index k = 0; k < n; ++k) {
-      if (!w.active[k]) continue;
-      const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
-      float* p = w.p.data() + k * ld;
-      float* ap = w.ap.data() + k * ld;
-      sparse(b, e, nullptr, w.wgt.data(), p, ap);
-      if (!K.cg_step(0, nullptr, ld, nullptr, row_lambda(prm, e - b), &w.rs[k], kCgTiny,
-                     x0 + k * f, f, w.r.data() + k * ld, p, ap, ld)) {
-        w.active[k] = 0;
-        continue;
+                       w.ap.data(), ld, w.active.data(), w.pap.data(), w.rsn.data(),
+                       precondition ? w.minv.data() : nullptr);
+    } else {
+      any = false;  // a single huge row, its sweep in chunks: the same arithmetic
+      for (Index k = 0; k < n; ++k) {
+        if (!w.active[k]) continue;
+        const Index b = R.indptr[u0 + k] - t0, e = R.indptr[u0 + k + 1] - t0;
+        float* p = w.p.data() + k * ld;
+        float* ap = w.ap.data() + k * ld;
+        sparse(b, e, nullptr, w.wgt.data(), p, ap);
+        w.active[k] = K.cg_step(0, nullptr, ld, nullptr, row_lambda(prm, e - b), &w.rs[k], kCgTiny,
+                                x0 + k * f, f, w.r.data() + k * ld, p, ap, ld,
+                                precondition ? w.minv.data() + k * ld : nullptr);
+        any = any || w.active[k];
       }
-      any = true;
+    }
+    if (most_steps == prm.cg_steps) continue;  // every row takes them all
+    any = false;
+    for (Index k = 0; k < n; ++k) {
+      w.active[k] = w.active[k] && step + 1 < w.steps[k];
+      any = any || w.active[k];
     }
   }
 }
 
 void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
-                   const AlsParams& prm, FactorMatrix& X, int nt) {
+                   const AlsParams& prm, FactorMatrix& X, int nt, const float* rotation = nullptr) {
   const Index f = Y.cols(), ld = round_up(f, kPad);
   const FloatBuf S = padded_copy(YtY, ld);
   bool diagonal = true;  // exactly: an Eigenbasis's Gram
@@ -179,7 +238,8 @@ void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& 
     CgWork w(kCgBlockRows, ld);
 #pragma omp for schedule(dynamic, 1)
     for (Index bi = 0; bi < nb; ++bi)
-      cg_block(R, blocks[bi], blocks[bi + 1], Y, S.data(), diagonal ? d.data() : nullptr, ld, prm, X, w);
+      cg_block(R, blocks[bi], blocks[bi + 1], Y, S.data(), diagonal ? d.data() : nullptr,
+               rotation, ld, prm, X, w);
   }
 }
 
@@ -317,6 +377,22 @@ void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY
     solve_rows_cholesky(R, Y, YtY, p, X, nt);
 }
 
+void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigenbasis& e,
+                           const AlsParams& p, FactorMatrix& X, int threads) {
+  check_inputs(R, Y, e.gram, X, "solve_rows_eigenbasis");
+  if (p.solver != Solver::kConjugateGradient) throw Error("solve_rows_eigenbasis: the solver is not CG");
+  for (Index i = 0; i < e.gram.rows(); ++i)
+    for (Index j = 0; j < e.gram.cols(); ++j)
+      if (i != j && e.gram(i, j) != 0.0f) throw Error("solve_rows_eigenbasis: the Gram matrix is not diagonal");
+  if (e.vectors.rows() != Y.cols() || e.vectors.cols() != Y.cols())
+    throw Error("solve_rows_eigenbasis: the rotation does not match the rows");
+  kernel_path();  // chosen here, outside the parallel region: a bad MFREC_KERNELS throws cleanly
+  if (Y.cols() == 0 || R.n_rows() == 0) return;
+  const Index ld = round_up(Y.cols(), kPad);
+  const FloatBuf Q = padded_copy(DenseMatrix(e.vectors.cast<Real>()), ld);
+  solve_rows_cg(R, Y, e.gram, p, X, resolve_threads(threads), Q.data());
+}
+
 std::optional<Eigenbasis> eigenbasis(const Eigen::MatrixXd& YtY) {
   const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(YtY);
   if (eig.info() != Eigen::Success || !eig.eigenvectors().allFinite()) return std::nullopt;  // NaN in YtY
@@ -395,13 +471,29 @@ Eigen::VectorXd solve_row_dense_oracle(const CsrBlock& R, Index local_row, const
   return A.ldlt().solve(Yd.transpose() * C * pref);
 }
 
+Index eigenbasis_cold_rows(Index f, int cg_steps) {
+  // k steps cost k (4 f k + 13 f) flops of sweeps, cg_steps steps after a rotation 2 f^2 at about
+  // 3 times their rate (bench_als): cold while (k - cg_steps)(4 k + 13) <= 2 f / 3.
+  Index k = std::max(cg_steps, 0);
+  while (3 * (k + 1 - cg_steps) * (4 * (k + 1) + 13) <= 2 * f) ++k;
+  return k;
+}
+
 double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) {
   const double f = p.factors;
-  // one rotation of the rows solved and of the rows read, the eigensolver (about 9 f^3)
-  double flops = 2 * f * f * static_cast<double>(R.n_rows() + rows_read) + 9 * f * f * f;
+  // one rotation of the rows read, the eigensolver (about 9 f^3)
+  double flops = 2 * f * f * static_cast<double>(rows_read) + 9 * f * f * f;
+  const Index cold = eigenbasis_cold_rows(p.factors, p.cg_steps);
   for (Index u = 0; u < R.n_rows(); ++u) {
-    const double k = static_cast<double>(row_nz(R, u).n);
-    flops += (p.cg_steps + 1) * (f + 4 * f * k) + p.cg_steps * 10 * f;  // diagonal YtY v, sparse part, vector ops
+    const Index n = row_nz(R, u).n;
+    const double k = static_cast<double>(n);
+    if (n == 0) continue;
+    // per step: the diagonal YtY v, the sparse part, the vector operations with the preconditioner
+    const double step = 4 * f * k + 13 * f;
+    if (n <= cold)  // the start: b, M^-1, x, its residual, z, r.z
+      flops += 6 * f * k + 5 * f + std::max<double>(p.cg_steps, k) * step;
+    else  // the rotation, the start (YtY x, the residual, z, r.z), cg_steps steps
+      flops += 2 * f * f + 4 * f * k + 8 * f + p.cg_steps * step;
   }
   return flops;
 }

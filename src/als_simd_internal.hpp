@@ -21,7 +21,8 @@ struct Kernels {
   void (*gemm)(Accumulate mode, Index rows, Index depth, const float* a, Index a_rs, Index a_ks,
                const float* b, Index ldb, Index width, float* c, Index ldc);
   // out[0:n) += sum_{t<k} (alpha[t] + beta[t] * (y_t . v)) y_t, y_t = y + t * ldy; n padded,
-  // alpha may be null (zero). The sparse part of A_u v in CG, and its residual.
+  // alpha may be null (zero); beta null: out += sum_t alpha[t] y_t (v unread, no dots). The sparse
+  // part of A_u v in CG, its residual, and b_u.
   void (*sweep)(Index k, const float* y, Index ldy, const float* alpha, const float* beta,
                 const float* v, float* out, Index n);
   // In-place Cholesky U^T U of the upper triangle of the f x f matrix a (leading dimension lda,
@@ -56,18 +57,22 @@ struct Kernels {
                     const float* ap, Index n);
   // One CG step for a row (x: length f; r, p, ap: padded, length n; ap = YtY p on entry): adds the
   // sweep sum_{t<k} beta[t] (y_t.p) y_t and lambda p to ap (A_u p), then x += alpha p,
-  // r -= alpha ap, p = r + beta p, rs = r.r, with alpha = rs / p.ap. False where the row stops
-  // (p.ap not positive: x, r unchanged) or converges (r.r <= tiny: p unchanged).
+  // r -= alpha ap, z = r, p = z + beta p, rs = r.z, with alpha = rs / p.ap. Preconditioned where
+  // minv is not null (padded, length n, zero padding): z = minv (.) r, the inverse of a diagonal
+  // preconditioner. False where the row stops (p.ap not positive: x, r unchanged) or converges
+  // (r.z <= tiny: p unchanged).
   bool (*cg_step)(Index k, const float* y, Index ldy, const float* beta, float lambda, float* rs,
-                  float tiny, float* x, Index f, float* r, float* p, float* ap, Index n);
-  // cg_step for the active rows of a block (row k: x + k ldx; r, p, ap + k n; its y_t the rows
-  // [yb[k], ye[k]) of y, weights beta[t], lambda[k]), with the same operations on each row, in
-  // passes over the rows that overlap their dependency chains. Clears active[k] where a row stops
-  // or converges; returns whether any row is still active. pap, rsn: scratch, a float per row.
+                  float tiny, float* x, Index f, float* r, float* p, float* ap, Index n,
+                  const float* minv);
+  // cg_step for the active rows of a block (row k: x + k ldx; r, p, ap, minv + k n; its y_t the
+  // rows [yb[k], ye[k]) of y, weights beta[t], lambda[k]), with the same operations on each row,
+  // in passes over the rows that overlap their dependency chains. Clears active[k] where a row
+  // stops or converges; returns whether any row is still active. pap, rsn: scratch, a float per
+  // row.
   bool (*cg_steps)(Index rows, const Index* yb, const Index* ye, const float* y, Index ldy,
                    const float* beta, const float* lambda, float* rs, float tiny, float* x,
                    Index ldx, Index f, float* r, float* p, float* ap, Index n, char* active,
-                   float* pap, float* rsn);
+                   float* pap, float* rsn, const float* minv);
 };
 
 // The kernels of the current path (kernel_path()).

@@ -178,20 +178,27 @@ std::optional<Eigenbasis> Trainer::agreed_eigenbasis(const Eigen::MatrixXd& G) c
 void Trainer::half_step(Side& mine, Side& other) {
   const Eigen::MatrixXd Gd = gram(other, true);
   const DenseMatrix G = Gd.cast<Real>();
-  if (mine.stages.empty() && use_eigenbasis(cfg_.als, mine.bounds->back(), other.bounds->back())) {
-    // The side with more rows: CG in the eigenbasis of G (als_kernels.hpp).
+  // The side with more rows: CG in the eigenbasis of G (als_kernels.hpp). Every row kept of the
+  // other side turns to the new basis and stays there (iterate()); this side's rows are solved
+  // there afresh (no warm start), and `mine.held` is rewritten by the exchange below.
+  std::optional<Eigenbasis> e;
+  if (use_eigenbasis(cfg_.als, mine.bounds->back(), other.bounds->back())) {
     phase("solve", false, [&] {
-      const std::optional<Eigenbasis> e = agreed_eigenbasis(Gd);
-      if (!e) return solve_rows(*mine.block, reads(other), G, cfg_.als, mine.own, cfg_.threads);  // a NaN in G
-      // Every row kept of both sides turns to the new basis and stays there (iterate()); `mine.held`
-      // is rewritten by the exchange below.
-      for (FactorMatrix* m : {&mine.own, &other.own, &other.held}) rotate_rows(*m, e->vectors, cfg_.threads);
+      e = agreed_eigenbasis(Gd);
+      if (!e) return;  // a NaN in G: solved in the current basis
+      for (FactorMatrix* m : {&other.own, &other.held}) rotate_rows(*m, e->vectors, cfg_.threads);
       basis_ = basis_ * e->vectors;
       standard_ = false;
-      solve_rows(*mine.block, reads(other), e->gram, cfg_.als, mine.own, cfg_.threads);
     });
-  } else if (mine.stages.empty()) {
-    phase("solve", false, [&] { solve_rows(*mine.block, reads(other), G, cfg_.als, mine.own, cfg_.threads); });
+  }
+  auto solve = [&](const CsrBlock& R, const FactorMatrix& Y, FactorMatrix& X) {
+    if (e)
+      solve_rows_eigenbasis(R, Y, *e, cfg_.als, X, cfg_.threads);
+    else
+      solve_rows(R, Y, G, cfg_.als, X, cfg_.threads);
+  };
+  if (mine.stages.empty()) {
+    phase("solve", false, [&] { solve(*mine.block, reads(other), mine.own); });
   } else {
     // One buffer for every stage (plan_stages): each user row arrives in its slot with the first
     // stage that reads it and stays for the later ones. Zeroed once, as the direct solver may
@@ -206,7 +213,7 @@ void Trainer::half_step(Side& mine, Side& other) {
       phase("exchange", true, [&] { st.ex.run(comm_, other.own, stage_held_, cfg_.threads, &st.slots); });
       phase("solve", false, [&] {
         FactorMatrix rows = mine.own.middleRows(st.begin, st.end - st.begin);
-        solve_rows(st.rows_of(*mine.block), stage_held_, G, cfg_.als, rows, cfg_.threads);
+        solve(st.rows_of(*mine.block), stage_held_, rows);
         mine.own.middleRows(st.begin, st.end - st.begin) = rows;
       });
     }

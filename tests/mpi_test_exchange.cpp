@@ -245,6 +245,17 @@ TEST(Exchange, StagedItemHalfStepEvicts) {
   EXPECT_GT(expect_modes_agree(world, path, Solver::kConjugateGradient, row_mib / 4).stages, 2);
 }
 
+// More items than users: the item side is the one solved in the eigenbasis (use_eigenbasis), in
+// stages too, with the user rows rotated before they travel. The factors are the allgather's and
+// one rank's.
+TEST(Exchange, StagedHalfStepInTheEigenbasis) {
+  Comm world = Comm::world();
+  const std::string path = random_file(world, "wide.h5", 300, 900, 8, 17);
+  const double row_mib = options(ExchangeMode::kSparse).train.als.factors * sizeof(Real) / (1024.0 * 1024.0);
+  ASSERT_TRUE(use_eigenbasis(options(ExchangeMode::kSparse).train.als, 900, 300));
+  EXPECT_GT(expect_modes_agree(world, path, Solver::kConjugateGradient, 40 * row_mib).stages, 2);
+}
+
 // Stages of a block whose 10 rows each read 10 columns of their own: a budget of 60 columns
 // needs 2 stages, and they are made equal (5 rows, 50 columns each), not filled greedily (60 + 40).
 TEST(Exchange, StagesAreBalanced) {

@@ -450,50 +450,63 @@ double worst_row_error(const FactorMatrix& a, const FactorMatrix& b) {
   return worst;
 }
 
-// CG in the eigenbasis of YtY, X rotated there and back (the Trainer rotates back only for its
-// model; a copy of Y here).
-void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen::MatrixXd& YtY, const AlsParams& p,
-                           FactorMatrix& X, int threads) {
-  const std::optional<Eigenbasis> e = eigenbasis(YtY);
-  ASSERT_TRUE(e.has_value());
-  ASSERT_LT((e->vectors.transpose() * e->vectors - Eigen::MatrixXd::Identity(YtY.rows(), YtY.cols())).norm(), 1e-12);
-  FactorMatrix Yq = Y;
-  rotate_rows(Yq, e->vectors, threads);
-  rotate_rows(X, e->vectors, threads);
-  solve_rows(R, Yq, e->gram, p, X, threads);
-  rotate_rows(X, e->vectors.transpose(), threads);
-}
-
 }  // namespace
 
-// CG in the eigenbasis of YtY (the user half-step's): the same solution as in the standard basis up
-// to rounding, after 3 steps and converged (against the dense oracle); each row's bits independent
-// of the threads and of where the CsrBlock boundaries fall; rows with no non-zeros give 0.
-TEST(Solvers, EigenbasisCgEqualsTheStandardBasis) {
+// CG in the eigenbasis of YtY (solve_rows_eigenbasis, the user half-step's), rotated back: a row
+// with at most eigenbasis_cold_rows non-zeros is solved exactly (the dense oracle) whatever X held;
+// a heavier row is the standard basis's CG from its x (up to rounding); converged, every row is
+// the oracle's; each row's bits are independent of the threads and of where the CsrBlock
+// boundaries fall; rows with no non-zeros give 0.
+TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) {
   for (Index f : {8, 20, 64}) {
     const Index n_items = 150;
     const FactorMatrix Y = random_factors(n_items, f, 4, 0.2f);
     const Eigen::MatrixXd G = Y.cast<double>().transpose() * Y.cast<double>();
+    const std::optional<Eigenbasis> e = eigenbasis(G);
+    ASSERT_TRUE(e.has_value());
+    ASSERT_LT((e->vectors.transpose() * e->vectors - Eigen::MatrixXd::Identity(f, f)).norm(), 1e-12);
+    FactorMatrix Yq = Y;
+    rotate_rows(Yq, e->vectors, 2);
     std::vector<Index> counts(500);
     std::mt19937 rng(static_cast<unsigned>(f));
-    for (Index& k : counts) k = rng() % 3 == 0 ? static_cast<Index>(rng() % 60) : rng() % 6;
+    for (Index& k : counts) k = rng() % 3 == 0 ? static_cast<Index>(rng() % 60) : rng() % 8;
     const CsrBlock R = random_csr(counts, n_items, 9);
     for (const Case& c : kCases) {
       AlsParams p = params(c, f, Solver::kConjugateGradient);
-      const FactorMatrix X0 = random_factors(R.n_rows(), f, 5, 0.1f);
-      FactorMatrix standard = X0, rotated = X0;
+      const Index cold = eigenbasis_cold_rows(f, p.cg_steps);
+      ASSERT_GE(cold, p.cg_steps);
+      auto solve = [&](const CsrBlock& part, FactorMatrix& X, int t) { solve_rows_eigenbasis(part, Yq, *e, p, X, t); };
+      const FactorMatrix X0 = random_factors(R.n_rows(), f, 5, 0.1f), X1 = random_factors(R.n_rows(), f, 6, 0.3f);
+      FactorMatrix standard = X0, rotated = X0, other = X1;
       solve_rows(R, Y, G.cast<Real>(), p, standard, 2);
-      solve_rows_eigenbasis(R, Y, G, p, rotated, 2);
-      EXPECT_LT(worst_row_error(rotated, standard), 1e-4) << "f " << f << ", 3 steps";
-      for (Index u = 0; u < R.n_rows(); ++u)
-        if (counts[static_cast<std::size_t>(u)] == 0) EXPECT_EQ(rotated.row(u).norm(), 0.0f);
-      expect_same_bits_any_threads_and_cut(R, X0, rotated, [&](const CsrBlock& part, FactorMatrix& X, int t) {
-        solve_rows_eigenbasis(part, Y, G, p, X, t);
-      });
+      solve(R, rotated, 2);
+      solve(R, other, 2);
+      FactorMatrix back = rotated;
+      rotate_rows(back, e->vectors.transpose(), 2);
+      int light = 0, heavy = 0;
+      for (Index u = 0; u < R.n_rows(); ++u) {
+        const Index k = counts[static_cast<std::size_t>(u)];
+        const auto err = [&](const Eigen::RowVectorXf& ref) { return (back.row(u) - ref).norm() / ref.norm(); };
+        if (k == 0) {
+          EXPECT_EQ(rotated.row(u).norm(), 0.0f);
+        } else if (k <= cold) {
+          ++light;
+          EXPECT_TRUE(rotated.row(u) == other.row(u)) << "row " << u << ": a light row does not read x";
+          if (c.rule == ConfidenceRule::kHu)  // c >= 1: A_u positive definite
+            EXPECT_LT(err(solve_row_dense_oracle(R, u, Y, p).cast<Real>().transpose()), 1e-4) << "f " << f << ", row " << u;
+        } else {
+          ++heavy;
+          EXPECT_LT(err(standard.row(u)), 1e-4) << "f " << f << ", row " << u;
+        }
+      }
+      EXPECT_GT(light, 100);
+      EXPECT_GT(heavy, 50);
+      expect_same_bits_any_threads_and_cut(R, X0, rotated, solve);
       if (c.rule == ConfidenceRule::kHu) {  // c >= 1: A_u positive definite, CG converges in f steps
         p.cg_steps = static_cast<int>(2 * f);
         FactorMatrix X = X0;
-        solve_rows_eigenbasis(R, Y, G, p, X, 2);
+        solve(R, X, 2);
+        rotate_rows(X, e->vectors.transpose(), 2);
         FactorMatrix oracle(R.n_rows(), f);
         for (Index u = 0; u < R.n_rows(); ++u) oracle.row(u) = solve_row_dense_oracle(R, u, Y, p).cast<Real>().transpose();
         EXPECT_LT(worst_row_error(X, oracle), 1e-3) << "f " << f << ", converged";

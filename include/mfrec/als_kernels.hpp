@@ -88,20 +88,34 @@ Index gram_chunk_start(Index row);
 void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                 const AlsParams& p, FactorMatrix& X, int threads);
 
-// CG does not depend on the basis. With YtY = Q diag(d) Q^T, the rows of Y and X rotated by Q
-// (Y Q, X Q) give the same iterates, rotated, and YtY v becomes d (.) v: f flops instead of 2 f^2
-// (solve_rows sees an exactly diagonal Gram and multiplies elementwise, the bits of its f x f
-// product). The Trainer leaves both sides' factors in that basis until the next such half-step, so
-// each row is rotated once per iteration (2 f^2) in place of 2 (cg_steps + 1) f^2 of Gram products;
-// scores x.y do not depend on the basis, and it rotates back to the standard basis for model files.
-// use_eigenbasis says when that is less work; the Trainer and bench_als decide it from global row
-// counts, so that every rank and partition solves a side the same way.
+// CG in the eigenbasis of YtY. With YtY = Q diag(d) Q^T and the rows of Y rotated by Q (Y Q),
+// YtY v becomes d (.) v (f flops instead of 2 f^2), and M_u = YtY + lambda_u I, which A_u differs
+// from only by the row's weighted y_i y_i^T, is diagonal. solve_rows_eigenbasis uses that for the
+// light rows: from x = M_u^-1 b_u (the solution where every c_ui = 1) the error lies in the span of
+// the k vectors M_u^-1 y_i of the row's items with c_ui != 1, which CG preconditioned by M_u
+// (operator I + M_u^-1 G^T W G) never leaves: k such steps solve the row exactly, up to rounding.
+// So a row with at most eigenbasis_cold_rows(f, cg_steps) non-zeros starts there and takes
+// max(cg_steps, k) preconditioned steps, and its old x is not read (no rotation). A heavier row
+// runs implicit's CG (cg_steps steps, not preconditioned) from its x of the previous basis turned
+// to this one (x Q, 2 f^2), converging across iterations. The Trainer leaves both sides' factors in
+// that basis until the next such half-step (scores x.y do not depend on the basis) and rotates
+// back to the standard basis for model files. use_eigenbasis says when the rotation of the rows
+// read is less work than the Gram products it saves; the Trainer and bench_als decide it from
+// global row counts, so that every rank and partition solves a side the same way.
 struct Eigenbasis {
   Eigen::MatrixXd vectors;  // Q: orthonormal columns
-  DenseMatrix gram;         // diag(d): YtY in the basis Q, for solve_rows
+  DenseMatrix gram;         // diag(d): YtY in the basis Q
 };
 // std::nullopt when the eigensolver fails (a NaN in YtY): then solve in the current basis.
 std::optional<Eigenbasis> eigenbasis(const Eigen::MatrixXd& YtY);
+// The half-step above for the rows of R, Y's rows in e's basis (Y Q): X holds the rows in the
+// previous basis (the warm rows' start) and is written in e's. CG only (an Error otherwise); as
+// solve_rows, each row's bits depend on that row, Y, e and p only.
+void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigenbasis& e,
+                           const AlsParams& p, FactorMatrix& X, int threads);
+// The most non-zeros of a row that solve_rows_eigenbasis solves exactly (from M_u^-1 b_u): at
+// least cg_steps, more while the extra steps cost less than the rotation (5 at f = 128).
+Index eigenbasis_cold_rows(Index f, int cg_steps);
 // M = M Q (Q f x f, rounded to float), in place: each row's bits depend only on that row and Q.
 void rotate_rows(FactorMatrix& M, const Eigen::MatrixXd& Q, int threads);
 inline bool use_eigenbasis(const AlsParams& p, Index rows_solved, Index rows_read) {
@@ -141,7 +155,7 @@ Eigen::VectorXd solve_row_dense_oracle(const CsrBlock& R, Index local_row, const
 // the benchmark; multiply and add count as two, symmetric products count one triangle).
 double solve_rows_flops(const CsrBlock& R, const AlsParams& p);
 // The same for a half-step in the eigenbasis as the Trainer runs it, reading `rows_read` rows of Y:
-// the eigensolver, one rotation of each row solved and read, CG against the diagonal Gram.
+// the eigensolver, one rotation of each row read, preconditioned CG against the diagonal Gram.
 double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p);
 
 }  // namespace mfrec
