@@ -113,8 +113,8 @@ std::optional<Eigenbasis> eigenbasis(const Eigen::MatrixXd& YtY);
 // solve_rows, each row's bits depend on that row, Y, e and p only.
 void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigenbasis& e,
                            const AlsParams& p, FactorMatrix& X, int threads);
-// The most non-zeros of a row that solve_rows_eigenbasis solves exactly (from M_u^-1 b_u): at
-// least cg_steps, more while the extra steps cost less than the rotation (5 at f = 128).
+// The most non-zeros of a row that solve_rows_eigenbasis solves exactly (from M_u^-1 b_u):
+// cg_steps + 1, the fastest limit measured (docs/benchmarks.md).
 Index eigenbasis_cold_rows(Index f, int cg_steps);
 // M = M Q (Q f x f, rounded to float), in place: each row's bits depend only on that row and Q.
 void rotate_rows(FactorMatrix& M, const Eigen::MatrixXd& Q, int threads);
