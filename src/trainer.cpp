@@ -180,7 +180,8 @@ void Trainer::half_step(Side& mine, Side& other) {
   const DenseMatrix G = Gd.cast<Real>();
   // The side with more rows: CG in the eigenbasis of G (als_kernels.hpp). Every row kept of the
   // other side turns to the new basis and stays there (iterate()); this side's rows are solved
-  // there afresh (no warm start), and `mine.held` is rewritten by the exchange below.
+  // there (solve_rows_eigenbasis turns those it warm-starts from), and `mine.held` is rewritten by
+  // the exchange below.
   std::optional<Eigenbasis> e;
   if (use_eigenbasis(cfg_.als, mine.bounds->back(), other.bounds->back())) {
     phase("solve", false, [&] {
