@@ -117,7 +117,7 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
   };
   float* x0 = X.data() + u0 * f;
   const bool precondition = rotation != nullptr;
-  const Index cold_limit = precondition ? eigenbasis_cold_rows(f, prm.cg_steps) : -1;
+  const Index cold_limit = precondition ? eigenbasis_cold_rows(prm.cg_steps) : -1;
   Index n_warm = 0;
   int most_steps = prm.cg_steps;
   for (Index k = 0; k < n; ++k) {
@@ -471,7 +471,7 @@ Eigen::VectorXd solve_row_dense_oracle(const CsrBlock& R, Index local_row, const
   return A.ldlt().solve(Yd.transpose() * C * pref);
 }
 
-Index eigenbasis_cold_rows(Index /*f*/, int cg_steps) {
+Index eigenbasis_cold_rows(int cg_steps) {
   // One step more than cg_steps at most: on the default data (bench_als, f = 64, 128 and 200)
   // limits of 3 to 6 were timed, and cg_steps + 1 was the fastest at every f.
   return std::max(cg_steps, 0) + 1;
@@ -481,7 +481,7 @@ double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) 
   const double f = p.factors;
   // one rotation of the rows read, the eigensolver (about 9 f^3)
   double flops = 2 * f * f * static_cast<double>(rows_read) + 9 * f * f * f;
-  const Index cold = eigenbasis_cold_rows(p.factors, p.cg_steps);
+  const Index cold = eigenbasis_cold_rows(p.cg_steps);
   for (Index u = 0; u < R.n_rows(); ++u) {
     const Index n = row_nz(R, u).n;
     const double k = static_cast<double>(n);

@@ -473,7 +473,7 @@ TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) 
     const CsrBlock R = random_csr(counts, n_items, 9);
     for (const Case& c : kCases) {
       AlsParams p = params(c, f, Solver::kConjugateGradient);
-      const Index cold = eigenbasis_cold_rows(f, p.cg_steps);
+      const Index cold = eigenbasis_cold_rows(p.cg_steps);
       ASSERT_GE(cold, p.cg_steps);
       auto solve = [&](const CsrBlock& part, FactorMatrix& X, int t) { solve_rows_eigenbasis(part, Yq, *e, p, X, t); };
       const FactorMatrix X0 = random_factors(R.n_rows(), f, 5, 0.1f), X1 = random_factors(R.n_rows(), f, 6, 0.3f);

@@ -94,7 +94,7 @@ void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY
 // light rows: from x = M_u^-1 b_u (the solution where every c_ui = 1) the error lies in the span of
 // the k vectors M_u^-1 y_i of the row's items with c_ui != 1, which CG preconditioned by M_u
 // (operator I + M_u^-1 G^T W G) never leaves: k such steps solve the row exactly, up to rounding.
-// So a row with at most eigenbasis_cold_rows(f, cg_steps) non-zeros starts there and takes
+// So a row with at most eigenbasis_cold_rows(cg_steps) non-zeros starts there and takes
 // max(cg_steps, k) preconditioned steps, and its old x is not read (no rotation). A heavier row
 // runs implicit's CG (cg_steps steps, not preconditioned) from its x of the previous basis turned
 // to this one (x Q, 2 f^2), converging across iterations. The Trainer leaves both sides' factors in
@@ -115,7 +115,7 @@ void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen
                            const AlsParams& p, FactorMatrix& X, int threads);
 // The most non-zeros of a row that solve_rows_eigenbasis solves exactly (from M_u^-1 b_u):
 // cg_steps + 1, the fastest limit measured (docs/benchmarks.md).
-Index eigenbasis_cold_rows(Index f, int cg_steps);
+Index eigenbasis_cold_rows(int cg_steps);
 // M = M Q (Q f x f, rounded to float), in place: each row's bits depend only on that row and Q.
 void rotate_rows(FactorMatrix& M, const Eigen::MatrixXd& Q, int threads);
 inline bool use_eigenbasis(const AlsParams& p, Index rows_solved, Index rows_read) {
