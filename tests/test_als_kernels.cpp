@@ -257,6 +257,15 @@ TEST(Solvers, HugeRowMatchesDenseSolution) {
     solve_rows(R, Y, gram(Y), p, X, 2);
     EXPECT_LT(rel_err(X.row(0).transpose().cast<double>(), ref), 1e-4);
   }
+  // CG in the eigenbasis (solve_rows_eigenbasis), whose warm rows take the same path
+  p.solver = Solver::kConjugateGradient;
+  const std::optional<Eigenbasis> e = eigenbasis(gram(Y).cast<double>());
+  ASSERT_TRUE(e.has_value());
+  FactorMatrix Yq = Y, X = FactorMatrix::Zero(1, f);
+  rotate_rows(Yq, e->vectors, 2);
+  solve_rows_eigenbasis(R, Yq, *e, p, X, 2);
+  rotate_rows(X, e->vectors.transpose(), 2);
+  EXPECT_LT(rel_err(X.row(0).transpose().cast<double>(), ref), 1e-4);
 }
 
 // Three steps from a warm start: the error in the A-norm (which CG minimises over the Krylov
@@ -513,6 +522,26 @@ TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) 
       }
     }
   }
+}
+
+// solve_rows_eigenbasis refuses what it cannot solve: another solver, a Gram matrix that is not
+// diagonal, a rotation of the wrong size.
+TEST(Solvers, EigenbasisCgRefusesWhatItCannotSolve) {
+  const Index f = 6, n_items = 20;
+  const FactorMatrix Y = random_factors(n_items, f, 4, 0.2f);
+  const CsrBlock R = random_csr({3, 0, 5}, n_items, 2);
+  const Eigen::MatrixXd G = Y.cast<double>().transpose() * Y.cast<double>();
+  Eigenbasis e = *eigenbasis(G);
+  FactorMatrix X = FactorMatrix::Zero(R.n_rows(), f);
+  const AlsParams p = params(kCases[0], f, Solver::kConjugateGradient);
+  EXPECT_NO_THROW(solve_rows_eigenbasis(R, Y, e, p, X, 1));
+  EXPECT_THROW(solve_rows_eigenbasis(R, Y, e, params(kCases[0], f, Solver::kCholesky), X, 1), Error);
+  Eigenbasis full = e;
+  full.gram = G.cast<Real>();
+  EXPECT_THROW(solve_rows_eigenbasis(R, Y, full, p, X, 1), Error);
+  Eigenbasis small = e;
+  small.vectors = Eigen::MatrixXd::Identity(f - 1, f - 1);
+  EXPECT_THROW(solve_rows_eigenbasis(R, Y, small, p, X, 1), Error);
 }
 
 // A diagonal YtY takes an elementwise product in place of the f x f one: the same bits, since the
