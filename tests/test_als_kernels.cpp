@@ -492,7 +492,7 @@ TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) 
       solve(R, other, 2);
       FactorMatrix back = rotated;
       rotate_rows(back, e->vectors.transpose(), 2);
-      int light = 0, heavy = 0;
+      int light = 0, heavy = 0, warm_off = 0;
       for (Index u = 0; u < R.n_rows(); ++u) {
         const Index k = counts[static_cast<std::size_t>(u)];
         const auto err = [&](const Eigen::RowVectorXf& ref) { return (back.row(u) - ref).norm() / ref.norm(); };
@@ -501,8 +501,11 @@ TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) 
         } else if (k <= cold) {
           ++light;
           EXPECT_TRUE(rotated.row(u) == other.row(u)) << "row " << u << ": a light row does not read x";
-          if (c.rule == ConfidenceRule::kHu)  // c >= 1: A_u positive definite
-            EXPECT_LT(err(solve_row_dense_oracle(R, u, Y, p).cast<Real>().transpose()), 1e-4) << "f " << f << ", row " << u;
+          if (c.rule == ConfidenceRule::kHu) {  // c >= 1: A_u positive definite
+            const Eigen::RowVectorXf exact = solve_row_dense_oracle(R, u, Y, p).cast<Real>().transpose();
+            EXPECT_LT(err(exact), 1e-4) << "f " << f << ", row " << u;
+            warm_off += (standard.row(u) - exact).norm() > 1e-3 * exact.norm();
+          }
         } else {
           ++heavy;
           EXPECT_LT(err(standard.row(u)), 1e-4) << "f " << f << ", row " << u;
@@ -510,6 +513,7 @@ TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) 
       }
       EXPECT_GT(light, 100);
       EXPECT_GT(heavy, 50);
+      if (c.rule == ConfidenceRule::kHu) EXPECT_GT(warm_off, 10) << "f " << f << ": 3 warm steps are not exact";
       expect_same_bits_any_threads_and_cut(R, X0, rotated, solve);
       if (c.rule == ConfidenceRule::kHu) {  // c >= 1: A_u positive definite, CG converges in f steps
         p.cg_steps = static_cast<int>(2 * f);
