@@ -113,22 +113,15 @@ FloatBuf woodbury_inverse(const DenseMatrix& YtY, Real lambda, Index ld) {
 
 }  // namespace
 
-void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
-                         const AlsParams& prm, FactorMatrix& X, int nt) {
+void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,
+                      const FactorMatrix& Y, const DenseMatrix& YtY, const FloatBuf& Ms,
+                      const AlsParams& prm, FactorMatrix& X, int nt) {
   const Index f = Y.cols(), ld = round_up(f, kPad), n = R.n_rows();
+  if (light_nnz == 0) return;
   const FloatBuf S = padded_copy(YtY, ld);
-  Index light_nnz = 0;
-  std::vector<char> light(n);
-  for (Index u = 0; u < n; ++u) {
-    const RowNz row = row_nz(R, u);
-    light[u] = is_light(row, prm, f);
-    if (light[u]) light_nnz += row.n;
-  }
-  FloatBuf Ms, Z;
-  if (light_nnz > 0) Ms = woodbury_inverse(YtY, prm.regularization, ld);
-  if (Ms.empty()) std::fill(light.begin(), light.end(), 0);
   // z_i = M y_i for every column, when the light rows need more of them than there are columns.
-  const bool precompute = !Ms.empty() && light_nnz > Y.rows();
+  FloatBuf Z;
+  const bool precompute = light_nnz > Y.rows();
   if (precompute) {
     Z.resize(static_cast<size_t>(Y.rows() * ld));
     const Index nzb = (Y.rows() + kCgBlockRows - 1) / kCgBlockRows;
@@ -138,28 +131,15 @@ void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMa
       small_gemm(rows, f, Y.data() + i0 * f, f, 1, Ms.data(), ld, ld, Z.data() + i0 * ld, ld);
     }
   }
-  // Heavy rows in blocks of consecutive rows; light rows in windows of kLightWindow consecutive
-  // rows, each window's light rows ordered by their number of non-zeros (a stable counting sort:
-  // the batches of kSpdLanes then pad little) while the window keeps the reads of R and the
-  // writes of X local. Neither depends on the thread count, and a row's result on neither.
+  // Windows of kLightWindow consecutive rows, each window's light rows ordered by their number
+  // of non-zeros (a stable counting sort: the batches of kSpdLanes then pad little) while the
+  // window keeps the reads of R and the writes of X local. Neither depends on the thread count,
+  // and a row's result on neither.
   const Index max_light = std::max<Index>(1, f / kLightDivisor);
-  const Index nwin = Ms.empty() ? 0 : (n + kLightWindow - 1) / kLightWindow;
-  const std::vector<Index> blocks = make_blocks(R, kCholBlockRows, kBlockNnz);
-  const Index nb = static_cast<Index>(blocks.size()) - 1;
+  const Index nwin = (n + kLightWindow - 1) / kLightWindow;
 #pragma omp parallel num_threads(nt)
   {
     DirectWork dw(f, ld);
-#pragma omp for schedule(dynamic, 1) nowait
-    for (Index bi = 0; bi < nb; ++bi) {
-      for (Index u = blocks[bi]; u < blocks[bi + 1]; ++u) {
-        const RowNz row = row_nz(R, u);
-        float* out = X.data() + u * f;
-        if (row.n == 0)
-          VecMap(out, f).setZero();
-        else if (!light[u])
-          direct_row(row, Y, YtY, S.data(), prm, ld, out, dw);
-      }
-    }
     LightWork lw(f, ld, max_light, !precompute);
     std::vector<Index> lrows(kLightWindow), start(max_light + 2);
     Index failed[kSpdLanes];
@@ -183,6 +163,41 @@ void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMa
       }
     }
   }
+}
+
+void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
+                         const AlsParams& prm, FactorMatrix& X, int nt) {
+  const Index f = Y.cols(), ld = round_up(f, kPad), n = R.n_rows();
+  const FloatBuf S = padded_copy(YtY, ld);
+  Index light_nnz = 0;
+  std::vector<char> light(n);
+  for (Index u = 0; u < n; ++u) {
+    const RowNz row = row_nz(R, u);
+    light[u] = is_light(row, prm, f);
+    if (light[u]) light_nnz += row.n;
+  }
+  FloatBuf Ms;
+  if (light_nnz > 0) Ms = woodbury_inverse(YtY, prm.regularization, ld);
+  if (Ms.empty()) std::fill(light.begin(), light.end(), 0);
+  // Heavy rows (and every row when M is not defined) in blocks of consecutive rows.
+  const std::vector<Index> blocks = make_blocks(R, kCholBlockRows, kBlockNnz);
+  const Index nb = static_cast<Index>(blocks.size()) - 1;
+#pragma omp parallel num_threads(nt)
+  {
+    DirectWork dw(f, ld);
+#pragma omp for schedule(dynamic, 1)
+    for (Index bi = 0; bi < nb; ++bi) {
+      for (Index u = blocks[bi]; u < blocks[bi + 1]; ++u) {
+        const RowNz row = row_nz(R, u);
+        float* out = X.data() + u * f;
+        if (row.n == 0)
+          VecMap(out, f).setZero();
+        else if (!light[u])
+          direct_row(row, Y, YtY, S.data(), prm, ld, out, dw);
+      }
+    }
+  }
+  if (!Ms.empty()) solve_light_rows(R, light, light_nnz, Y, YtY, Ms, prm, X, nt);
 }
 
 }  // namespace mfrec::detail

@@ -86,8 +86,8 @@ void gram_product(Index n, Index f, const float* a, Index lda, const float* S, c
 // preconditioned by M_u; the others start from their x of the previous basis, turned by Q, and take
 // cg_steps plain steps (minv = 1: the bits of no preconditioner).
 void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, const float* S,
-              const float* diag, const float* rotation, Index ld, const AlsParams& prm,
-              FactorMatrix& X, CgWork& w) {
+              const float* diag, const float* rotation, const char* skip, Index ld,
+              const AlsParams& prm, FactorMatrix& X, CgWork& w) {
   const simd::Kernels& K = simd::kernels();
   const Index f = Y.cols(), n = u1 - u0;
   // Gather the block's y_i once, so that the 1 + cg_steps sweeps below read contiguous memory; a
@@ -124,6 +124,7 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
     const Index kn = R.indptr[u0 + k + 1] - R.indptr[u0 + k];
     const bool cold = kn <= cold_limit;
     w.steps[k] = cold ? std::max(prm.cg_steps, static_cast<int>(kn)) : prm.cg_steps;
+    if (skip && skip[u0 + k]) continue;
     most_steps = std::max(most_steps, w.steps[k]);
     if (precondition && !cold) {  // its x turns to this basis: the block's warm rows in one product
       std::copy(x0 + k * f, x0 + (k + 1) * f, w.xw.data() + n_warm * f);
@@ -145,6 +146,10 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
     w.yb[k] = b;
     w.ye[k] = e;
     w.lambda[k] = -1.0f;
+    if (skip && skip[u0 + k]) {  // solved already
+      w.active[k] = 0;
+      continue;
+    }
     if (e == b) {  // b_u = 0: the solution is 0
       std::fill(x, x + f, 0.0f);
       w.active[k] = 0;
@@ -222,7 +227,8 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
 }
 
 void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
-                   const AlsParams& prm, FactorMatrix& X, int nt, const float* rotation = nullptr) {
+                   const AlsParams& prm, FactorMatrix& X, int nt, const float* rotation = nullptr,
+                   const char* skip = nullptr) {
   const Index f = Y.cols(), ld = round_up(f, kPad);
   const FloatBuf S = padded_copy(YtY, ld);
   bool diagonal = true;  // exactly: an Eigenbasis's Gram
@@ -239,7 +245,7 @@ void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& 
 #pragma omp for schedule(dynamic, 1)
     for (Index bi = 0; bi < nb; ++bi)
       cg_block(R, blocks[bi], blocks[bi + 1], Y, S.data(), diagonal ? d.data() : nullptr,
-               rotation, ld, prm, X, w);
+               rotation, skip, ld, prm, X, w);
   }
 }
 
@@ -387,10 +393,29 @@ void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen
   if (e.vectors.rows() != Y.cols() || e.vectors.cols() != Y.cols())
     throw Error("solve_rows_eigenbasis: the rotation does not match the rows");
   kernel_path();  // chosen here, outside the parallel region: a bad MFREC_KERNELS throws cleanly
-  if (Y.cols() == 0 || R.n_rows() == 0) return;
-  const Index ld = round_up(Y.cols(), kPad);
+  const Index f = Y.cols(), n = R.n_rows();
+  if (f == 0 || n == 0) return;
+  const Index ld = round_up(f, kPad);
+  const int nt = resolve_threads(threads);
+  // The light rows (is_light) exactly, as the Cholesky solver's: M = (YtY + lambda I)^-1 is
+  // diagonal here.
+  std::vector<char> light(n);
+  Index light_nnz = 0;
+  bool defined = true;
+  for (Index j = 0; j < f; ++j) defined = defined && e.gram(j, j) + p.regularization > 0.0f;
+  for (Index u = 0; u < n && defined; ++u) {
+    const RowNz row = row_nz(R, u);
+    light[u] = is_light(row, p, f);
+    if (light[u]) light_nnz += row.n;
+  }
+  if (light_nnz > 0) {
+    DenseMatrix M = DenseMatrix::Zero(f, f);
+    for (Index j = 0; j < f; ++j)
+      M(j, j) = static_cast<Real>(1.0 / (static_cast<double>(e.gram(j, j)) + p.regularization));
+    solve_light_rows(R, light, light_nnz, Y, e.gram, padded_copy(M, ld), p, X, nt);
+  }
   const FloatBuf Q = padded_copy(DenseMatrix(e.vectors.cast<Real>()), ld);
-  solve_rows_cg(R, Y, e.gram, p, X, resolve_threads(threads), Q.data());
+  solve_rows_cg(R, Y, e.gram, p, X, nt, Q.data(), light_nnz > 0 ? light.data() : nullptr);
 }
 
 std::optional<Eigenbasis> eigenbasis(const Eigen::MatrixXd& YtY) {
@@ -477,15 +502,32 @@ Index eigenbasis_cold_rows(int cg_steps) {
   return std::max(cg_steps, 0) + 1;
 }
 
+namespace {
+
+// A light row's Woodbury solve: Y_u Z_u^T (one triangle), its G rows times b, k x k LLT and solves,
+// x = Z_u^T (b - s).
+double light_row_flops(double k, double f) {
+  return f * k * (k + 1) + 2 * k * k + k * k * k / 3 + 2 * k * k + 2 * f * k;
+}
+
+}  // namespace
+
 double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) {
   const double f = p.factors;
   // one rotation of the rows read, the eigensolver (about 9 f^3)
   double flops = 2 * f * f * static_cast<double>(rows_read) + 9 * f * f * f;
   const Index cold = eigenbasis_cold_rows(p.cg_steps);
+  double light_nnz = 0;
   for (Index u = 0; u < R.n_rows(); ++u) {
-    const Index n = row_nz(R, u).n;
+    const RowNz row = row_nz(R, u);
+    const Index n = row.n;
     const double k = static_cast<double>(n);
     if (n == 0) continue;
+    if (is_light(row, p, p.factors)) {  // Woodbury against the diagonal M
+      light_nnz += k;
+      flops += light_row_flops(k, f);
+      continue;
+    }
     // per step: the diagonal YtY v, the sparse part, the vector operations with the preconditioner
     const double step = 4 * f * k + 13 * f;
     if (n <= cold)  // the start: b, M^-1, x, its residual, z, r.z
@@ -493,6 +535,7 @@ double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) 
     else  // the rotation, the start (YtY x, the residual, z, r.z), cg_steps steps
       flops += 2 * f * f + 4 * f * k + 8 * f + p.cg_steps * step;
   }
+  if (light_nnz > 0) flops += 2 * f * f * std::min<double>(light_nnz, static_cast<double>(R.n_cols));  // z_i = M y_i
   return flops;
 }
 
@@ -508,8 +551,7 @@ double solve_rows_flops(const CsrBlock& R, const AlsParams& p) {
     } else if (row.n == 0) {
     } else if (is_light(row, p, p.factors)) {
       light_nnz += k;
-      // Y_u Z_u^T (one triangle), its G rows times b, k x k LLT and solves, x = Z_u^T (b - s)
-      flops += f * k * (k + 1) + 2 * k * k + k * k * k / 3 + 2 * k * k + 2 * f * k;
+      flops += light_row_flops(k, f);
     } else {
       // A += Y_u^T (C - I) Y_u (one triangle), b, f x f LLT, two triangular solves
       flops += k * f * (f + 1) + 2 * f * k + f * f * f / 3 + 2 * f * f;

@@ -167,6 +167,12 @@ struct LightWork {
 Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatrix& Y,
                  const float* Z, const float* Ms, Index ld, const AlsParams& prm, FactorMatrix& X,
                  LightWork& w, Index* failed, const Index* next, Index nn);
+// The rows u of R with light[u] (is_light; light_nnz: their non-zeros), solved exactly through
+// light_rows against Ms = (YtY + lambda I)^-1 (f x ld); a row whose k x k system fails is solved
+// by its f x f one. Other rows of X are not touched.
+void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,
+                      const FactorMatrix& Y, const DenseMatrix& YtY, const FloatBuf& Ms,
+                      const AlsParams& prm, FactorMatrix& X, int nt);
 void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                          const AlsParams& prm, FactorMatrix& X, int nt);
 

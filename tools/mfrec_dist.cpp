@@ -116,7 +116,7 @@ bool set_up(Comm& world, int argc, char** argv, Setup& s) {
       .option("factors,f", &o.factors, "latent factors (list)")
       .option("regularization,l", &o.regularization, "regularisation lambda (list)")
       .option("iterations,i", &o.iterations, "ALS iterations (list; one run per other point, evaluated at each)")
-      .option("solver", &o.solver, "cg (conjugate gradient, --cg-steps warm-started steps; rows with at most --cg-steps + 1 non-zeros solved exactly) or cholesky (exact) (list)")
+      .option("solver", &o.solver, "cg (conjugate gradient, --cg-steps warm-started steps; on the side with more rows, rows with at most factors/2 non-zeros solved exactly) or cholesky (exact) (list)")
       .option("cg-steps", &o.cg_steps, "conjugate-gradient steps per solve")
       .option("confidence", &o.confidence, "hu: c = 1 + alpha r; implicit: c = alpha r (as the `implicit` library)")
       .flag("scale-regularization", &o.scale_regularization, "scale lambda by each row's non-zeros (ALS-WR, as Spark)")
