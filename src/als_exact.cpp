@@ -115,7 +115,7 @@ FloatBuf woodbury_inverse(const DenseMatrix& YtY, Real lambda, Index ld) {
 
 void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,
                       const FactorMatrix& Y, const DenseMatrix& YtY, const FloatBuf& Ms,
-                      const AlsParams& prm, FactorMatrix& X, int nt) {
+                      const AlsParams& prm, FactorMatrix& X, int nt, bool diagonal) {
   const Index f = Y.cols(), ld = round_up(f, kPad), n = R.n_rows();
   if (light_nnz == 0) return;
   const FloatBuf S = padded_copy(YtY, ld);
@@ -128,7 +128,16 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (Index b = 0; b < nzb; ++b) {
       const Index i0 = b * kCgBlockRows, rows = std::min(kCgBlockRows, Y.rows() - i0);
-      small_gemm(rows, f, Y.data() + i0 * f, f, 1, Ms.data(), ld, ld, Z.data() + i0 * ld, ld);
+      if (!diagonal) {
+        small_gemm(rows, f, Y.data() + i0 * f, f, 1, Ms.data(), ld, ld, Z.data() + i0 * ld, ld);
+        continue;
+      }
+      for (Index i = i0; i < i0 + rows; ++i) {  // the product's bits: its other terms are exact zeros
+        const float* y = Y.data() + i * f;
+        float* z = Z.data() + i * ld;
+        for (Index j = 0; j < f; ++j) z[j] = y[j] * Ms[j * ld + j];
+        std::fill(z + f, z + ld, 0.0f);
+      }
     }
   }
   // Windows of kLightWindow consecutive rows, each window's light rows ordered by their number

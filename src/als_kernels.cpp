@@ -412,7 +412,7 @@ void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen
     DenseMatrix M = DenseMatrix::Zero(f, f);
     for (Index j = 0; j < f; ++j)
       M(j, j) = static_cast<Real>(1.0 / (static_cast<double>(e.gram(j, j)) + p.regularization));
-    solve_light_rows(R, light, light_nnz, Y, e.gram, padded_copy(M, ld), p, X, nt);
+    solve_light_rows(R, light, light_nnz, Y, e.gram, padded_copy(M, ld), p, X, nt, true);
   }
   const FloatBuf Q = padded_copy(DenseMatrix(e.vectors.cast<Real>()), ld);
   solve_rows_cg(R, Y, e.gram, p, X, nt, Q.data(), light_nnz > 0 ? light.data() : nullptr);
@@ -535,7 +535,9 @@ double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) 
     else  // the rotation, the start (YtY x, the residual, z, r.z), cg_steps steps
       flops += 2 * f * f + 4 * f * k + 8 * f + p.cg_steps * step;
   }
-  if (light_nnz > 0) flops += 2 * f * f * std::min<double>(light_nnz, static_cast<double>(R.n_cols));  // z_i = M y_i
+  // z_i = M y_i: elementwise where every column's is computed, a product per row's non-zero else
+  if (light_nnz > static_cast<double>(R.n_cols)) flops += f * static_cast<double>(R.n_cols);
+  else flops += 2 * f * f * light_nnz;
   return flops;
 }
 

@@ -169,10 +169,10 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
                  LightWork& w, Index* failed, const Index* next, Index nn);
 // The rows u of R with light[u] (is_light; light_nnz: their non-zeros), solved exactly through
 // light_rows against Ms = (YtY + lambda I)^-1 (f x ld); a row whose k x k system fails is solved
-// by its f x f one. Other rows of X are not touched.
+// by its f x f one. Other rows of X are not touched. diagonal: Ms is (z_i = M y_i elementwise).
 void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,
                       const FactorMatrix& Y, const DenseMatrix& YtY, const FloatBuf& Ms,
-                      const AlsParams& prm, FactorMatrix& X, int nt);
+                      const AlsParams& prm, FactorMatrix& X, int nt, bool diagonal = false);
 void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                          const AlsParams& prm, FactorMatrix& X, int nt);
 
