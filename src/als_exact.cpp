@@ -119,9 +119,16 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
   const Index f = Y.cols(), ld = round_up(f, kPad), n = R.n_rows();
   if (light_nnz == 0) return;
   const FloatBuf S = padded_copy(YtY, ld);
-  // z_i = M y_i for every column, when the light rows need more of them than there are columns.
-  FloatBuf Z;
-  const bool precompute = light_nnz > Y.rows();
+  // z_i = M y_i for every column, when the light rows need more of them than there are columns;
+  // for a diagonal M only while they stay in the caches (each row computes its own elementwise
+  // otherwise: at 100x, 11 % faster than reading a second matrix of 63 MB).
+  FloatBuf Z, mdiag;
+  if (diagonal) {
+    mdiag.resize(static_cast<std::size_t>(f));
+    for (Index j = 0; j < f; ++j) mdiag[j] = Ms[j * ld + j];
+  }
+  const bool precompute =
+      light_nnz > Y.rows() && (!diagonal || Y.rows() * ld <= kLightZMaxFloats);
   if (precompute) {
     Z.resize(static_cast<size_t>(Y.rows() * ld));
     const Index nzb = (Y.rows() + kCgBlockRows - 1) / kCgBlockRows;
@@ -135,7 +142,7 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
       for (Index i = i0; i < i0 + rows; ++i) {  // the product's bits: its other terms are exact zeros
         const float* y = Y.data() + i * f;
         float* z = Z.data() + i * ld;
-        for (Index j = 0; j < f; ++j) z[j] = y[j] * Ms[j * ld + j];
+        for (Index j = 0; j < f; ++j) z[j] = y[j] * mdiag[j];
         std::fill(z + f, z + ld, 0.0f);
       }
     }
@@ -165,7 +172,8 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
       for (Index b = 0; b < nl; b += kSpdLanes) {
         const Index nn = std::clamp<Index>(nl - b - kSpdLanes, 0, kSpdLanes);
         const Index nf = light_rows(R, lrows.data() + b, std::min(kSpdLanes, nl - b), Y,
-                                    precompute ? Z.data() : nullptr, Ms.data(), ld, prm, X, lw,
+                                    precompute ? Z.data() : nullptr, Ms.data(),
+                                    diagonal ? mdiag.data() : nullptr, ld, prm, X, lw,
                                     failed, lrows.data() + b + kSpdLanes, nn);
         for (Index q = 0; q < nf; ++q)
           direct_row(row_nz(R, failed[q]), Y, YtY, S.data(), prm, ld, X.data() + failed[q] * f, dw);

@@ -535,9 +535,10 @@ double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) 
     else  // the rotation, the start (YtY x, the residual, z, r.z), cg_steps steps
       flops += 2 * f * f + 4 * f * k + 8 * f + p.cg_steps * step;
   }
-  // z_i = M y_i: elementwise where every column's is computed, a product per row's non-zero else
-  if (light_nnz > static_cast<double>(R.n_cols)) flops += f * static_cast<double>(R.n_cols);
-  else flops += 2 * f * f * light_nnz;
+  // z_i = M y_i elementwise: of every column while they fit the caches, else per row's non-zero
+  const double cols = static_cast<double>(R.n_cols);
+  const bool held = light_nnz > cols && R.n_cols * round_up(p.factors, kPad) <= kLightZMaxFloats;
+  flops += f * (held ? cols : light_nnz);
   return flops;
 }
 

@@ -38,8 +38,8 @@ LightWork::LightWork(Index f, Index ld, Index max_k, bool own_z)
       zbuf(own_z ? kSpdLanes * max_k * ld : 0) {}
 
 Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatrix& Y,
-                 const float* Z, const float* Ms, Index ld, const AlsParams& prm, FactorMatrix& X,
-                 LightWork& w, Index* failed, const Index* next, Index nn) {
+                 const float* Z, const float* Ms, const float* mdiag, Index ld, const AlsParams& prm,
+                 FactorMatrix& X, LightWork& w, Index* failed, const Index* next, Index nn) {
   constexpr Index L = kSpdLanes;
   const simd::Kernels& K = simd::kernels();
   const Index f = Y.cols(), km = w.kmax;
@@ -63,7 +63,16 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
     const float** yp = w.yp.data() + l * km;
     const float** zp = w.zp.data() + l * km;
     for (Index t = 0; t < row.n; ++t) yp[t] = Y.data() + Index{row.idx[t]} * f;
-    if (Z == nullptr) {  // z_t = M y_t for this row's columns only (bitwise as precomputed)
+    if (Z == nullptr && mdiag != nullptr) {  // z_t = M y_t elementwise (the product's bits)
+      float* zl = w.zbuf.data() + l * km * ld;
+      for (Index t = 0; t < row.n; ++t) {
+        const float* y = yp[t];
+        float* z = zl + t * ld;
+#pragma omp simd
+        for (Index j = 0; j < f; ++j) z[j] = y[j] * mdiag[j];
+        zp[t] = z;
+      }
+    } else if (Z == nullptr) {  // z_t = M y_t for this row's columns only (bitwise as precomputed)
       float* zl = w.zbuf.data() + l * km * ld;
       for (Index t = 0; t < row.n; ++t)
         std::memcpy(w.ybuf.data() + t * f, yp[t], sizeof(float) * f);

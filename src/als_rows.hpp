@@ -26,6 +26,7 @@ constexpr Index kBlockNnz = 16384;      // ... or this many non-zeros (also loss
 constexpr Index kGramChunk = 256;       // rows per float partial Gram (then summed in double)
 constexpr Index kGramSpan = 4096;       // rows per Gram task (a multiple of kGramChunk)
 constexpr Index kGatherRows = 256;      // gathered rows per rank-k update of the direct solver
+constexpr Index kLightZMaxFloats = 1 << 20;  // z_i = M y_i of every column held (diagonal M): 4 MiB
 #ifndef MFREC_LIGHT_DIVISOR  // (a build may set it, to measure another threshold)
 #define MFREC_LIGHT_DIVISOR 2
 #endif
@@ -161,15 +162,17 @@ struct LightWork {
   LightWork(Index f, Index ld, Index max_k, bool own_z);
 };
 // Solves the light rows rows[0:n), n <= kSpdLanes, into X; Z: z_i = M y_i of every column (ld
-// apart) or null (computed per row from Ms = M, f x ld). Rows whose system is not positive
-// definite are left alone and listed in failed (their number returned). next[0:nn): the rows of
-// the next batch, whose data it prefetches.
+// apart) or null (computed per row from Ms = M, f x ld, or elementwise from mdiag, M's diagonal
+// when M is diagonal, else null). Rows
+// whose system is not positive definite are left alone and listed in failed (their number
+// returned). next[0:nn): the rows of the next batch, whose data it prefetches.
 Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatrix& Y,
-                 const float* Z, const float* Ms, Index ld, const AlsParams& prm, FactorMatrix& X,
-                 LightWork& w, Index* failed, const Index* next, Index nn);
+                 const float* Z, const float* Ms, const float* mdiag, Index ld, const AlsParams& prm,
+                 FactorMatrix& X, LightWork& w, Index* failed, const Index* next, Index nn);
 // The rows u of R with light[u] (is_light; light_nnz: their non-zeros), solved exactly through
 // light_rows against Ms = (YtY + lambda I)^-1 (f x ld); a row whose k x k system fails is solved
-// by its f x f one. Other rows of X are not touched. diagonal: Ms is (z_i = M y_i elementwise).
+// by its f x f one. Other rows of X are not touched. diagonal: Ms is, and z_i = M y_i is
+// elementwise (held for every column only while that fits kLightZMaxFloats).
 void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,
                       const FactorMatrix& Y, const DenseMatrix& YtY, const FloatBuf& Ms,
                       const AlsParams& prm, FactorMatrix& X, int nt, bool diagonal = false);
