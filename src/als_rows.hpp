@@ -162,10 +162,10 @@ struct LightWork {
   LightWork(Index f, Index ld, Index max_k, bool own_z);
 };
 // Solves the light rows rows[0:n), n <= kSpdLanes, into X; Z: z_i = M y_i of every column (ld
-// apart) or null (computed per row from Ms = M, f x ld, or elementwise from mdiag, M's diagonal
-// when M is diagonal, else null). Rows
-// whose system is not positive definite are left alone and listed in failed (their number
-// returned). next[0:nn): the rows of the next batch, whose data it prefetches.
+// apart) or null (computed per row: from Ms = M, f x ld, or elementwise from mdiag, M's diagonal
+// where M is diagonal, else null). Rows whose system is not positive definite are left alone and
+// listed in failed (their number returned). next[0:nn): the rows of the next batch, whose data
+// it prefetches.
 Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatrix& Y,
                  const float* Z, const float* Ms, const float* mdiag, Index ld, const AlsParams& prm,
                  FactorMatrix& X, LightWork& w, Index* failed, const Index* next, Index nn);

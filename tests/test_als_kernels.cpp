@@ -534,6 +534,31 @@ TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) 
   }
 }
 
+// Few light rows (fewer non-zeros than columns): each computes its own z_i = M y_i from the
+// diagonal M instead of reading those of every column. Still the exact solution.
+TEST(Solvers, EigenbasisCgLightRowsWithTheirOwnZ) {
+  const Index f = 20, n_items = 150;
+  const FactorMatrix Y = random_factors(n_items, f, 7, 0.2f);
+  const Eigen::MatrixXd G = Y.cast<double>().transpose() * Y.cast<double>();
+  const std::optional<Eigenbasis> e = eigenbasis(G);
+  ASSERT_TRUE(e.has_value());
+  FactorMatrix Yq = Y;
+  rotate_rows(Yq, e->vectors, 1);
+  const CsrBlock R = random_csr({1, 2, 3, 0, 5, 8, 10}, n_items, 3);  // 29 non-zeros, all <= f / 2
+  const AlsParams p = params(kCases[0], f, Solver::kConjugateGradient);
+  FactorMatrix X = random_factors(R.n_rows(), f, 8, 0.1f);
+  solve_rows_eigenbasis(R, Yq, *e, p, X, 2);
+  rotate_rows(X, e->vectors.transpose(), 1);
+  for (Index u = 0; u < R.n_rows(); ++u) {
+    if (R.indptr[u + 1] == R.indptr[u]) {
+      EXPECT_EQ(X.row(u).norm(), 0.0f);
+      continue;
+    }
+    const Eigen::RowVectorXf ref = solve_row_dense_oracle(R, u, Y, p).cast<Real>().transpose();
+    EXPECT_LT((X.row(u) - ref).norm() / ref.norm(), 1e-4) << "row " << u;
+  }
+}
+
 // solve_rows_eigenbasis refuses what it cannot solve: another solver, a Gram matrix that is not
 // diagonal, a rotation of the wrong size.
 TEST(Solvers, EigenbasisCgRefusesWhatItCannotSolve) {
