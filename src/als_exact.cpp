@@ -115,9 +115,10 @@ FloatBuf woodbury_inverse(const DenseMatrix& YtY, Real lambda, Index ld) {
 
 void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,
                       const FactorMatrix& Y, const DenseMatrix& YtY, const FloatBuf& Ms,
-                      const AlsParams& prm, FactorMatrix& X, int nt, bool diagonal) {
+                      const AlsParams& prm, FactorMatrix& X, int nt, bool diagonal,
+                      bool direct_rest) {
   const Index f = Y.cols(), ld = round_up(f, kPad), n = R.n_rows();
-  if (light_nnz == 0) return;
+  if (light_nnz == 0 && !direct_rest) return;
   const FloatBuf S = padded_copy(YtY, ld);
   // z_i = M y_i for every column, when the light rows need more of them than there are columns;
   // for a diagonal M only while they stay in the caches (each row computes its own elementwise
@@ -147,15 +148,29 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
       }
     }
   }
-  // Windows of kLightWindow consecutive rows, each window's light rows ordered by their number
-  // of non-zeros (a stable counting sort: the batches of kSpdLanes then pad little) while the
-  // window keeps the reads of R and the writes of X local. Neither depends on the thread count,
-  // and a row's result on neither.
+  // The other rows (direct_rest) in blocks of consecutive rows; light rows in windows of
+  // kLightWindow consecutive rows, each window's light rows ordered by their number of non-zeros
+  // (a stable counting sort: the batches of kSpdLanes then pad little) while the window keeps the
+  // reads of R and the writes of X local. Neither depends on the thread count, and a row's result
+  // on neither.
   const Index max_light = std::max<Index>(1, f / kLightDivisor);
-  const Index nwin = (n + kLightWindow - 1) / kLightWindow;
+  const Index nwin = light_nnz > 0 ? (n + kLightWindow - 1) / kLightWindow : 0;
+  const std::vector<Index> blocks = direct_rest ? make_blocks(R, kCholBlockRows, kBlockNnz) : std::vector<Index>{0};
+  const Index nb = static_cast<Index>(blocks.size()) - 1;
 #pragma omp parallel num_threads(nt)
   {
     DirectWork dw(f, ld);
+#pragma omp for schedule(dynamic, 1) nowait
+    for (Index bi = 0; bi < nb; ++bi) {
+      for (Index u = blocks[bi]; u < blocks[bi + 1]; ++u) {
+        const RowNz row = row_nz(R, u);
+        float* out = X.data() + u * f;
+        if (row.n == 0)
+          VecMap(out, f).setZero();
+        else if (!light[u])
+          direct_row(row, Y, YtY, S.data(), prm, ld, out, dw);
+      }
+    }
     LightWork lw(f, ld, max_light, !precompute);
     std::vector<Index> lrows(kLightWindow), start(max_light + 2);
     Index failed[kSpdLanes];
@@ -185,7 +200,6 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
 void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                          const AlsParams& prm, FactorMatrix& X, int nt) {
   const Index f = Y.cols(), ld = round_up(f, kPad), n = R.n_rows();
-  const FloatBuf S = padded_copy(YtY, ld);
   Index light_nnz = 0;
   std::vector<char> light(n);
   for (Index u = 0; u < n; ++u) {
@@ -195,26 +209,11 @@ void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMa
   }
   FloatBuf Ms;
   if (light_nnz > 0) Ms = woodbury_inverse(YtY, prm.regularization, ld);
-  if (Ms.empty()) std::fill(light.begin(), light.end(), 0);
-  // Heavy rows (and every row when M is not defined) in blocks of consecutive rows.
-  const std::vector<Index> blocks = make_blocks(R, kCholBlockRows, kBlockNnz);
-  const Index nb = static_cast<Index>(blocks.size()) - 1;
-#pragma omp parallel num_threads(nt)
-  {
-    DirectWork dw(f, ld);
-#pragma omp for schedule(dynamic, 1)
-    for (Index bi = 0; bi < nb; ++bi) {
-      for (Index u = blocks[bi]; u < blocks[bi + 1]; ++u) {
-        const RowNz row = row_nz(R, u);
-        float* out = X.data() + u * f;
-        if (row.n == 0)
-          VecMap(out, f).setZero();
-        else if (!light[u])
-          direct_row(row, Y, YtY, S.data(), prm, ld, out, dw);
-      }
-    }
+  if (Ms.empty()) {  // M not defined: every row by its f x f system
+    std::fill(light.begin(), light.end(), 0);
+    light_nnz = 0;
   }
-  if (!Ms.empty()) solve_light_rows(R, light, light_nnz, Y, YtY, Ms, prm, X, nt);
+  solve_light_rows(R, light, light_nnz, Y, YtY, Ms, prm, X, nt, false, true);
 }
 
 }  // namespace mfrec::detail

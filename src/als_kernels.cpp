@@ -412,7 +412,7 @@ void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen
     DenseMatrix M = DenseMatrix::Zero(f, f);
     for (Index j = 0; j < f; ++j)
       M(j, j) = static_cast<Real>(1.0 / (static_cast<double>(e.gram(j, j)) + p.regularization));
-    solve_light_rows(R, light, light_nnz, Y, e.gram, padded_copy(M, ld), p, X, nt, true);
+    solve_light_rows(R, light, light_nnz, Y, e.gram, padded_copy(M, ld), p, X, nt, true, false);
   }
   const FloatBuf Q = padded_copy(DenseMatrix(e.vectors.cast<Real>()), ld);
   solve_rows_cg(R, Y, e.gram, p, X, nt, Q.data(), light_nnz > 0 ? light.data() : nullptr);

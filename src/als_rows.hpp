@@ -170,12 +170,15 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
                  const float* Z, const float* Ms, const float* mdiag, Index ld, const AlsParams& prm,
                  FactorMatrix& X, LightWork& w, Index* failed, const Index* next, Index nn);
 // The rows u of R with light[u] (is_light; light_nnz: their non-zeros), solved exactly through
-// light_rows against Ms = (YtY + lambda I)^-1 (f x ld); a row whose k x k system fails is solved
-// by its f x f one. Other rows of X are not touched. diagonal: Ms is, and z_i = M y_i is
-// elementwise (held for every column only while that fits kLightZMaxFloats).
+// light_rows against Ms = (YtY + lambda I)^-1 (f x ld; not read when light_nnz is 0); a row whose
+// k x k system fails is solved by its f x f one. diagonal: Ms is, and z_i = M y_i is elementwise
+// (held for every column only while that fits kLightZMaxFloats). direct_rest: the other rows too,
+// by their f x f systems, in the same parallel region (the exact solver); else they are not
+// touched.
 void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,
                       const FactorMatrix& Y, const DenseMatrix& YtY, const FloatBuf& Ms,
-                      const AlsParams& prm, FactorMatrix& X, int nt, bool diagonal = false);
+                      const AlsParams& prm, FactorMatrix& X, int nt, bool diagonal,
+                      bool direct_rest);
 void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                          const AlsParams& prm, FactorMatrix& X, int nt);
 
