@@ -90,6 +90,7 @@ void cg_block(const CsrBlock& R, Index u0, Index u1, const FactorMatrix& Y, cons
               const AlsParams& prm, FactorMatrix& X, CgWork& w) {
   const simd::Kernels& K = simd::kernels();
   const Index f = Y.cols(), n = u1 - u0;
+  if (skip && std::all_of(skip + u0, skip + u1, [](char c) { return c != 0; })) return;  // solved
   // Gather the block's y_i once, so that the 1 + cg_steps sweeps below read contiguous memory; a
   // single huge row is gathered again in chunks for every sweep instead. Same arithmetic either way.
   const Index t0 = R.indptr[u0], nnz = R.indptr[u1] - t0;
