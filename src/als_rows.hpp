@@ -182,4 +182,13 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
 void solve_rows_cholesky(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
                          const AlsParams& prm, FactorMatrix& X, int nt);
 
+// The CG solver (als_cg.cpp), cg_steps steps in lockstep over blocks of rows from X as the warm
+// start. In the eigenbasis (solve_rows_eigenbasis): rotation is Q (f x ld, padded), the rows'
+// previous basis to YtY's (YtY then diagonal); rows that start there with x = M_u^-1 b_u are
+// solved exactly (eigenbasis_cold_rows), the others warm from x Q. skip: rows already solved
+// (null: none), left untouched.
+void solve_rows_cg(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY,
+                   const AlsParams& prm, FactorMatrix& X, int nt, const float* rotation = nullptr,
+                   const char* skip = nullptr);
+
 }  // namespace mfrec::detail
