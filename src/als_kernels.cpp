@@ -308,15 +308,13 @@ double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) 
   // one rotation of the rows read, the eigensolver (about 9 f^3)
   double flops = 2 * f * f * static_cast<double>(rows_read) + 9 * f * f * f;
   const Index cold = eigenbasis_cold_rows(p.cg_steps);
-  double light_nnz = 0;
   for (Index u = 0; u < R.n_rows(); ++u) {
     const RowNz row = row_nz(R, u);
     const Index n = row.n;
     const double k = static_cast<double>(n);
     if (n == 0) continue;
-    if (is_light(row, p, p.factors)) {  // Woodbury against the diagonal M
-      light_nnz += k;
-      flops += light_row_flops(k, f);
+    if (is_light(row, p, p.factors)) {  // Woodbury against the diagonal M: its dots weighted
+      flops += light_row_flops(k, f) + f * (k * (k + 1) / 8 + 1);
       continue;
     }
     // per step: the diagonal YtY v, the sparse part, the vector operations with the preconditioner
@@ -326,10 +324,6 @@ double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) 
     else  // the rotation, the start (YtY x, the residual, z, r.z), cg_steps steps
       flops += 2 * f * f + 4 * f * k + 8 * f + p.cg_steps * step;
   }
-  // z_i = M y_i elementwise: of every column while they fit the caches, else per row's non-zero
-  const double cols = static_cast<double>(R.n_cols);
-  const bool held = light_nnz > cols && R.n_cols * round_up(p.factors, kPad) <= kLightZMaxFloats;
-  flops += f * (held ? cols : light_nnz);
   return flops;
 }
 

@@ -10,7 +10,9 @@
 // the cancellation between b_t and s_t done in double on the coefficients. Per row: the lower
 // triangle of P (k (k + 1) / 2 dots of length f), the k x k system (spd_lanes, in double: it may
 // be less well conditioned), one k-term axpy. A row's arithmetic depends on that row only (which
-// lane, which batch, which thread: none changes it).
+// lane, which batch, which thread: none changes it). A diagonal M (CG in the eigenbasis of YtY)
+// is never multiplied out: P(t, c) = (y_t (.) m) . y_c and x = m (.) sum_t (b_t - s_t) y_t, m
+// its diagonal.
 #include <cstring>
 #include <vector>
 
@@ -63,15 +65,8 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
     const float** yp = w.yp.data() + l * km;
     const float** zp = w.zp.data() + l * km;
     for (Index t = 0; t < row.n; ++t) yp[t] = Y.data() + Index{row.idx[t]} * f;
-    if (Z == nullptr && mdiag != nullptr) {  // z_t = M y_t elementwise (the product's bits)
-      float* zl = w.zbuf.data() + l * km * ld;
-      for (Index t = 0; t < row.n; ++t) {
-        const float* y = yp[t];
-        float* z = zl + t * ld;
-#pragma omp simd
-        for (Index j = 0; j < f; ++j) z[j] = y[j] * mdiag[j];
-        zp[t] = z;
-      }
+    if (mdiag != nullptr) {  // M diagonal: z_t = M y_t is never formed (P weights its dots)
+      for (Index t = 0; t < row.n; ++t) zp[t] = yp[t];
     } else if (Z == nullptr) {  // z_t = M y_t for this row's columns only (bitwise as precomputed)
       float* zl = w.zbuf.data() + l * km * ld;
       for (Index t = 0; t < row.n; ++t)
@@ -96,7 +91,7 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
     w.kg[l] = kg;
     kmax_g = std::max(kmax_g, kg);
     const float* P = w.P.data() + l * km * km;
-    K.tri_dots(yp, zp, row.n, f, w.P.data() + l * km * km, km);
+    K.tri_dots(yp, mdiag, zp, row.n, f, w.P.data() + l * km * km, km);
     // The lane's system: C(a, b) = P(g_a, g_b) + W^-1 (g increasing: P's lower triangle), and
     // s_a = sum_t b_t P(g_a, t) in order of t.
     const Index* gi = w.gi.data() + l * km;
@@ -137,7 +132,10 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
       const double v = static_cast<double>(w.bc[l * km + t]) - (a >= 0 ? w.s[a * L + l] : 0.0);
       w.coef[t] = static_cast<float>(v);
     }
-    K.combine(w.coef.data(), w.zp.data() + l * km, kl, X.data() + rows[l] * f, f);
+    float* x = X.data() + rows[l] * f;
+    K.combine(w.coef.data(), w.zp.data() + l * km, kl, x, f);
+    if (mdiag != nullptr)  // sum_t coef_t M y_t = M sum_t coef_t y_t
+      for (Index j = 0; j < f; ++j) x[j] *= mdiag[j];
   }
   return nfail;
 }

@@ -26,7 +26,6 @@ constexpr Index kBlockNnz = 16384;      // ... or this many non-zeros (also loss
 constexpr Index kGramChunk = 256;       // rows per float partial Gram (then summed in double)
 constexpr Index kGramSpan = 4096;       // rows per Gram task (a multiple of kGramChunk)
 constexpr Index kGatherRows = 256;      // gathered rows per rank-k update of the direct solver
-constexpr Index kLightZMaxFloats = 1 << 20;  // z_i = M y_i of every column held (diagonal M): 4 MiB
 #ifndef MFREC_LIGHT_DIVISOR  // (a build may set it, to measure another threshold)
 #define MFREC_LIGHT_DIVISOR 2
 #endif
@@ -149,7 +148,7 @@ inline void gather_rows(const FactorMatrix& Y, const std::int32_t* idx, Index n,
 bool is_light(const RowNz& row, const AlsParams& prm, Index f);
 
 // Its light rows (als_light.cpp): scratch for up to kSpdLanes rows of at most max_k non-zeros;
-// own_z: room for the z_t of rows solved without a precomputed Z.
+// own_z: room for the z_t of rows solved with neither a precomputed Z nor a diagonal M.
 struct LightWork {
   Index kmax;
   std::vector<const float*> yp, zp;  // per lane: y_t, z_t of the row's non-zeros
@@ -161,9 +160,9 @@ struct LightWork {
   std::vector<float> ybuf, zbuf;     // gathered y_t, and the lanes' own z_t
   LightWork(Index f, Index ld, Index max_k, bool own_z);
 };
-// Solves the light rows rows[0:n), n <= kSpdLanes, into X; Z: z_i = M y_i of every column (ld
-// apart) or null (computed per row: from Ms = M, f x ld, or elementwise from mdiag, M's diagonal
-// where M is diagonal, else null). Rows whose system is not positive definite are left alone and
+// Solves the light rows rows[0:n), n <= kSpdLanes, into X, with M = mdiag where M is diagonal (f
+// floats; then neither Z nor Ms is read), else Z: z_i = M y_i of every column (ld apart), or
+// null (computed per row from Ms = M, f x ld). Rows whose system is not positive definite are left alone and
 // listed in failed (their number returned). next[0:nn): the rows of the next batch, whose data
 // it prefetches.
 Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatrix& Y,
@@ -171,8 +170,8 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
                  FactorMatrix& X, LightWork& w, Index* failed, const Index* next, Index nn);
 // The rows u of R with light[u] (is_light; light_nnz: their non-zeros), solved exactly through
 // light_rows against Ms = (YtY + lambda I)^-1 (f x ld; not read when light_nnz is 0); a row whose
-// k x k system fails is solved by its f x f one. diagonal: Ms is, and z_i = M y_i is elementwise
-// (held for every column only while that fits kLightZMaxFloats). direct_rest: the other rows too,
+// k x k system fails is solved by its f x f one. diagonal: Ms is (only its diagonal is read).
+// direct_rest: the other rows too,
 // by their f x f systems, in the same parallel region (the exact solver); else they are not
 // touched.
 void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -106,17 +107,28 @@ TEST(KernelPaths, EveryPathSolvesToTheDenseOracle) {
         FactorMatrix Xg = FactorMatrix::Zero(R.n_rows(), f);
         solve_rows(R, Y, YtY, chol, Xc, 2);
         solve_rows(R, Y, YtY, cg, Xg, 2);
+        // CG in the eigenbasis of YtY: its light rows by Woodbury with M diagonal (weighted dots,
+        // factor rows read unpadded), rotated back
+        const std::optional<Eigenbasis> e = eigenbasis(YtY.cast<double>());
+        ASSERT_TRUE(e.has_value());
+        FactorMatrix Yq = Y, Xe = FactorMatrix::Zero(R.n_rows(), f);
+        rotate_rows(Yq, e->vectors, 2);
+        solve_rows_eigenbasis(R, Yq, *e, cg, Xe, 2);
+        rotate_rows(Xe, e->vectors.transpose(), 2);
         for (Index u = 0; u < R.n_rows(); ++u) {
           const Eigen::VectorXd ref = solve_row_dense_oracle(R, u, Y, chol);
           if (counts[u] == 0) {
             EXPECT_EQ(Xc.row(u).norm(), 0.0f);
             EXPECT_EQ(Xg.row(u).norm(), 0.0f);
+            EXPECT_EQ(Xe.row(u).norm(), 0.0f);
             continue;
           }
           EXPECT_LT(rel_err(Xc.row(u).transpose().cast<double>(), ref), 1e-4)
               << kernel_path_name() << " cholesky f=" << f << " row " << u << " alpha " << s.alpha;
           EXPECT_LT(rel_err(Xg.row(u).transpose().cast<double>(), ref), 1e-3)
               << kernel_path_name() << " cg f=" << f << " row " << u << " alpha " << s.alpha;
+          EXPECT_LT(rel_err(Xe.row(u).transpose().cast<double>(), ref), 1e-3)
+              << kernel_path_name() << " cg eigenbasis f=" << f << " row " << u << " alpha " << s.alpha;
         }
       }
     }

@@ -534,9 +534,10 @@ TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) 
   }
 }
 
-// Few light rows (fewer non-zeros than columns): each computes its own z_i = M y_i from the
-// diagonal M instead of reading those of every column. Still the exact solution.
-TEST(Solvers, EigenbasisCgLightRowsWithTheirOwnZ) {
+// Few light rows (fewer non-zeros than columns: the exact solver would compute each row's own
+// z_i = M y_i). With the diagonal M of the eigenbasis no z_i is formed, in either case. Still the
+// exact solution.
+TEST(Solvers, EigenbasisCgFewLightRows) {
   const Index f = 20, n_items = 150;
   const FactorMatrix Y = random_factors(n_items, f, 7, 0.2f);
   const Eigen::MatrixXd G = Y.cast<double>().transpose() * Y.cast<double>();
