@@ -162,18 +162,17 @@ struct LightWork {
 };
 // Solves the light rows rows[0:n), n <= kSpdLanes, into X, with M = mdiag where M is diagonal (f
 // floats; then neither Z nor Ms is read), else Z: z_i = M y_i of every column (ld apart), or
-// null (computed per row from Ms = M, f x ld). Rows whose system is not positive definite are left alone and
-// listed in failed (their number returned). next[0:nn): the rows of the next batch, whose data
-// it prefetches.
+// null (computed per row from Ms = M, f x ld). Rows whose system is not positive definite are
+// left alone and listed in failed (their number returned). next[0:nn): the rows of the next
+// batch, whose data it prefetches.
 Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatrix& Y,
                  const float* Z, const float* Ms, const float* mdiag, Index ld, const AlsParams& prm,
                  FactorMatrix& X, LightWork& w, Index* failed, const Index* next, Index nn);
 // The rows u of R with light[u] (is_light; light_nnz: their non-zeros), solved exactly through
 // light_rows against Ms = (YtY + lambda I)^-1 (f x ld; not read when light_nnz is 0); a row whose
 // k x k system fails is solved by its f x f one. diagonal: Ms is (only its diagonal is read).
-// direct_rest: the other rows too,
-// by their f x f systems, in the same parallel region (the exact solver); else they are not
-// touched.
+// direct_rest: the other rows too, by their f x f systems, in the same parallel region (the exact
+// solver); else they are not touched.
 void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,
                       const FactorMatrix& Y, const DenseMatrix& YtY, const FloatBuf& Ms,
                       const AlsParams& prm, FactorMatrix& X, int nt, bool diagonal,
