@@ -87,10 +87,11 @@ void direct_row(const RowNz& row, const FactorMatrix& Y, const DenseMatrix& YtY,
 
 }  // namespace
 
-// Rows that take the Woodbury path (als_light.cpp): lambda > 0 and not ALS-WR (M is shared and
-// well defined), 1 <= nnz <= f / kLightDivisor, and no c_ui < 1 (W^-1 + G M G^T is then SPD).
-bool is_light(const RowNz& row, const AlsParams& prm, Index f) {
-  if (prm.scale_regularization || !(prm.regularization > 0) || row.n == 0 ||
+// Rows that take the Woodbury path (als_light.cpp): lambda > 0 (M well defined) and not ALS-WR
+// unless M may differ by row, 1 <= nnz <= f / kLightDivisor, and no c_ui < 1 (W^-1 + G M G^T is
+// then SPD).
+bool is_light(const RowNz& row, const AlsParams& prm, Index f, bool per_row_lambda) {
+  if ((prm.scale_regularization && !per_row_lambda) || !(prm.regularization > 0) || row.n == 0 ||
       row.n > f / kLightDivisor)
     return false;
   for (Index t = 0; t < row.n; ++t)
@@ -121,11 +122,11 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
   if (light_nnz == 0 && !direct_rest) return;
   const FloatBuf S = padded_copy(YtY, ld);
   // z_i = M y_i for every column, when the light rows need more of them than there are columns.
-  // A diagonal M is never multiplied out (light_rows weights its dots with M's diagonal).
-  FloatBuf Z, mdiag;
+  // A diagonal M is never multiplied out (light_rows weights its dots with it).
+  FloatBuf Z, gdiag;
   if (diagonal) {
-    mdiag.resize(static_cast<std::size_t>(f));
-    for (Index j = 0; j < f; ++j) mdiag[j] = Ms[j * ld + j];
+    gdiag.resize(static_cast<std::size_t>(f));
+    for (Index j = 0; j < f; ++j) gdiag[j] = YtY(j, j);
   }
   const bool precompute = !diagonal && light_nnz > Y.rows();
   if (precompute) {
@@ -160,7 +161,7 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
           direct_row(row, Y, YtY, S.data(), prm, ld, out, dw);
       }
     }
-    LightWork lw(f, ld, max_light, !precompute && !diagonal);
+    LightWork lw(f, ld, max_light, !precompute && !diagonal, diagonal);
     std::vector<Index> lrows(kLightWindow), start(max_light + 2);
     Index failed[kSpdLanes];
 #pragma omp for schedule(dynamic, 1)
@@ -177,7 +178,7 @@ void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index l
         const Index nn = std::clamp<Index>(nl - b - kSpdLanes, 0, kSpdLanes);
         const Index nf = light_rows(R, lrows.data() + b, std::min(kSpdLanes, nl - b), Y,
                                     precompute ? Z.data() : nullptr, Ms.data(),
-                                    diagonal ? mdiag.data() : nullptr, ld, prm, X, lw,
+                                    diagonal ? gdiag.data() : nullptr, ld, prm, X, lw,
                                     failed, lrows.data() + b + kSpdLanes, nn);
         for (Index q = 0; q < nf; ++q)
           direct_row(row_nz(R, failed[q]), Y, YtY, S.data(), prm, ld, X.data() + failed[q] * f, dw);

@@ -188,23 +188,18 @@ void solve_rows_eigenbasis(const CsrBlock& R, const FactorMatrix& Y, const Eigen
   if (f == 0 || n == 0) return;
   const Index ld = round_up(f, kPad);
   const int nt = resolve_threads(threads);
-  // The light rows (is_light) exactly, as the Cholesky solver's: M = (YtY + lambda I)^-1 is
-  // diagonal here.
+  // The light rows (is_light) exactly, as the Cholesky solver's: M_u = (YtY + lambda_u I)^-1 is
+  // diagonal here, so ALS-WR rows (lambda_u = lambda nnz >= lambda) are light rows too.
   std::vector<char> light(n);
   Index light_nnz = 0;
   bool defined = true;
   for (Index j = 0; j < f; ++j) defined = defined && e.gram(j, j) + p.regularization > 0.0f;
   for (Index u = 0; u < n && defined; ++u) {
     const RowNz row = row_nz(R, u);
-    light[u] = is_light(row, p, f);
+    light[u] = is_light(row, p, f, true);
     if (light[u]) light_nnz += row.n;
   }
-  if (light_nnz > 0) {
-    DenseMatrix M = DenseMatrix::Zero(f, f);
-    for (Index j = 0; j < f; ++j)
-      M(j, j) = static_cast<Real>(1.0 / (static_cast<double>(e.gram(j, j)) + p.regularization));
-    solve_light_rows(R, light, light_nnz, Y, e.gram, padded_copy(M, ld), p, X, nt, true, false);
-  }
+  if (light_nnz > 0) solve_light_rows(R, light, light_nnz, Y, e.gram, {}, p, X, nt, true, false);
   const FloatBuf Q = padded_copy(DenseMatrix(e.vectors.cast<Real>()), ld);
   solve_rows_cg(R, Y, e.gram, p, X, nt, Q.data(), light_nnz > 0 ? light.data() : nullptr);
 }
@@ -313,7 +308,7 @@ double eigenbasis_flops(const CsrBlock& R, Index rows_read, const AlsParams& p) 
     const Index n = row.n;
     const double k = static_cast<double>(n);
     if (n == 0) continue;
-    if (is_light(row, p, p.factors)) {  // Woodbury against the diagonal M: its dots weighted
+    if (is_light(row, p, p.factors, true)) {  // Woodbury against the diagonal M_u: dots weighted
       flops += light_row_flops(k, f) + f * (k * (k + 1) / 8 + 1);
       continue;
     }

@@ -10,9 +10,9 @@
 // the cancellation between b_t and s_t done in double on the coefficients. Per row: the lower
 // triangle of P (k (k + 1) / 2 dots of length f), the k x k system (spd_lanes, in double: it may
 // be less well conditioned), one k-term axpy. A row's arithmetic depends on that row only (which
-// lane, which batch, which thread: none changes it). A diagonal M (CG in the eigenbasis of YtY)
-// is never multiplied out: P(t, c) = (y_t (.) m) . y_c and x = m (.) sum_t (b_t - s_t) y_t, m
-// its diagonal.
+// lane, which batch, which thread: none changes it). Where YtY is diagonal (CG in its
+// eigenbasis), so is M, and it may differ by row (ALS-WR's lambda_u): M_u is never multiplied
+// out, P(t, c) = (y_t (.) m) . y_c and x = m (.) sum_t (b_t - s_t) y_t, m = 1 / (d + lambda_u).
 #include <cstring>
 #include <vector>
 
@@ -20,7 +20,7 @@
 
 namespace mfrec::detail {
 
-LightWork::LightWork(Index f, Index ld, Index max_k, bool own_z)
+LightWork::LightWork(Index f, Index ld, Index max_k, bool own_z, bool diagonal)
     : kmax(max_k),
       yp(kSpdLanes * max_k),
       zp(kSpdLanes * max_k),
@@ -37,10 +37,12 @@ LightWork::LightWork(Index f, Index ld, Index max_k, bool own_z)
       inv(kSpdLanes * max_k),
       ok(kSpdLanes),
       ybuf(own_z ? max_k * f : 0),
-      zbuf(own_z ? kSpdLanes * max_k * ld : 0) {}
+      zbuf(own_z ? kSpdLanes * max_k * ld : 0),
+      m(diagonal ? kSpdLanes * f : 0),
+      mlambda(diagonal ? kSpdLanes : 0, -1.0f) {}
 
 Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatrix& Y,
-                 const float* Z, const float* Ms, const float* mdiag, Index ld, const AlsParams& prm,
+                 const float* Z, const float* Ms, const float* gdiag, Index ld, const AlsParams& prm,
                  FactorMatrix& X, LightWork& w, Index* failed, const Index* next, Index nn) {
   constexpr Index L = kSpdLanes;
   const simd::Kernels& K = simd::kernels();
@@ -65,7 +67,16 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
     const float** yp = w.yp.data() + l * km;
     const float** zp = w.zp.data() + l * km;
     for (Index t = 0; t < row.n; ++t) yp[t] = Y.data() + Index{row.idx[t]} * f;
-    if (mdiag != nullptr) {  // M diagonal: z_t = M y_t is never formed (P weights its dots)
+    const float* mdiag = nullptr;
+    if (gdiag != nullptr) {  // M_u diagonal: z_t = M_u y_t is never formed (P weights its dots)
+      const float lambda = row_lambda(prm, row.n);
+      float* m = w.m.data() + l * f;
+      if (w.mlambda[l] != lambda) {  // this lane's M_u, unless the lane's last row had its lambda
+        for (Index j = 0; j < f; ++j)
+          m[j] = static_cast<float>(1.0 / (static_cast<double>(gdiag[j]) + lambda));
+        w.mlambda[l] = lambda;
+      }
+      mdiag = m;
       for (Index t = 0; t < row.n; ++t) zp[t] = yp[t];
     } else if (Z == nullptr) {  // z_t = M y_t for this row's columns only (bitwise as precomputed)
       float* zl = w.zbuf.data() + l * km * ld;
@@ -134,8 +145,10 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
     }
     float* x = X.data() + rows[l] * f;
     K.combine(w.coef.data(), w.zp.data() + l * km, kl, x, f);
-    if (mdiag != nullptr)  // sum_t coef_t M y_t = M sum_t coef_t y_t
-      for (Index j = 0; j < f; ++j) x[j] *= mdiag[j];
+    if (gdiag != nullptr) {  // sum_t coef_t M_u y_t = M_u sum_t coef_t y_t
+      const float* m = w.m.data() + l * f;
+      for (Index j = 0; j < f; ++j) x[j] *= m[j];
+    }
   }
   return nfail;
 }

@@ -144,8 +144,9 @@ inline void gather_rows(const FactorMatrix& Y, const std::int32_t* idx, Index n,
   }
 }
 
-// The exact solver (als_exact.cpp).
-bool is_light(const RowNz& row, const AlsParams& prm, Index f);
+// The exact solver (als_exact.cpp). Rows it solves through a k x k Woodbury system; per_row_lambda:
+// M may differ by row (a diagonal M, the eigenbasis), so ALS-WR rows qualify too.
+bool is_light(const RowNz& row, const AlsParams& prm, Index f, bool per_row_lambda = false);
 
 // Its light rows (als_light.cpp): scratch for up to kSpdLanes rows of at most max_k non-zeros;
 // own_z: room for the z_t of rows solved with neither a precomputed Z nor a diagonal M.
@@ -158,21 +159,23 @@ struct LightWork {
   std::vector<double> winv, C, s, inv;  // W^-1 per lane; the systems, as spd_lanes lays them out
   std::vector<char> ok;
   std::vector<float> ybuf, zbuf;     // gathered y_t, and the lanes' own z_t
-  LightWork(Index f, Index ld, Index max_k, bool own_z);
+  std::vector<float> m, mlambda;     // a diagonal M per lane, and the lambda_u it was made for
+  LightWork(Index f, Index ld, Index max_k, bool own_z, bool diagonal);
 };
-// Solves the light rows rows[0:n), n <= kSpdLanes, into X, with M = mdiag where M is diagonal (f
-// floats; then neither Z nor Ms is read), else Z: z_i = M y_i of every column (ld apart), or
-// null (computed per row from Ms = M, f x ld). Rows whose system is not positive definite are
+// Solves the light rows rows[0:n), n <= kSpdLanes, into X. Where YtY is diagonal, gdiag is its
+// diagonal d (f floats) and each row's M_u = diag(1 / (d + lambda_u)) (ALS-WR: lambda_u by row;
+// neither Z nor Ms is read); else M = (YtY + lambda I)^-1 is shared, and Z holds z_i = M y_i of
+// every column (ld apart), or is null (computed per row from Ms = M, f x ld). Rows whose system is not positive definite are
 // left alone and listed in failed (their number returned). next[0:nn): the rows of the next
 // batch, whose data it prefetches.
 Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatrix& Y,
-                 const float* Z, const float* Ms, const float* mdiag, Index ld, const AlsParams& prm,
+                 const float* Z, const float* Ms, const float* gdiag, Index ld, const AlsParams& prm,
                  FactorMatrix& X, LightWork& w, Index* failed, const Index* next, Index nn);
 // The rows u of R with light[u] (is_light; light_nnz: their non-zeros), solved exactly through
-// light_rows against Ms = (YtY + lambda I)^-1 (f x ld; not read when light_nnz is 0); a row whose
-// k x k system fails is solved by its f x f one. diagonal: Ms is (only its diagonal is read).
-// direct_rest: the other rows too, by their f x f systems, in the same parallel region (the exact
-// solver); else they are not touched.
+// light_rows against Ms = (YtY + lambda I)^-1 (f x ld; not read when light_nnz is 0), or, where
+// diagonal (YtY is), against each row's diagonal M_u (Ms not read); a row whose k x k system fails
+// is solved by its f x f one. direct_rest: the other rows too, by their f x f systems, in the same
+// parallel region (the exact solver); else they are not touched.
 void solve_light_rows(const CsrBlock& R, const std::vector<char>& light, Index light_nnz,
                       const FactorMatrix& Y, const DenseMatrix& YtY, const FloatBuf& Ms,
                       const AlsParams& prm, FactorMatrix& X, int nt, bool diagonal,

@@ -463,11 +463,11 @@ double worst_row_error(const FactorMatrix& a, const FactorMatrix& b) {
 
 // CG in the eigenbasis of YtY (solve_rows_eigenbasis, the user half-step's), rotated back. Exact
 // rows, whatever X held: those with at most f / 2 non-zeros where the Woodbury path applies
-// (lambda > 0, no ALS-WR, every c_ui >= 1), and those with at most eigenbasis_cold_rows; their
-// solution is the dense oracle's where A_u is positive definite. The other rows are the standard
-// basis's CG from their x (up to rounding). Converged, every row is the oracle's; each row's bits
-// are independent of the threads and of where the CsrBlock boundaries fall; rows with no
-// non-zeros give 0.
+// (lambda > 0, every c_ui >= 1; ALS-WR too, M_u being diagonal), and those with at most
+// eigenbasis_cold_rows; their solution is the dense oracle's where A_u is positive definite. The
+// other rows are the standard basis's CG from their x (up to rounding). Converged, every row is
+// the oracle's; each row's bits are independent of the threads and of where the CsrBlock
+// boundaries fall; rows with no non-zeros give 0.
 TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) {
   for (Index f : {8, 20, 64}) {
     const Index n_items = 150;
@@ -500,7 +500,7 @@ TEST(Solvers, EigenbasisCgSolvesLightRowsExactlyAndHeavyRowsAsTheStandardBasis) 
         bool c_at_least_1 = true;
         for (Index t = R.indptr[u]; t < R.indptr[u + 1]; ++t)
           c_at_least_1 = c_at_least_1 && (c.rule == ConfidenceRule::kHu ? 1.0f + c.alpha * R.data[t] : c.alpha * R.data[t]) >= 1.0f;
-        const bool woodbury = !c.scale && c.lambda > 0 && k <= f / 2 && c_at_least_1;
+        const bool woodbury = c.lambda > 0 && k <= f / 2 && c_at_least_1;  // ALS-WR too: M_u diagonal
         const auto err = [&](const Eigen::RowVectorXf& ref) { return (back.row(u) - ref).norm() / ref.norm(); };
         if (k == 0) {
           EXPECT_EQ(rotated.row(u).norm(), 0.0f);
