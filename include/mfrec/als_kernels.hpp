@@ -92,9 +92,10 @@ void solve_rows(const CsrBlock& R, const FactorMatrix& Y, const DenseMatrix& YtY
 // YtY v becomes d (.) v (f flops instead of 2 f^2), and M_u = YtY + lambda_u I, which A_u differs
 // from only by the row's weighted y_i y_i^T, is diagonal. solve_rows_eigenbasis solves the light
 // rows exactly, without reading or rotating their previous x:
-//  * rows the exact solver would take through Woodbury (lambda > 0, no ALS-WR, every c_ui >= 1,
-//    at most f / 2 non-zeros: 99.8 % of the default data's users at f = 200): that k x k system,
-//    as solve_rows with kCholesky does, against the diagonal M = (YtY + lambda I)^-1;
+//  * rows with lambda > 0, every c_ui >= 1 and at most f / 2 non-zeros (every user of the default
+//    data at f >= 64): the k x k Woodbury system of solve_rows with kCholesky, against the
+//    diagonal M_u = (YtY + lambda_u I)^-1, never multiplied out (so ALS-WR rows too, whose
+//    lambda_u differs by row);
 //  * other rows with at most eigenbasis_cold_rows(cg_steps) non-zeros: CG preconditioned by M_u
 //    from x = M_u^-1 b_u (the solution where every c_ui = 1). That start's error lies in the span
 //    of the k vectors M_u^-1 y_i of the items with c_ui != 1, which the preconditioned operator
