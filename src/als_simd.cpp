@@ -32,6 +32,11 @@ inline V vload(const float* p) {
   return r;
 }
 inline void vstore(float* p, const V& x) { std::memcpy(p, x.v, sizeof x.v); }
+inline V vload_part(const float* p, Index n) {  // n < W floats, the rest zero
+  V r{};
+  std::memcpy(r.v, p, sizeof(float) * static_cast<std::size_t>(n));
+  return r;
+}
 inline V vset1(float x) {
   V r;
   for (Index i = 0; i < W; ++i) r.v[i] = x;
@@ -74,6 +79,10 @@ using V = __m256;
 inline V vzero() { return _mm256_setzero_ps(); }
 inline V vload(const float* p) { return _mm256_loadu_ps(p); }
 inline void vstore(float* p, V x) { _mm256_storeu_ps(p, x); }
+inline V vload_part(const float* p, Index n) {  // n < W floats, the rest zero (and never read)
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane));
+}
 inline V vset1(float x) { return _mm256_set1_ps(x); }
 inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 inline V vfnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
@@ -103,6 +112,9 @@ using V = __m512;
 inline V vzero() { return _mm512_setzero_ps(); }
 inline V vload(const float* p) { return _mm512_loadu_ps(p); }
 inline void vstore(float* p, V x) { _mm512_storeu_ps(p, x); }
+inline V vload_part(const float* p, Index n) {  // n < W floats, the rest zero (and never read)
+  return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
+}
 inline V vset1(float x) { return _mm512_set1_ps(x); }
 inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 inline V vfnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
