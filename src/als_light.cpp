@@ -143,12 +143,9 @@ Index light_rows(const CsrBlock& R, const Index* rows, Index n, const FactorMatr
       const double v = static_cast<double>(w.bc[l * km + t]) - (a >= 0 ? w.s[a * L + l] : 0.0);
       w.coef[t] = static_cast<float>(v);
     }
-    float* x = X.data() + rows[l] * f;
-    K.combine(w.coef.data(), w.zp.data() + l * km, kl, x, f);
-    if (gdiag != nullptr) {  // sum_t coef_t M_u y_t = M_u sum_t coef_t y_t
-      const float* m = w.m.data() + l * f;
-      for (Index j = 0; j < f; ++j) x[j] *= m[j];
-    }
+    // x = sum_t coef_t z_t, or M_u sum_t coef_t y_t where M_u is diagonal
+    K.combine(w.coef.data(), w.zp.data() + l * km, kl, gdiag ? w.m.data() + l * f : nullptr,
+              X.data() + rows[l] * f, f);
   }
   return nfail;
 }

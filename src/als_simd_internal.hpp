@@ -37,8 +37,10 @@ struct Kernels {
   // out[j] = y . z[j] for j < nz over n floats (any n); out[0:n) += sum_j coef[j] z[j] (n padded).
   void (*multi_dot)(const float* y, const float* const* z, Index nz, Index n, float* out);
   void (*multi_axpy)(const float* coef, const float* const* z, Index nz, float* out, Index n);
-  // out[0:f) = sum_{t<k} coef[t] z[t][0:f), in order of t (no padding needed on z[t] or out).
-  void (*combine)(const float* coef, const float* const* z, Index k, float* out, Index f);
+  // out[0:f) = sum_{t<k} coef[t] z[t][0:f), in order of t, times m[0:f) elementwise where m is not
+  // null (no padding needed on z[t], m or out).
+  void (*combine)(const float* coef, const float* const* z, Index k, const float* m, float* out,
+                  Index f);
   // out[t * ldo + c] = (y[t] (.) m) . z[c] for c <= t < k, over n floats (any n; m: n floats, or
   // null for y[t] . z[c]): a lower triangle.
   void (*tri_dots)(const float* const* y, const float* m, const float* const* z, Index k, Index n,
